@@ -1,0 +1,43 @@
+# dataswarm developer entry points. `make test` is the one CI runs (through .ci/run).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+LLAMA_VERSION := 0.3.36
+# Portable x86-64 build (AVX2/FMA/F16C, no -march=native): one wheel runs on every
+# node of this class, and identical builds are what makes replicas byte-comparable.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+WHEEL_CACHE ?= $(HOME)/.cache/dataswarm/wheels
+LLAMA_WHEEL_DIR := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+
+.PHONY: install test lint demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is required: install python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	@if ! ls $(LLAMA_WHEEL_DIR)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+		echo "Building llama-cpp-python $(LLAMA_VERSION) once (about 8 minutes on 2 cores); cached in $(LLAMA_WHEEL_DIR)"; \
+		mkdir -p $(LLAMA_WHEEL_DIR).tmp && \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-deps llama-cpp-python==$(LLAMA_VERSION) -w $(LLAMA_WHEEL_DIR).tmp && \
+		rm -rf $(LLAMA_WHEEL_DIR) && mv $(LLAMA_WHEEL_DIR).tmp $(LLAMA_WHEEL_DIR); \
+	fi
+	$(BIN)/pip install -q --find-links $(LLAMA_WHEEL_DIR) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy protocol
+
+demo: $(VENV)/.installed
+	$(BIN)/dataswarm demo
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/protocol.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

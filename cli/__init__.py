@@ -1,0 +1,1 @@
+"""The `dataswarm` command line: one entry point over the node, coordinator and tools."""

@@ -1,0 +1,260 @@
+"""Task kinds, their payloads (what a Grant carries) and outputs (what a Result carries).
+
+Every string and list is bounded: the bounds are part of the schema handed to
+llama.cpp grammars (unbounded strings ran away to max_tokens in 2/20 tries on
+SmolLM2, see shared/notes/llama.md), and they cap what a hostile peer can make
+the other side hold in memory.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TaskKind(StrEnum):
+    QUESTION_GEN = "question_gen"
+    SEARCH = "search"
+    RETRIEVE = "retrieve"
+    CURATE = "curate"
+    SYNTHESIZE = "synthesize"
+    VALIDATE = "validate"
+    JUDGE = "judge"
+
+
+GENERATIVE_KINDS = frozenset({TaskKind.QUESTION_GEN, TaskKind.SYNTHESIZE, TaskKind.JUDGE})
+"""Kinds whose output comes from an LLM and is verified by replicas or re-scoring."""
+
+DETERMINISTIC_KINDS = frozenset({TaskKind.SEARCH, TaskKind.RETRIEVE, TaskKind.CURATE})
+"""Kinds whose output should match across honest nodes (up to page drift), verified by quorum."""
+
+LLM_KINDS = GENERATIVE_KINDS | {TaskKind.VALIDATE}
+"""Kinds that need a loaded model on the node."""
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Url = Annotated[str, Field(min_length=1, max_length=2048)]
+ShortText = Annotated[str, Field(max_length=512)]
+JsonObject = dict[str, Any]
+
+MAX_DOCUMENT_CHARS = 100_000
+MAX_CHUNK_CHARS = 8_000
+
+
+class Frozen(BaseModel):
+    """Base for wire types: unknown fields are an error, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class DecodingParams(Frozen):
+    """Everything that fixes an LLM's sampling, so replicas are comparable."""
+
+    seed: int = Field(ge=0, le=2**32 - 1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_k: int = Field(default=40, ge=0, le=1000)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=512, ge=1, le=8192)
+    json_schema: JsonObject | None = None
+
+
+# --- question_gen -----------------------------------------------------------
+
+
+class QuestionGenPayload(Frozen):
+    kind: Literal[TaskKind.QUESTION_GEN] = TaskKind.QUESTION_GEN
+    topic: Annotated[str, Field(min_length=1, max_length=1000)]
+    description: Annotated[str, Field(max_length=4000)] = ""
+    language: Annotated[str, Field(min_length=2, max_length=16)] = "en"
+    n_queries: int = Field(default=5, ge=1, le=20)
+    n_questions: int = Field(default=5, ge=0, le=20)
+
+
+class QuestionGenOutput(Frozen):
+    kind: Literal[TaskKind.QUESTION_GEN] = TaskKind.QUESTION_GEN
+    queries: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=20)]
+    questions: Annotated[list[Annotated[str, Field(min_length=1, max_length=300)]], Field(max_length=20)]
+
+
+# --- search -----------------------------------------------------------------
+
+
+class SearchPayload(Frozen):
+    kind: Literal[TaskKind.SEARCH] = TaskKind.SEARCH
+    query: Annotated[str, Field(min_length=1, max_length=400)]
+    max_results: int = Field(default=10, ge=1, le=50)
+
+
+class SearchHit(Frozen):
+    url: Url
+    title: ShortText
+    snippet: Annotated[str, Field(max_length=2000)]
+    score: float = 0.0
+
+
+class SearchOutput(Frozen):
+    kind: Literal[TaskKind.SEARCH] = TaskKind.SEARCH
+    backend: Annotated[str, Field(max_length=64)]
+    hits: Annotated[list[SearchHit], Field(max_length=50)]
+
+
+# --- retrieve ---------------------------------------------------------------
+
+
+class RetrievePayload(Frozen):
+    kind: Literal[TaskKind.RETRIEVE] = TaskKind.RETRIEVE
+    url: Url
+    max_bytes: int = Field(default=5_000_000, ge=1, le=50_000_000)
+
+
+class RetrieveOutput(Frozen):
+    kind: Literal[TaskKind.RETRIEVE] = TaskKind.RETRIEVE
+    url: Url
+    final_url: Url
+    status: int = Field(ge=100, le=599)
+    content_type: ShortText
+    title: ShortText
+    text: Annotated[str, Field(max_length=MAX_DOCUMENT_CHARS)]
+    content_sha256: Sha256Hex
+    """sha256 of `text` encoded as UTF-8: what evidence offsets refer to."""
+    fetched_at_ms: int = Field(ge=0)
+
+
+# --- curate -----------------------------------------------------------------
+
+
+class Document(Frozen):
+    url: Url
+    title: ShortText = ""
+    text: Annotated[str, Field(max_length=MAX_DOCUMENT_CHARS)]
+    content_sha256: Sha256Hex
+
+
+class SourceChunk(Frozen):
+    """A slice of a retrieved document; `start`/`end` are character offsets into its text."""
+
+    url: Url
+    content_sha256: Sha256Hex
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    text: Annotated[str, Field(max_length=MAX_CHUNK_CHARS)]
+
+
+class CuratePayload(Frozen):
+    kind: Literal[TaskKind.CURATE] = TaskKind.CURATE
+    documents: Annotated[list[Document], Field(min_length=1, max_length=8)]
+    instruction: Annotated[str, Field(min_length=1, max_length=4000)]
+    chunk_chars: int = Field(default=1500, ge=200, le=MAX_CHUNK_CHARS)
+    max_tasks: int = Field(default=100, ge=1, le=1000)
+
+
+class SynthesisSpec(Frozen):
+    instruction: Annotated[str, Field(max_length=4000)]
+    chunk: SourceChunk
+
+
+class CurateOutput(Frozen):
+    kind: Literal[TaskKind.CURATE] = TaskKind.CURATE
+    tasks: Annotated[list[SynthesisSpec], Field(max_length=1000)]
+
+
+# --- synthesize -------------------------------------------------------------
+
+
+class SynthesizePayload(Frozen):
+    kind: Literal[TaskKind.SYNTHESIZE] = TaskKind.SYNTHESIZE
+    instruction: Annotated[str, Field(min_length=1, max_length=4000)]
+    chunk: SourceChunk | None = None
+    row_schema: JsonObject
+    """JSON schema of one row; the node adds the evidence field and the grammar."""
+    n_rows: int = Field(default=1, ge=1, le=10)
+
+
+class GeneratedRow(Frozen):
+    data: JsonObject
+    evidence: Annotated[str, Field(max_length=2000)] = ""
+    """A span quoted verbatim from the source chunk (empty for ungrounded specs)."""
+
+
+class SynthesizeOutput(Frozen):
+    kind: Literal[TaskKind.SYNTHESIZE] = TaskKind.SYNTHESIZE
+    rows: Annotated[list[GeneratedRow], Field(max_length=10)]
+
+
+# --- validate ---------------------------------------------------------------
+
+
+class ValidatePayload(Frozen):
+    """Re-score a candidate output under the declared model by teacher-forced prefill."""
+
+    kind: Literal[TaskKind.VALIDATE] = TaskKind.VALIDATE
+    model_sha256: Sha256Hex
+    prompt: Annotated[str, Field(max_length=64_000)]
+    """The exact prompt text the producer was given (chat template applied)."""
+    candidate: Annotated[str, Field(max_length=32_000)]
+    """The exact text the producer claims it generated."""
+    claimed_mean_logprob: float | None = None
+    top_k: int = Field(default=10, ge=1, le=100)
+
+
+class ValidateOutput(Frozen):
+    kind: Literal[TaskKind.VALIDATE] = TaskKind.VALIDATE
+    n_tokens: int = Field(ge=0)
+    mean_logprob: float
+    topk_rate: float = Field(ge=0.0, le=1.0)
+    """Share of candidate tokens inside the model's top-k at their position."""
+    token_logprobs: Annotated[list[float], Field(max_length=8192)]
+
+
+# --- judge ------------------------------------------------------------------
+
+
+class JudgePayload(Frozen):
+    kind: Literal[TaskKind.JUDGE] = TaskKind.JUDGE
+    row: JsonObject
+    criteria: Annotated[str, Field(min_length=1, max_length=2000)]
+    chunk: SourceChunk | None = None
+
+
+class JudgeOutput(Frozen):
+    kind: Literal[TaskKind.JUDGE] = TaskKind.JUDGE
+    score: int = Field(ge=1, le=5)
+    rationale: Annotated[str, Field(max_length=400)]
+
+
+TaskPayload = Annotated[
+    QuestionGenPayload
+    | SearchPayload
+    | RetrievePayload
+    | CuratePayload
+    | SynthesizePayload
+    | ValidatePayload
+    | JudgePayload,
+    Field(discriminator="kind"),
+]
+
+TaskOutput = Annotated[
+    QuestionGenOutput | SearchOutput | RetrieveOutput | CurateOutput | SynthesizeOutput | ValidateOutput | JudgeOutput,
+    Field(discriminator="kind"),
+]
+
+PAYLOAD_TYPES: dict[TaskKind, type[Frozen]] = {
+    TaskKind.QUESTION_GEN: QuestionGenPayload,
+    TaskKind.SEARCH: SearchPayload,
+    TaskKind.RETRIEVE: RetrievePayload,
+    TaskKind.CURATE: CuratePayload,
+    TaskKind.SYNTHESIZE: SynthesizePayload,
+    TaskKind.VALIDATE: ValidatePayload,
+    TaskKind.JUDGE: JudgePayload,
+}
+
+OUTPUT_TYPES: dict[TaskKind, type[Frozen]] = {
+    TaskKind.QUESTION_GEN: QuestionGenOutput,
+    TaskKind.SEARCH: SearchOutput,
+    TaskKind.RETRIEVE: RetrieveOutput,
+    TaskKind.CURATE: CurateOutput,
+    TaskKind.SYNTHESIZE: SynthesizeOutput,
+    TaskKind.VALIDATE: ValidateOutput,
+    TaskKind.JUDGE: JudgeOutput,
+}
