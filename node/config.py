@@ -1,0 +1,85 @@
+"""The node's configuration: defaults < TOML file < environment < command-line flags.
+
+Environment variables are `DATASWARM_NODE_<FIELD>` (lists as JSON, e.g.
+`DATASWARM_NODE_BOOTSTRAP='["/ip4/1.2.3.4/tcp/4001/p2p/12D3Koo..."]'`).
+Unknown keys in the file are an error that names the key, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from protocol.tasks import TaskKind
+
+CONFIG_DIR = Path(platformdirs.user_config_dir("dataswarm"))
+DATA_DIR = Path(platformdirs.user_data_dir("dataswarm"))
+DEFAULT_CONFIG_FILE = CONFIG_DIR / "node.toml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the setting and the fix."""
+
+
+class NodeConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATASWARM_NODE_", extra="forbid")
+
+    key_path: Path = Field(CONFIG_DIR / "node.key", description="Ed25519 identity (created on first start, 0600).")
+    listen: list[str] = Field(["/ip4/0.0.0.0/tcp/4001"], description="libp2p listen multiaddrs.")
+    bootstrap: list[str] = Field(default_factory=list, description="Peers to dial at start (…/p2p/<peer id>).")
+    trusted_coordinators: list[str] = Field(
+        default_factory=list, description="Peer IDs whose task offers this node executes; empty means none."
+    )
+    mdns: bool = Field(True, description="Discover peers on the local network.")
+    models: list[str] = Field(["smollm2-135m"], description="GGUF paths, Hugging Face cache names, or built-ins.")
+    slots: int | None = Field(None, ge=1, le=64, description="Concurrent LLM tasks (default: chosen by hardware).")
+    n_threads: int | None = Field(None, ge=1, le=256, description="llama.cpp threads (default: physical cores).")
+    n_gpu_layers: int | None = Field(None, ge=-1, description="Layers to offload (-1 all; default: auto).")
+    kinds: list[TaskKind] = Field(default_factory=lambda: list(TaskKind), description="Task kinds to accept.")
+    search_backend: Literal["local", "searxng", "ddgs"] = "local"
+    search_db: Path = Field(DATA_DIR / "corpus.sqlite", description="Index used by the local search backend.")
+    searxng_url: str | None = Field(None, description="Base URL of a SearXNG instance (search_backend=searxng).")
+    retrieve_allow: list[str] = Field(
+        default_factory=list,
+        description="CIDRs or host:port that retrieval may fetch despite the private-address guard.",
+    )
+    data_dir: Path = Field(DATA_DIR / "node", description="Receipts ledger and caches.")
+    status_interval_s: float = Field(10.0, gt=0, description="Seconds between NodeStatus broadcasts.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+
+def load_node_config(path: Path | None = None, **flags: Any) -> NodeConfig:
+    """Load the effective config. `flags` are command-line values (None means not given)."""
+    file = path or DEFAULT_CONFIG_FILE
+    if path is not None and not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+
+    class _FromFile(NodeConfig):
+        model_config = SettingsConfigDict(
+            env_prefix="DATASWARM_NODE_", extra="forbid", toml_file=file if file.exists() else None
+        )
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return NodeConfig.model_validate(_FromFile(**given).model_dump())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"setting {where!r} in {file} or the environment: {first['msg']}") from None
+    except ValueError as exc:  # malformed TOML
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
