@@ -31,7 +31,7 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy protocol
+	$(BIN)/mypy protocol coordinator/store coordinator/verify coordinator/scheduler.py
 
 demo: $(VENV)/.installed
 	$(BIN)/dataswarm demo

@@ -1,0 +1,575 @@
+"""The scheduler: offers, claims, grants, results, verification and receipts for every task.
+
+Owns: the decisions between the network and the store. It turns offered slots
+into signed TaskOffers, answers each Claim with a Grant or a Reject, records
+each Result, runs the verifier (checks, quorum, replica comparison, prefill
+re-scoring through `validate` tasks, quality gates), settles tasks with
+verdicts, reputations and signed Receipts, and expires leases.
+Must not: do network I/O or read the clock (the runtime passes `now_ms` and
+sends what the methods return), or hold state that a restart would need:
+everything that matters is in the store, so a coordinator killed at any moment
+resumes where it was (`resume` re-evaluates tasks that had results pending).
+
+Verification flow per task (see shared/DESIGN.md, "Verification"):
+- Replication is adaptive (BOINC): a task starts with one slot; a claim by an
+  untrusted node adds a second slot so two distinct nodes run it; a trusted
+  node runs it alone, with a spot-check at probability p.
+- Deterministic kinds (search, retrieve, curate) settle by quorum over
+  normalized outputs; without a majority a third replica is added.
+- Generative kinds compare replicas (same seed and settings, so honest
+  replicas on the same build agree byte for byte). Disagreement or a
+  spot-check creates one `validate` task per candidate, granted only to a node
+  that produced none of the candidates; the validators' prefill measurements
+  decide which candidates the declared model would have produced.
+- Accepted synthesize rows then pass the quality gates (grounding, length,
+  language, near-duplicates) before they become dataset rows.
+
+Threading: the methods are synchronous and call the (locking) store; the
+runtime calls them from one worker thread so fsyncs never stall the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from coordinator.store import Judgement, NewRow, NotFound, Store, TaskState
+from coordinator.store.db import ResultRecord, TaskRecord, payload_sha256
+from coordinator.verify.checks import check_result
+from coordinator.verify.gates import Deduplicator, gate_row, row_text
+from coordinator.verify.quorum import QuorumPolicy, QuorumStatus, quorum
+from coordinator.verify.reasons import Failure, Reason
+from coordinator.verify.receipts import build_receipt
+from coordinator.verify.reputation import (
+    DEFAULT_CONFIG,
+    NodeReputation,
+    Outcome,
+    ReputationConfig,
+    new_node,
+    outcome_for,
+    plan_replication,
+    update,
+)
+from coordinator.verify.rescoring import Agreement, Candidate, RescoreThresholds, compare_replicas, decide
+from coordinator.verify.rescoring import validate_payload_for as rescoring_payload
+from protocol.envelope import Opened, seal
+from protocol.identity import Identity
+from protocol.messages import (
+    Claim,
+    Grant,
+    NodeStatus,
+    Reject,
+    RejectReason,
+    Result,
+    TaskOffer,
+    Verdict,
+)
+from protocol.state import SlotState, lease_deadline_ms
+from protocol.tasks import (
+    DETERMINISTIC_KINDS,
+    GENERATIVE_KINDS,
+    LLM_KINDS,
+    DecodingParams,
+    SynthesizeOutput,
+    SynthesizePayload,
+    TaskKind,
+    TaskPayload,
+    ValidateOutput,
+)
+
+log = logging.getLogger(__name__)
+
+VALIDATE_STAGE = "validate"
+VALIDATE_MARK = ".v"
+"""Validate task ids are `<parent task id>.v<result id>`: the link survives restarts without a table."""
+
+LIVE = (SlotState.OFFERED, SlotState.CLAIMED, SlotState.GRANTED)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    temperature: float = 0.7
+    """Sampling temperature for generative tasks; replicas share the seed, so they still agree."""
+    top_k: int = 40
+    max_tokens: dict[TaskKind, int] = field(
+        default_factory=lambda: {
+            TaskKind.QUESTION_GEN: 400,
+            TaskKind.SYNTHESIZE: 640,
+            TaskKind.JUDGE: 200,
+            TaskKind.VALIDATE: 1,
+        }
+    )
+    max_replicas: int = 3
+    """Upper bound on slots per task (two replicas plus one tie-breaker)."""
+    max_attempts: int = 4
+    offer_ttl_ms: int = 30_000
+    reoffer_ms: int = 3_000
+    """An offer still unclaimed after this long is gossiped again (nodes may have joined or freed up)."""
+    claim_hold_ms: int = 10_000
+    """How long a claimed slot waits for the grant to be sent before it is re-offered."""
+    max_offers_per_tick: int = 64
+    """Outstanding-offer bound per publishing round: backpressure from the coordinator's side."""
+    receipt_ttl_ms: int = 10 * 60_000
+    validate_top_k: int = 10
+    quorum: QuorumPolicy = field(default_factory=QuorumPolicy)
+    rescore: RescoreThresholds = field(default_factory=RescoreThresholds)
+    reputation: ReputationConfig = DEFAULT_CONFIG
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A signed envelope the runtime must deliver to one node (a receipt decided later)."""
+
+    peer_id: str
+    envelope: bytes
+
+
+def seed_for(task_id: str) -> int:
+    """The sampling seed of a task: the same for every replica, so honest replicas agree."""
+    return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:4], "big")
+
+
+def parent_of(task_id: str) -> tuple[str, int] | None:
+    """(parent task id, candidate result id) for a validate task id, else None."""
+    head, sep, tail = task_id.rpartition(VALIDATE_MARK)
+    if not sep or not tail.isdigit():
+        return None
+    return head, int(tail)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        identity: Identity,
+        config: SchedulerConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.config = config or SchedulerConfig()
+        self.rng = rng or random.Random()
+        self._last_offer: dict[tuple[str, int], int] = {}
+        self._status: dict[str, NodeStatus] = {}
+        self._spot_check: set[str] = set()
+        self._dedup: dict[str, Deduplicator] = {}
+        self.stats: Counter[str] = Counter()
+        self.on_settled: Callable[[TaskRecord], None] | None = None
+
+    # --- tasks --------------------------------------------------------------
+
+    def submit(
+        self, task_id: str, job_id: str, stage: str, payload: TaskPayload, *, est_tokens: int = 0, now_ms: int
+    ) -> TaskRecord:
+        """Create a task (idempotent: an existing task id is returned as it is)."""
+        try:
+            return self.store.task(task_id)
+        except NotFound:
+            pass
+        return self.store.add_task(
+            task_id,
+            job_id,
+            stage,
+            payload,
+            replicas=1,
+            max_attempts=self.config.max_attempts,
+            est_tokens=est_tokens,
+            now_ms=now_ms,
+        )
+
+    def decoding_for(self, task: TaskRecord) -> DecodingParams | None:
+        if task.kind not in GENERATIVE_KINDS:
+            return None
+        return DecodingParams(
+            seed=seed_for(task.task_id),
+            temperature=self.config.temperature,
+            top_k=self.config.top_k,
+            max_tokens=self.config.max_tokens.get(task.kind, 512),
+        )
+
+    def allowed_models(self, task: TaskRecord) -> list[str]:
+        if task.kind is TaskKind.VALIDATE:
+            payload = self.store.task_payload(task.task_id)
+            assert payload.kind is TaskKind.VALIDATE
+            return [payload.model_sha256]
+        if task.kind in LLM_KINDS:
+            return sorted(self.store.job(task.job_id).allowed_models)
+        return []
+
+    # --- offers -------------------------------------------------------------
+
+    def offers(self, now_ms: int) -> list[tuple[TaskKind, bytes]]:
+        """Signed offers to gossip now: open slots not offered within `reoffer_ms`."""
+        out: list[tuple[TaskKind, bytes]] = []
+        waiting: Counter[tuple[str, int]] = Counter()
+        for slot in self.store.offered_slots(limit=self.config.max_offers_per_tick * 4):
+            waiting[(slot.task_id, slot.attempt)] += 1
+        for (task_id, attempt), n in waiting.items():
+            if len(out) >= self.config.max_offers_per_tick:
+                break
+            last = self._last_offer.get((task_id, attempt))
+            if last is not None and now_ms - last < self.config.reoffer_ms:
+                continue
+            task = self.store.task(task_id)
+            offer = TaskOffer(
+                task_id=task_id,
+                job_id=task.job_id,
+                task_kind=task.kind,
+                attempt=attempt,
+                payload_sha256=task.payload_sha256,
+                est_tokens=task.est_tokens,
+                model_sha256=self.allowed_models(task),
+                replicas_wanted=min(n, 16),
+                offer_expires_ms=now_ms + self.config.offer_ttl_ms,
+            )
+            self._last_offer[(task_id, attempt)] = now_ms
+            out.append((task.kind, seal(self.identity, offer, now_ms=now_ms, ttl_ms=self.config.offer_ttl_ms)))
+        self.stats["offers"] += len(out)
+        return out
+
+    def note_status(self, peer_id: str, status: NodeStatus, now_ms: int) -> None:
+        self._status[peer_id] = status
+        self.store.touch_node(peer_id, now_ms=now_ms)
+
+    def node_statuses(self) -> dict[str, NodeStatus]:
+        return dict(self._status)
+
+    # --- claims -------------------------------------------------------------
+
+    def _reputation(self, peer_id: str, now_ms: int) -> NodeReputation:
+        return self.store.reputation(peer_id) or new_node(peer_id, now_ms=now_ms, config=self.config.reputation)
+
+    def _held_by(self, peer_id: str) -> int:
+        return self.store.count_held(peer_id)
+
+    def on_claim(self, claim: Claim, peer_id: str, now_ms: int) -> Grant | Reject:
+        """Answer one claim. `peer_id` is the Noise-authenticated sender (= the envelope signer)."""
+
+        def reject(reason: RejectReason, detail: str = "") -> Reject:
+            self.stats[f"reject:{reason.value}"] += 1
+            return Reject(task_id=claim.task_id, reason=reason, detail=detail)
+
+        rep = self.store.reputation(peer_id)
+        if rep is not None and rep.blacklisted:
+            log.info("claim refused: node %s is blacklisted", peer_id)
+            return reject(RejectReason.NODE_BLACKLISTED, "this node's results failed verification too often")
+        try:
+            task = self.store.task(claim.task_id)
+        except NotFound:
+            return reject(RejectReason.TASK_UNKNOWN)
+        if task.state is not TaskState.OPEN:
+            return reject(RejectReason.ALREADY_FILLED, f"task is {task.state.value}")
+        allowed = self.allowed_models(task)
+        if task.kind in LLM_KINDS and allowed and claim.model_sha256 not in allowed:
+            return reject(RejectReason.MODEL_NOT_ALLOWED, f"allowed models: {', '.join(allowed)}")
+        link = parent_of(task.task_id) if task.kind is TaskKind.VALIDATE else None
+        if link is not None and peer_id in {r.node for r in self.store.results_for(link[0])}:
+            return reject(RejectReason.ALREADY_HELD, "a producer of a candidate cannot validate it")
+        status = self._status.get(peer_id)
+        capacity = max(1, status.total_slots) if status is not None else 1
+        if self._held_by(peer_id) >= capacity:
+            return reject(RejectReason.NO_CAPACITY, f"node already holds {capacity} lease(s)")
+        slot = self.store.claim(
+            task.task_id, peer_id, claim_deadline_ms=now_ms + self.config.claim_hold_ms, now_ms=now_ms
+        )
+        if slot is None:
+            return reject(RejectReason.ALREADY_FILLED, "no free replica for this node")
+        if task.kind is not TaskKind.VALIDATE:
+            plan = plan_replication(rep, draw=self.rng.random(), now_ms=now_ms, config=self.config.reputation)
+            have = len(self.store.slots(task.task_id))
+            for _ in range(max(0, min(plan.replicas, self.config.max_replicas) - have)):
+                self.store.add_replica(task.task_id, now_ms=now_ms)
+            if plan.spot_check:
+                self._spot_check.add(task.task_id)
+        lease_id = f"{task.task_id}.r{slot.replica}.a{slot.attempt}"
+        deadline = lease_deadline_ms(now_ms, task.est_tokens, claim.tok_s)
+        decoding = self.decoding_for(task)
+        model = claim.model_sha256 if task.kind in LLM_KINDS else None
+        self.store.grant(
+            task.task_id,
+            slot.replica,
+            lease_id=lease_id,
+            deadline_ms=deadline,
+            model_sha256=model,
+            decoding=decoding,
+            now_ms=now_ms,
+        )
+        self.stats["grants"] += 1
+        return self.store.grant_message(lease_id)
+
+    # --- results ------------------------------------------------------------
+
+    def on_result(self, opened: Opened, now_ms: int) -> tuple[bytes, list[Outgoing]]:
+        """Record and verify one result. Returns the receipt for its sender and receipts for others.
+
+        The sender's receipt is final when the task could be decided now, else PENDING
+        (its final receipt is pushed later, as an Outgoing). Raises NotFound for a
+        lease this coordinator never granted.
+        """
+        result = opened.message
+        assert isinstance(result, Result)
+        recorded = self.store.record_result(opened, now_ms=now_ms)
+        rid = recorded.result.result_id
+        if recorded.duplicate:
+            existing = self.store.receipt(rid)
+            return existing or self._receipt(result, opened.sender_peer_id, Verdict.PENDING, now_ms), []
+        self.stats["results"] += 1
+        task = self.store.task(recorded.result.task_id)
+        grant = self.store.grant_message(result.lease_id)
+        failures = check_result(
+            result,
+            signer_peer_id=opened.sender_peer_id,
+            grant=grant,
+            allowed_models=self.allowed_models(task),
+            now_ms=now_ms,
+        )
+        if failures:
+            log.info("result %s for %s rejected: %s", rid, task.task_id, failures[0])
+            self._settle(task, [(recorded.result, failures[0])], now_ms=now_ms)
+        outgoing = self.evaluate(task.task_id, now_ms)
+        mine = self.store.receipt(rid)
+        others = [o for o in outgoing if o.envelope != mine]
+        return mine or self._receipt(result, opened.sender_peer_id, Verdict.PENDING, now_ms), others
+
+    def _receipt(self, result: Result, peer_id: str, verdict: Verdict, now_ms: int) -> bytes:
+        kind = TaskKind(result.output.kind)
+        return build_receipt(
+            self.identity, result, node_peer_id=peer_id, task_kind=kind, verdict=verdict, now_ms=now_ms
+        )
+
+    def _pending(self, task_id: str) -> list[ResultRecord]:
+        return [r for r in self.store.results_for(task_id) if r.counted and self.store.verdict(r.result_id) is None]
+
+    def evaluate(self, task_id: str, now_ms: int) -> list[Outgoing]:
+        """Decide a task whose replicas are all in; returns the receipts to deliver."""
+        task = self.store.task(task_id)
+        if task.state is not TaskState.OPEN:
+            return []
+        slots = self.store.slots(task_id)
+        if any(s.state in LIVE for s in slots):
+            return []  # replicas still running
+        pending = self._pending(task_id)
+        if not pending:
+            return []
+        if task.kind in DETERMINISTIC_KINDS or task.kind is TaskKind.VALIDATE:
+            return self._by_quorum(task, pending, len(slots), now_ms)
+        return self._generative(task, pending, now_ms)
+
+    def _by_quorum(self, task: TaskRecord, pending: list[ResultRecord], n_slots: int, now_ms: int) -> list[Outgoing]:
+        if task.kind is TaskKind.VALIDATE:
+            # Validators are judged by the candidate decision; a well-formed measurement is accepted.
+            return self._settle(task, [(pending[0], None)], canonical=pending[0], now_ms=now_ms, credit=False)
+        outputs = [(r.result_id, self.store.result_message(r.result_id).output) for r in pending]
+        min_agree = 1 if len(pending) == 1 else self.config.quorum.min_agree
+        policy = QuorumPolicy(
+            retrieve_agree=self.config.quorum.retrieve_agree,
+            search_agree=self.config.quorum.search_agree,
+            curate_agree=self.config.quorum.curate_agree,
+            min_agree=min_agree,
+        )
+        outcome = quorum(outputs, policy=policy)  # type: ignore[arg-type]
+        by_id = {r.result_id: r for r in pending}
+        if outcome.status is QuorumStatus.AGREED and outcome.canonical is not None:
+            verdicts: list[tuple[ResultRecord, Failure | None]] = [(by_id[k], None) for k in outcome.majority]
+            verdicts += [(by_id[k], Failure(Reason.QUORUM_MINORITY, "outside the majority")) for k in outcome.minority]
+            return self._settle(
+                task, verdicts, canonical=by_id[outcome.canonical], now_ms=now_ms, credit=len(pending) > 1
+            )
+        if n_slots < self.config.max_replicas:
+            self.store.add_replica(task.task_id, now_ms=now_ms)  # a tie-breaker
+            return []
+        failure = Failure(Reason.QUORUM_MINORITY, "no majority among replicas")
+        return self._settle(task, [(r, failure) for r in pending], now_ms=now_ms, credit=False)
+
+    def _generative(self, task: TaskRecord, pending: list[ResultRecord], now_ms: int) -> list[Outgoing]:
+        messages = {r.result_id: self.store.result_message(r.result_id) for r in pending}
+        validations = self._validations(task.task_id)
+        needs_rescore = task.task_id in self._spot_check or any(v is not None for v in validations.values())
+        if len(pending) >= 2 and not needs_rescore:
+            first, *rest = pending
+            agreement = [compare_replicas(messages[first.result_id], messages[r.result_id]) for r in rest]
+            if all(a in (Agreement.EXACT, Agreement.CLOSE) for a in agreement):
+                return self._accept_generative(task, pending, [], now_ms, credit=True)
+            needs_rescore = True
+        if not needs_rescore:
+            # A lone result from a trusted node, not spot-checked: accepted, but it proves nothing.
+            return self._accept_generative(task, pending, [], now_ms, credit=False)
+        missing = [r for r in pending if r.result_id not in validations]
+        for r in missing:
+            self._create_validation(task, r, messages[r.result_id], now_ms)
+        if missing or any(v is None for v in validations.values()):
+            return []  # wait for the validators
+        decisions: dict[int, Failure | None] = {}
+        for r in pending:
+            outputs = validations.get(r.result_id)
+            if not outputs:
+                decisions[r.result_id] = Failure(Reason.RESCORE_FAILED, "no validator could re-score it")
+                continue
+            d = decide(Candidate(r.result_id, outputs, messages[r.result_id].stats.mean_logprob), self.config.rescore)
+            decisions[r.result_id] = d.failure
+        accepted = [r for r in pending if decisions[r.result_id] is None]
+        rejected: list[tuple[ResultRecord, Failure | None]] = [
+            (r, decisions[r.result_id]) for r in pending if decisions[r.result_id] is not None
+        ]
+        self._spot_check.discard(task.task_id)
+        if not accepted:
+            return self._settle(task, rejected, now_ms=now_ms)
+        return self._accept_generative(task, accepted, rejected, now_ms, credit=True)
+
+    def _validations(self, task_id: str) -> dict[int, list[ValidateOutput] | None]:
+        """Per candidate result id: the validate outputs (None while its validate task is open)."""
+        out: dict[int, list[ValidateOutput] | None] = {}
+        for r in self.store.results_for(task_id):
+            vid = f"{task_id}{VALIDATE_MARK}{r.result_id}"
+            try:
+                vt = self.store.task(vid)
+            except NotFound:
+                continue
+            if vt.state is TaskState.OPEN:
+                out[r.result_id] = None
+            elif vt.state is TaskState.DONE and vt.canonical_result_id is not None:
+                output = self.store.result_message(vt.canonical_result_id).output
+                assert isinstance(output, ValidateOutput)
+                out[r.result_id] = [output]
+            else:
+                out[r.result_id] = []
+        return out
+
+    def _create_validation(self, task: TaskRecord, record: ResultRecord, result: Result, now_ms: int) -> None:
+        try:
+            payload = rescoring_payload(result, top_k=self.config.validate_top_k)
+        except ValueError:
+            return
+        vid = f"{task.task_id}{VALIDATE_MARK}{record.result_id}"
+        est = max(1, len(result.prompt) // 4 + len(result.raw_text) // 4)
+        self.submit(vid, task.job_id, VALIDATE_STAGE, payload, est_tokens=est // 3, now_ms=now_ms)
+        self.stats["validations"] += 1
+
+    def _accept_generative(
+        self,
+        task: TaskRecord,
+        accepted: list[ResultRecord],
+        rejected: Sequence[tuple[ResultRecord, Failure | None]],
+        now_ms: int,
+        *,
+        credit: bool,
+    ) -> list[Outgoing]:
+        canonical = accepted[0]
+        verdicts: list[tuple[ResultRecord, Failure | None]] = [(r, None) for r in accepted]
+        verdicts += rejected
+        return self._settle(task, verdicts, canonical=canonical, now_ms=now_ms, credit=credit)
+
+    def _rows_for(self, task: TaskRecord, canonical: ResultRecord, now_ms: int) -> list[NewRow]:
+        output = self.store.result_message(canonical.result_id).output
+        if not isinstance(output, SynthesizeOutput):
+            return []
+        payload = self.store.task_payload(task.task_id)
+        assert isinstance(payload, SynthesizePayload)
+        grounded = bool(self.store.job(task.job_id).spec.get("grounded", payload.chunk is not None))
+        dedup = self._dedup_for(task.job_id)
+        rows = []
+        for idx, row in enumerate(output.rows):
+            failure = gate_row(f"{task.task_id}/{idx}", row, chunk=payload.chunk, grounded=grounded, dedup=dedup)
+            if failure is not None:
+                self.stats[f"row_dropped:{failure.reason.value}"] += 1
+                self.store.record_row_drop(task.job_id, task.task_id, idx, failure.reason.value, now_ms=now_ms)
+                continue
+            rows.append(NewRow(idx, row.data, row.evidence))
+        return rows
+
+    def _dedup_for(self, job_id: str) -> Deduplicator:
+        if job_id not in self._dedup:
+            dedup = Deduplicator()
+            for row in self.store.rows(job_id):  # rebuilt after a restart
+                dedup.add(f"{row.task_id}/{row.idx}", row_text(row.data))
+            self._dedup[job_id] = dedup
+        return self._dedup[job_id]
+
+    def _settle(
+        self,
+        task: TaskRecord,
+        verdicts: Sequence[tuple[ResultRecord, Failure | None]],
+        *,
+        canonical: ResultRecord | None = None,
+        now_ms: int,
+        credit: bool = True,
+    ) -> list[Outgoing]:
+        judgements: list[Judgement] = []
+        reputations: dict[str, NodeReputation] = {}
+        outgoing: list[Outgoing] = []
+        for record, failure in verdicts:
+            result = self.store.result_message(record.result_id)
+            verdict = Verdict.ACCEPTED if failure is None else Verdict.REJECTED
+            receipt = self._receipt(result, record.node, verdict, now_ms)
+            reason = failure.reason if failure else None
+            judgements.append(
+                Judgement(record.result_id, verdict, reason.value if reason else "", failure.detail if failure else "",
+                          receipt=receipt)
+            )  # fmt: skip
+            outgoing.append(Outgoing(record.node, receipt))
+            self.stats[f"verdict:{verdict.value}:{reason.value if reason else 'ok'}"] += 1
+            outcome = outcome_for(verdict, reason)
+            if outcome is None or (outcome is Outcome.ACCEPTED and not credit):
+                continue
+            rep = reputations.get(record.node) or self._reputation(record.node, now_ms)
+            reputations[record.node] = update(rep, outcome, now_ms=now_ms, config=self.config.reputation)
+        rows = self._rows_for(task, canonical, now_ms) if canonical is not None else []
+        settled = self.store.settle(
+            task.task_id,
+            judgements,
+            canonical_result_id=canonical.result_id if canonical else None,
+            rows=rows,
+            reputations=list(reputations.values()),
+            now_ms=now_ms,
+        )
+        for rep in reputations.values():
+            if rep.blacklisted:
+                log.warning("node %s blacklisted (score %.2f)", rep.peer_id, rep.score)
+        if settled.task.state is not TaskState.OPEN:
+            outgoing += self._after_close(settled.task, now_ms)
+        return outgoing
+
+    def _after_close(self, task: TaskRecord, now_ms: int) -> list[Outgoing]:
+        if self.on_settled is not None:
+            self.on_settled(task)
+        link = parent_of(task.task_id) if task.kind is TaskKind.VALIDATE else None
+        return self.evaluate(link[0], now_ms) if link is not None else []
+
+    # --- time ---------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> list[Outgoing]:
+        """Expire lapsed leases (charging their nodes) and settle what that unblocks."""
+        outgoing: list[Outgoing] = []
+        touched: set[str] = set()
+        for expiry in self.store.expire_due(now_ms=now_ms):
+            node = expiry.before.node
+            if node is not None and expiry.before.state is SlotState.GRANTED:
+                rep = update(self._reputation(node, now_ms), Outcome.EXPIRED, now_ms=now_ms,
+                             config=self.config.reputation)  # fmt: skip
+                self.store.save_reputation(rep)
+                self.stats["expired"] += 1
+            touched.add(expiry.before.task_id)
+        for task_id in touched:
+            task = self.store.task(task_id)
+            if task.state is TaskState.OPEN:
+                outgoing += self.evaluate(task_id, now_ms)
+            else:
+                outgoing += self._after_close(task, now_ms)
+        return outgoing
+
+    def resume(self, now_ms: int) -> list[Outgoing]:
+        """After a restart: expire what lapsed while down, and decide tasks left with results pending."""
+        outgoing = self.tick(now_ms)
+        for task_id in self.store.open_tasks_with_pending_results():
+            outgoing += self.evaluate(task_id, now_ms)
+        return outgoing
+
+
+def payload_digest(payload: TaskPayload) -> str:
+    """What a node compares against `TaskOffer.payload_sha256` when the grant arrives."""
+    return payload_sha256(payload)

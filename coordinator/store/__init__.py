@@ -1,0 +1,55 @@
+"""The coordinator's durable state (SQLite in WAL mode) and its blob folder.
+
+Public API: `Store` and the records it returns; `BlobStore`; `migrate`.
+Synchronous by design: see `coordinator.store.db` for how the trio runtime calls it.
+"""
+
+from coordinator.store.blobs import BlobCorrupted, BlobMissing, BlobStore
+from coordinator.store.db import (
+    Conflict,
+    Expiry,
+    JobRecord,
+    Judgement,
+    LeaseRecord,
+    NewRow,
+    NotFound,
+    Recorded,
+    ResultRecord,
+    RowRecord,
+    Settled,
+    SlotRecord,
+    Store,
+    StoreError,
+    TaskRecord,
+    TaskState,
+    VerdictRecord,
+    payload_sha256,
+)
+from coordinator.store.schema import LATEST_VERSION, SchemaTooNew, migrate
+
+__all__ = [
+    "LATEST_VERSION",
+    "BlobCorrupted",
+    "BlobMissing",
+    "BlobStore",
+    "Conflict",
+    "Expiry",
+    "JobRecord",
+    "Judgement",
+    "LeaseRecord",
+    "NewRow",
+    "NotFound",
+    "Recorded",
+    "ResultRecord",
+    "RowRecord",
+    "SchemaTooNew",
+    "Settled",
+    "SlotRecord",
+    "Store",
+    "StoreError",
+    "TaskRecord",
+    "TaskState",
+    "VerdictRecord",
+    "migrate",
+    "payload_sha256",
+]

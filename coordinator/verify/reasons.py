@@ -1,0 +1,53 @@
+"""Why a result or row was refused: one typed code per failure, plus a detail line.
+
+Owns: the vocabulary of refusal reasons shared by every verification step and
+recorded in the store's `verdicts.reason` column (the values are persisted, so
+a value is never renamed; new reasons are appended).
+Must not: decide anything. The checks that emit these codes live beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # Per-result checks (checks.py)
+    SIGNER_NOT_LEASE_HOLDER = "signer_not_lease_holder"
+    LEASE_MISMATCH = "lease_mismatch"
+    """The result names another task, job, attempt or lease than the grant it answers."""
+    LEASE_DEAD = "lease_dead"
+    """Arrived after the lease deadline plus the late grace."""
+    KIND_MISMATCH = "kind_mismatch"
+    SCHEMA_INVALID = "schema_invalid"
+    OVERSIZED = "oversized"
+    TRUNCATED = "truncated"
+    """Generation stopped on max_tokens: the structured output is cut off."""
+    MODEL_NOT_ALLOWED = "model_not_allowed"
+    DECODING_MISMATCH = "decoding_mismatch"
+    CONTENT_DIGEST_MISMATCH = "content_digest_mismatch"
+    MISSING_GENERATION = "missing_generation"
+    """An LLM kind without the prompt/raw text a validator needs to re-score it."""
+    # Cross-replica verification (quorum.py, rescoring.py)
+    QUORUM_MINORITY = "quorum_minority"
+    RESCORE_FAILED = "rescore_failed"
+    # Quality gates (gates.py)
+    EVIDENCE_NOT_FOUND = "evidence_not_found"
+    UNSUPPORTED_ANSWER = "unsupported_answer"
+    DUPLICATE = "duplicate"
+    NEAR_DUPLICATE = "near_duplicate"
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    WRONG_LANGUAGE = "wrong_language"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One refusal: the code is for machines (stats, reputation), the detail for people."""
+
+    reason: Reason
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.reason.value}: {self.detail}"

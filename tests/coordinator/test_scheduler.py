@@ -1,0 +1,179 @@
+"""The scheduler end to end without a network: real store, real signatures, hand-made outputs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from coordinator.scheduler import Scheduler, parent_of, seed_for
+from coordinator.store import Store, TaskState
+from coordinator.verify.reasons import Reason
+from protocol.envelope import open_envelope, seal
+from protocol.identity import Identity
+from protocol.messages import Claim, Grant, MessageKind, Receipt, Reject, RejectReason, Result, TaskOffer, Verdict
+from protocol.state import SlotState
+from protocol.tasks import TaskKind, ValidateOutput, ValidatePayload
+from tests.coordinator.factories import (
+    COORDINATOR,
+    GOOD_ROW,
+    MODEL,
+    NODE_A,
+    NODE_B,
+    NODE_C,
+    T0,
+    result_for,
+    rows_output,
+    synth_payload,
+)
+
+NODE_D = Identity.from_seed(b"\x0d" * 32)
+HONEST_TEXT = '{"question": "Who developed the printing press?", "answer": "Johannes Gutenberg developed it."}'
+
+
+def new_scheduler(tmp_path: Path, *, grounded: bool = True) -> Scheduler:
+    store = Store(tmp_path / "c.db")
+    store.create_job("j1", {"topic": "printing", "grounded": grounded}, allowed_models=[MODEL], now_ms=T0)
+    return Scheduler(store, COORDINATOR, rng=random.Random(1))
+
+
+def claim(s: Scheduler, task_id: str, node: Identity, now: int = T0) -> Grant | Reject:
+    return s.on_claim(
+        Claim(task_id=task_id, attempt=0, model_sha256=MODEL, free_slots=1, tok_s=50.0), node.peer_id, now
+    )
+
+
+def submit(s: Scheduler, result: Result, node: Identity, now: int = T0 + 1000) -> Receipt:
+    opened = open_envelope(seal(node, result, now_ms=now), now_ms=now, replay_cache=None)
+    receipt_env, _ = s.on_result(opened, now)
+    receipt = open_envelope(receipt_env, now_ms=now, replay_cache=None, trusted={COORDINATOR.public_key}).message
+    assert isinstance(receipt, Receipt)
+    return receipt
+
+
+def honest(g: Grant) -> Result:
+    return result_for(g, rows_output(GOOD_ROW), raw_text=HONEST_TEXT)
+
+
+def test_offers_carry_the_payload_digest_and_are_not_repeated_at_once(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    task = s.submit("t1", "j1", "synthesize", synth_payload(), est_tokens=100, now_ms=T0)
+    offers = s.offers(T0)
+    assert len(offers) == 1 and offers[0][0] is TaskKind.SYNTHESIZE
+    offer = open_envelope(offers[0][1], now_ms=T0, replay_cache=None, expect={MessageKind.TASK_OFFER}).message
+    assert isinstance(offer, TaskOffer)
+    assert offer.payload_sha256 == task.payload_sha256 and offer.model_sha256 == [MODEL]
+    assert s.offers(T0 + 100) == []  # not re-gossiped before reoffer_ms
+    assert len(s.offers(T0 + s.config.reoffer_ms)) == 1
+
+
+def test_two_agreeing_untrusted_replicas_are_accepted_with_rows_and_receipts(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga = claim(s, "t1", NODE_A)
+    assert isinstance(ga, Grant) and ga.decoding is not None and ga.decoding.seed == seed_for("t1")
+    assert len(s.store.slots("t1")) == 2  # a new node's work is replicated
+    assert isinstance(claim(s, "t1", NODE_A), Reject)  # never the same node twice
+    gb = claim(s, "t1", NODE_B)
+    assert isinstance(gb, Grant)
+    first = submit(s, honest(ga), NODE_A)
+    assert first.verdict is Verdict.PENDING  # waiting for the second replica
+    second = submit(s, honest(gb), NODE_B)
+    assert second.verdict is Verdict.ACCEPTED
+    assert s.store.task("t1").state is TaskState.DONE
+    assert [r.data["question"] for r in s.store.rows("j1")] == [GOOD_ROW[0]]
+    assert s.store.receipt(s.store.results_for("t1")[0].result_id) is not None
+    rep = s.store.reputation(NODE_A.peer_id)
+    assert rep is not None and rep.score > 0.5
+
+
+def test_divergent_replicas_are_rescored_by_a_third_node_and_the_cheater_loses(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga, gb = claim(s, "t1", NODE_A), claim(s, "t1", NODE_B)
+    assert isinstance(ga, Grant) and isinstance(gb, Grant)
+    cheat = ("Who developed the printing press?", "Johannes Brahms in 1789.", GOOD_ROW[2])
+    submit(s, honest(ga), NODE_A)
+    submit(s, result_for(gb, rows_output(cheat), raw_text='{"answer": "Brahms"}'), NODE_B)
+    validate_ids = [t.task_id for t in s.store.tasks("j1", stage="validate")]
+    assert len(validate_ids) == 2 and all(parent_of(v) is not None for v in validate_ids)
+    # A producer may not validate either candidate.
+    refused = claim(s, validate_ids[0], NODE_A)
+    assert isinstance(refused, Reject) and refused.reason is RejectReason.ALREADY_HELD
+    for vid in validate_ids:
+        g = claim(s, vid, NODE_C if vid == validate_ids[0] else NODE_D)
+        assert isinstance(g, Grant) and isinstance(g.payload, ValidatePayload)
+        own = g.payload.candidate == HONEST_TEXT
+        out = ValidateOutput(
+            n_tokens=2,
+            mean_logprob=-1.2 if own else -6.0,
+            topk_rate=0.97 if own else 0.2,
+            token_logprobs=[-1.0, -1.4] if own else [-5.0, -7.0],
+        )
+        submit(s, result_for(g, out), NODE_C if vid == validate_ids[0] else NODE_D, now=T0 + 2000)
+    assert s.store.task("t1").state is TaskState.DONE
+    verdicts = {r.node: s.store.verdict(r.result_id) for r in s.store.results_for("t1")}
+    assert verdicts[NODE_A.peer_id].verdict is Verdict.ACCEPTED  # type: ignore[union-attr]
+    assert verdicts[NODE_B.peer_id].reason == Reason.RESCORE_FAILED  # type: ignore[union-attr]
+    assert [r.data["answer"] for r in s.store.rows("j1")] == [GOOD_ROW[1]]
+    rep_b = s.store.reputation(NODE_B.peer_id)
+    assert rep_b is not None and rep_b.score < 0.5
+
+
+def test_result_failing_checks_is_rejected_and_reoffered(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga = claim(s, "t1", NODE_A)
+    assert isinstance(ga, Grant)
+    bad = result_for(ga, rows_output(GOOD_ROW), raw_text=HONEST_TEXT, model_sha256="ee" * 32)
+    receipt = submit(s, bad, NODE_A)
+    assert receipt.verdict is Verdict.REJECTED
+    verdict = s.store.verdict(s.store.results_for("t1")[0].result_id)
+    assert verdict is not None and verdict.reason == Reason.MODEL_NOT_ALLOWED
+    assert any(slot.state is SlotState.OFFERED and slot.attempt == 1 for slot in s.store.slots("t1"))
+
+
+def test_blacklisted_nodes_get_no_work(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    for i in range(10):
+        task_id = f"x{i}"
+        s.submit(task_id, "j1", "synthesize", synth_payload(), now_ms=T0)
+        g = claim(s, task_id, NODE_B)
+        if isinstance(g, Reject):
+            break
+        submit(s, result_for(g, rows_output(GOOD_ROW), model_sha256="ee" * 32), NODE_B)
+    rep = s.store.reputation(NODE_B.peer_id)
+    assert rep is not None and rep.blacklisted and rep.rejected <= 10
+    refused = claim(s, "t1", NODE_B)
+    assert isinstance(refused, Reject) and refused.reason is RejectReason.NODE_BLACKLISTED
+
+
+def test_lapsed_lease_is_reoffered_and_charged(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), est_tokens=10, now_ms=T0)
+    g = claim(s, "t1", NODE_A)
+    assert isinstance(g, Grant)
+    s.tick(g.lease_deadline_ms + 1)
+    slots = s.store.slots("t1")
+    assert any(x.state is SlotState.OFFERED and x.attempt == 1 for x in slots)
+    rep = s.store.reputation(NODE_A.peer_id)
+    assert rep is not None and rep.expired == 1
+
+
+def test_a_restarted_scheduler_decides_what_was_pending(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga, gb = claim(s, "t1", NODE_A), claim(s, "t1", NODE_B)
+    assert isinstance(ga, Grant) and isinstance(gb, Grant)
+    # Results recorded, then the coordinator dies before deciding (simulated by recording directly).
+    for g, node in ((ga, NODE_A), (gb, NODE_B)):
+        env = seal(node, honest(g), now_ms=T0 + 1000)
+        s.store.record_result(open_envelope(env, now_ms=T0 + 1000, replay_cache=None), now_ms=T0 + 1000)
+    assert s.store.open_tasks_with_pending_results() == ["t1"]
+    s.store.close()
+    store = Store(tmp_path / "c.db")
+    again = Scheduler(store, COORDINATOR)
+    receipts = again.resume(T0 + 2000)
+    assert store.task("t1").state is TaskState.DONE
+    assert {o.peer_id for o in receipts} == {NODE_A.peer_id, NODE_B.peer_id}
+    assert len(store.rows("j1")) == 1

@@ -1,0 +1,85 @@
+"""Schema migrations: fresh databases, upgrades from an older version, and failed migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from coordinator.store import LATEST_VERSION, SchemaTooNew, Store, TaskState, migrate
+from coordinator.store.db import payload_bytes, payload_sha256
+from coordinator.store.schema import MIGRATIONS, current_version
+from tests.coordinator.factories import T0, synth_payload
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def test_fresh_database_is_latest_version_in_wal_mode(tmp_path: Path) -> None:
+    with Store(tmp_path / "c.db") as store:
+        assert store.job is not None
+    conn = _connect(tmp_path / "c.db")
+    assert current_version(conn) == LATEST_VERSION == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    expected = {"jobs", "stages", "tasks", "slots", "offers", "leases", "results", "verdicts", "rows", "nodes"}
+    assert expected | {"reputation", "receipts", "schema_version"} <= tables
+
+
+def test_database_created_at_version_1_upgrades_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = _connect(path)
+    assert migrate(conn, target=1) == 1
+    # What a version-1 coordinator would have written.
+    conn.execute("INSERT INTO jobs (job_id, spec, state, created_ms, updated_ms) VALUES ('j1', '{}', 'open', 1, 1)")
+    payload = synth_payload()
+    conn.execute(
+        "INSERT INTO tasks (task_id, job_id, stage, kind, payload_sha256, payload, max_attempts, state, created_ms,"
+        " updated_ms) VALUES ('t1', 'j1', 'synthesize', 'synthesize', ?, ?, 3, 'open', 1, 1)",
+        (payload_sha256(payload), payload_bytes(payload)),
+    )
+    conn.execute("INSERT INTO slots (task_id, replica, state, attempt, updated_ms) VALUES ('t1', 0, 'offered', 0, 1)")
+    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}.isdisjoint({"verdicts", "rows"})
+    conn.close()
+
+    with Store(path) as store:
+        task = store.task("t1")
+        assert task.state is TaskState.OPEN
+        assert task.canonical_result_id is None  # the column version 2 added
+        assert store.task_payload("t1") == payload
+        assert store.claim("t1", "node-x", claim_deadline_ms=T0 + 1, now_ms=T0) is not None
+        assert store.rows("j1") == []
+    assert current_version(_connect(path)) == LATEST_VERSION
+
+
+def test_a_failing_migration_rolls_back_entirely(tmp_path: Path) -> None:
+    conn = _connect(tmp_path / "bad.db")
+    broken = (
+        MIGRATIONS[0],
+        ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"),
+    )
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, migrations=broken)
+    assert current_version(conn) == 1
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "half_done" not in tables
+    # The fixed migration then applies cleanly from where it stopped.
+    fixed = (MIGRATIONS[0], ("CREATE TABLE half_done (x INTEGER)",))
+    assert migrate(conn, migrations=fixed) == 2
+
+
+def test_migrate_is_idempotent(tmp_path: Path) -> None:
+    conn = _connect(tmp_path / "c.db")
+    assert migrate(conn) == LATEST_VERSION
+    assert migrate(conn) == LATEST_VERSION
+
+
+def test_a_database_from_a_newer_coordinator_is_refused(tmp_path: Path) -> None:
+    conn = _connect(tmp_path / "new.db")
+    migrate(conn)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    with pytest.raises(SchemaTooNew):
+        Store(tmp_path / "new.db")
