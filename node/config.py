@@ -43,6 +43,9 @@ class NodeConfig(BaseSettings):
     kinds: list[TaskKind] = Field(default_factory=lambda: list(TaskKind), description="Task kinds to accept.")
     search_backend: Literal["local", "searxng", "ddgs"] = "local"
     search_db: Path = Field(DATA_DIR / "corpus.sqlite", description="Index used by the local search backend.")
+    search_base_url: str | None = Field(
+        None, description="Where the local index's pages are served now (moves hits onto that host:port)."
+    )
     searxng_url: str | None = Field(None, description="Base URL of a SearXNG instance (search_backend=searxng).")
     retrieve_allow: list[str] = Field(
         default_factory=list,

@@ -1,0 +1,48 @@
+"""The retriever's settings: the address policy and the limits every fetch obeys.
+
+Owns: `RetrieverConfig` and its defaults. Plain data, no I/O, so the node runtime can
+build it from `NodeConfig` (`RetrieverConfig.from_allowlist(cfg.retrieve_allow)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from node.retrieve.ssrf import AddressPolicy
+
+DEFAULT_MAX_BYTES = 10_000_000
+"""The node's own ceiling on a body; a task's `max_bytes` can only lower it."""
+
+TEXT_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml"})
+HTML_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+USER_AGENT = "dataswarm-retriever/0.1 (volunteer node of a dataset network)"
+
+
+@dataclass(frozen=True)
+class RetrieverConfig:
+    policy: AddressPolicy = field(default_factory=AddressPolicy)
+    """Which non-public addresses may be fetched (none by default)."""
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_redirects: int = 5
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 15.0
+    total_timeout_s: float = 30.0
+    """Deadline for the whole fetch: resolution, every redirect hop and the body (not extraction)."""
+    content_types: frozenset[str] = TEXT_CONTENT_TYPES
+    user_agent: str = USER_AGENT
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        if self.max_redirects < 0:
+            raise ValueError("max_redirects must be >= 0")
+
+    @classmethod
+    def from_allowlist(cls, allow: Iterable[str]) -> RetrieverConfig:
+        """Defaults plus allowlist strings (`127.0.0.1`, `10.0.0.0/8`, `[::1]:8000`, `corpus.lan:80`).
+
+        Change other limits with `dataclasses.replace`. ValueError names a malformed entry.
+        """
+        return cls(policy=AddressPolicy.from_strings(allow))
