@@ -31,7 +31,7 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy protocol coordinator/store coordinator/verify coordinator/scheduler.py
+	$(BIN)/mypy protocol coordinator/store coordinator/verify coordinator/scheduler.py coordinator/spec.py coordinator/planner.py coordinator/compile
 
 demo: $(VENV)/.installed
 	$(BIN)/dataswarm demo

@@ -1,0 +1,244 @@
+"""README.md: the Hugging Face dataset card, with how the data was made.
+
+Owns: the card's YAML front matter (license, language, size_categories,
+task_categories, pretty_name, tags, a `configs:` entry that points the default
+config at data.jsonl alone, so `datasets.load_dataset(DIR)` never reads
+provenance.jsonl or the exports as data, and the features with their dtypes)
+and its body: the request, the spec, models and digests, nodes, verification
+figures, diversity, sources, files and how to verify them.
+Everything user-supplied goes through YAML serialization or Markdown
+escaping, so a request cannot break the card's structure.
+Must not: compute any figure (the compiler hands them in as `CardFacts`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from coordinator.compile.dataset import DATA_JSONL, HF_DTYPES
+from coordinator.compile.diversity import VENDI_SAMPLE, DiversityReport
+from coordinator.compile.exports import ExportFormat, export_path
+from coordinator.compile.records import JobStats
+from coordinator.spec import DatasetSpec, FieldType
+
+README_FILE = "README.md"
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    spec: DatasetSpec
+    request: str
+    rows: int
+    job: JobStats
+    diversity: DiversityReport
+    merkle_root: str
+    coordinator_peer_id: str
+    created_at_ms: int
+    models: dict[str, int]
+    """Model digest -> delivered rows it produced."""
+    decoding: dict[str, list[Any]]
+    """Decoding parameter -> distinct values used (seed excluded)."""
+    producers: int
+    validators: int
+    mean_producers_per_row: float
+    validated_rows: int
+    domains: list[tuple[str, int]]
+    documents: int
+    files: list[str]
+    exports: list[ExportFormat] = field(default_factory=list)
+    dropped_duplicates: int = 0
+
+
+def size_category(n: int) -> str:
+    """Hugging Face's size_categories buckets."""
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
+    for limit, name in bounds:
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def task_categories(spec: DatasetSpec) -> list[str]:
+    names = {f.name for f in spec.generated_fields}
+    if {"question", "answer"} <= names:
+        return ["question-answering"]
+    if "summary" in names:
+        return ["summarization"]
+    texts = [f for f in spec.generated_fields if f.type is FieldType.STRING]
+    labels = [f for f in spec.generated_fields if f.type is FieldType.ENUM]
+    if labels and len(texts) == 1:
+        return ["text-classification"]
+    return ["text-generation"]
+
+
+def pretty_name(spec: DatasetSpec) -> str:
+    topic = spec.topic[:1].upper() + spec.topic[1:]
+    return f"{topic} ({spec.rows} rows, dataswarm)"
+
+
+def _cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    text = re.sub(r"\s+", " ", str(value)).strip()
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;") or " "
+
+
+def _fenced(text: str) -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def front_matter(facts: CardFacts) -> dict[str, Any]:
+    spec = facts.spec
+    configs: list[dict[str, Any]] = [
+        {"config_name": "default", "default": True, "data_files": [{"split": "train", "path": DATA_JSONL}]}
+    ]
+    configs += [
+        {"config_name": fmt.value, "data_files": [{"split": "train", "path": export_path(fmt)}]}
+        for fmt in facts.exports
+    ]
+    return {
+        "license": spec.license,
+        "language": [spec.language],
+        "size_categories": [size_category(facts.rows)],
+        "task_categories": task_categories(spec),
+        "pretty_name": pretty_name(spec),
+        "tags": ["synthetic", "dataswarm", *(["grounded"] if spec.grounded else [])],
+        "configs": configs,
+        "dataset_info": [
+            {
+                "config_name": "default",
+                "features": [{"name": f.name, "dtype": HF_DTYPES[f.type]} for f in spec.fields],
+            }
+        ],
+    }
+
+
+def _bounds(spec: DatasetSpec, name: str) -> str:
+    f = spec.field(name)
+    if f.type is FieldType.STRING:
+        return f"{f.min_length}–{f.max_length} chars"
+    if f.type is FieldType.ENUM:
+        return " / ".join(f.choices)
+    if f.minimum is not None or f.maximum is not None:
+        lo = "" if f.minimum is None else f.minimum
+        hi = "" if f.maximum is None else f.maximum
+        return f"{lo}…{hi}"
+    return ""
+
+
+def render_card(facts: CardFacts) -> str:
+    spec, job, div = facts.spec, facts.job, facts.diversity
+    yaml_text = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True)
+    out: list[str] = ["---", yaml_text.rstrip("\n"), "---", ""]
+    out += [
+        f"# {_cell(pretty_name(spec))}",
+        "",
+        f"{facts.rows} rows about **{_cell(spec.topic)}**, written by volunteer nodes of a dataswarm network "
+        "and verified by redundancy before delivery. Every row carries the signed result of the node that "
+        "wrote it; `manifest.json` is signed by the coordinator over a Merkle root of the rows.",
+        "",
+        "```python",
+        "import datasets",
+        'ds = datasets.load_dataset("path/to/this/directory", split="train")',
+        "```",
+        "",
+        "## Request",
+        "",
+        _fenced(facts.request),
+        "",
+        "## Spec",
+        "",
+        f"- topic: {_cell(spec.topic)}",
+        f"- rows requested: {spec.rows}; delivered: {facts.rows}",
+        f"- grounded: {'yes: every row quotes evidence from a retrieved source' if spec.grounded else 'no'}",
+        f"- language: {spec.language}",
+        f"- license: {spec.license}",
+        "",
+        "| field | type | bounds | filled by | description |",
+        "|---|---|---|---|---|",
+    ]
+    for f in spec.fields:
+        filled = "model" if not f.derived else f"provenance ({f.source.value})"
+        out.append(
+            f"| {_cell(f.name)} | {f.type.value} | {_cell(_bounds(spec, f.name))} | {filled} | {_cell(f.description)} |"
+        )
+    out += ["", "## How it was made", "", "### Models", "", "| model | sha256 | rows |", "|---|---|---|"]
+    for digest, n in sorted(facts.models.items(), key=lambda kv: -kv[1]):
+        out.append(f"| {_cell(job.models.get(digest, 'unnamed'))} | `{digest}` | {n} |")
+    if facts.decoding:
+        out += ["", "Decoding (fixed by the coordinator in each grant; seeds vary per task): "
+                + ", ".join(f"{k} = {', '.join(map(str, v))}" for k, v in sorted(facts.decoding.items()))]
+    out += [
+        "",
+        "### Nodes",
+        "",
+        f"- nodes that took part in the job: {job.nodes}",
+        f"- nodes whose output was delivered (including agreeing replicas): {facts.producers}",
+        f"- nodes that re-scored delivered rows: {facts.validators}",
+        "",
+        "### Verification",
+        "",
+        f"- producers per delivered row (replication used): {facts.mean_producers_per_row:.2f}",
+    ]
+    if job.replication is not None:
+        out.append(f"- runs per generative task across the job: {job.replication:.2f}")
+    out += [
+        f"- delivered rows re-scored by an independent validator: {facts.validated_rows} of {facts.rows}",
+        f"- tasks: {job.tasks}, runs: {job.executions}",
+        f"- duplicates removed: {job.duplicates_removed + facts.dropped_duplicates}",
+        "",
+    ]
+    if job.rejections:
+        out += ["| rejected for | results |", "|---|---|"]
+        out += [f"| {_cell(reason)} | {n} |" for reason, n in sorted(job.rejections.items(), key=lambda kv: -kv[1])]
+    else:
+        out.append("No result was rejected.")
+    out += [
+        "",
+        "### Diversity",
+        "",
+        f"- distinct-1: {div.distinct_1:.3f}, distinct-2: {div.distinct_2:.3f} "
+        "(distinct word n-grams / all word n-grams over the generated text)",
+        f"- Vendi score: {div.vendi:.1f} on {div.vendi_rows} rows (ratio {div.vendi_ratio:.3f}): the effective "
+        "number of distinct rows, from a cosine kernel over word uni- and bigram counts "
+        f"(at most {VENDI_SAMPLE} rows, spread evenly)",
+        "",
+    ]
+    if spec.grounded or facts.documents:
+        out += ["### Sources", "", f"{facts.documents} documents from {len(facts.domains)} domains.", ""]
+        if facts.domains:
+            out += ["| domain | rows |", "|---|---|"]
+            out += [f"| {_cell(d)} | {n} |" for d, n in facts.domains[:20]]
+            if len(facts.domains) > 20:
+                out.append(f"| … {len(facts.domains) - 20} more | |")
+        out.append("")
+    out += ["## Files", ""]
+    out += [f"- `{name}`" for name in facts.files]
+    out += [
+        "- `manifest.json`: sha256 of every file above, the Merkle root of the rows, signed by the coordinator",
+        "",
+        "## Verify",
+        "",
+        "```bash",
+        "dataswarm verify DIR",
+        "```",
+        "",
+        "checks offline: the coordinator's signature on the manifest, every file digest, the Merkle root "
+        "(RFC 6962, SHA-256; leaf = canonical msgpack of the row), each producer's signature on its result, "
+        "that each row equals the row its producer signed, and that each evidence quote occurs in its source.",
+        "",
+        f"- Merkle root: `{facts.merkle_root}`",
+        f"- coordinator: `{facts.coordinator_peer_id}`",
+        f"- job: `{_cell(job.job_id)}`, compiled at {facts.created_at_ms} (unix ms)",
+        "",
+        "`provenance.jsonl` has one line per row: task ids, the producing and validating nodes, their signed "
+        "result envelopes (base64), model digests, decoding parameters, and the source URL with its content "
+        "sha256, the chunk and the evidence offsets.",
+        "",
+    ]
+    return "\n".join(out)
