@@ -10,9 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
+import trio
 import typer
 from rich.console import Console
 
+from cli import coordinator_cmd, corpus_cmd, node_cmd
+from cli.errors import Settings, fail, friendly, setup_logging
 from protocol.errors import KeyFileError
 from protocol.identity import Identity
 from protocol.keyfile import load_identity, save_identity
@@ -20,27 +23,25 @@ from protocol.keyfile import load_identity, save_identity
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Turn a sentence into a verified dataset.")
 keys_app = typer.Typer(no_args_is_help=True, help="Show or generate Ed25519 identities.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(node_cmd.app, name="node")
+app.add_typer(coordinator_cmd.app, name="coordinator")
+app.add_typer(corpus_cmd.app, name="corpus")
 
 console = Console()
-err = Console(stderr=True)
 
 
 def default_key_path(role: str) -> Path:
     return Path(platformdirs.user_config_dir("dataswarm")) / f"{role}.key"
 
 
-class State:
-    debug = False
-
-
 @app.callback()
-def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
-    State.debug = debug
-
-
-def fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(1)
+def main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (-vv for debug)."),
+) -> None:
+    Settings.debug = debug
+    Settings.verbose = verbose
+    setup_logging(verbose)
 
 
 @keys_app.command("generate")
@@ -76,12 +77,45 @@ def keys_show(
 
 
 @app.command()
-def demo() -> None:
-    """Run a local network with the bundled model and corpus, and produce a dataset."""
-    fail(
-        "the demo is not wired up yet: it needs the coordinator pipeline (issues 5-7). "
-        "What works today: `dataswarm keys`, and `make test`."
+@friendly
+def demo(
+    rows: int = typer.Option(20, help="Rows to deliver."),
+    nodes: int = typer.Option(2, help="Node processes to start (threads are split between them)."),
+    out: Path | None = typer.Option(None, help="Dataset directory (default: ./dataswarm-demo-<time>)."),
+    request: str | None = typer.Option(None, help="What to ask for (default: grounded QA about Python's stdlib)."),
+    workdir: Path | None = typer.Option(None, help="Where keys, the index, logs and the store go."),
+) -> None:
+    """Run a local network with the bundled model and corpus, and produce a verified dataset."""
+    import time
+
+    from cli.demo import DEFAULT_REQUEST, clear_workdir, run_demo, summary_table
+
+    if nodes < 1:
+        fail("--nodes must be at least 1")
+    work = workdir or Path(platformdirs.user_cache_dir("dataswarm")) / "demo"
+    clear_workdir(work)
+    target = out or Path.cwd() / f"dataswarm-demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = trio.run(
+        lambda: run_demo(rows=rows, nodes=nodes, out=target, workdir=work, request=request or DEFAULT_REQUEST)
     )
+    console.print(summary_table(result))
+    if result.progress.state != "done" or not result.verified:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def verify(
+    directory: Path = typer.Argument(..., help="A dataset directory written by dataswarm."),
+    trust: list[str] | None = typer.Option(None, help="Coordinator peer ID that must have signed it (repeatable)."),
+) -> None:
+    """Re-check every signature, digest and the Merkle root of a dataset, offline."""
+    from coordinator.compile import verify_directory
+
+    report = verify_directory(directory, trusted_coordinators=trust or None)
+    console.print(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -217,7 +217,9 @@ _URL_DESC = "URL of the source document the row is grounded in (filled from prov
 _EVIDENCE_DESC = "A span quoted verbatim from the source that supports the row (filled from provenance)"
 _KNOWN: dict[str, _Known] = {
     "question": _Known("A clear, self-contained question about the topic", 300, 10),
-    "answer": _Known("A correct, complete answer to the question", 1000),
+    # 400: a QA answer needs a sentence or two; a longer bound lets small models run on (measured: the
+    # 135M model filled 1000-char bounds with repetition, which the grounding gate then dropped).
+    "answer": _Known("A correct, complete answer to the question, in one or two sentences", 400),
     "source_url": _Known(_URL_DESC, MAX_FIELD_CHARS, source=FieldSource.SOURCE_URL),
     "evidence": _Known(_EVIDENCE_DESC, MAX_FIELD_CHARS, source=FieldSource.EVIDENCE),
     "context": _Known("Background text the row relies on", 2000),
@@ -595,8 +597,10 @@ def parse_request(text: str, *, rows: int | None = None) -> ParsedRequest:
         )
     clean = _clean(text)
     if not clean:
-        raise RequestError("the request is empty: describe the dataset in a sentence, e.g. "
-                           "'300 question-answer pairs about Python's standard library'")
+        raise RequestError(
+            "the request is empty: describe the dataset in a sentence, e.g. "
+            "'300 question-answer pairs about Python's standard library'"
+        )
     if not any(ch.isalpha() for ch in clean):
         raise RequestError("the request has no words in it: say what the dataset is about")
 
@@ -659,8 +663,10 @@ def parse_request(text: str, *, rows: int | None = None) -> ParsedRequest:
             explicit.add("fields")
             notes.append("fields: taken from the example in the request")
     if not any(not f.derived for f in fields):
-        fields = [*fields, *(_build_field(n, grounded=grounded) for n in ("question", "answer") if n not in
-                             {f.name for f in fields})]
+        fields = [
+            *fields,
+            *(_build_field(n, grounded=grounded) for n in ("question", "answer") if n not in {f.name for f in fields}),
+        ]
         notes.append("fields: none named; using question and answer")
     fields = _fit_lengths(_with_sources(fields, grounded, notes), notes)
 
@@ -933,8 +939,10 @@ def merge_llm_spec(llm_output: str | Mapping[str, Any], rule: ParsedRequest) -> 
     llm_fields = _llm_fields(data["fields"], grounded, notes) if "fields" in data else []
     if "fields" not in data:
         notes.append("llm: no `fields`; kept the rule-based fields")
-    rule_fields = [_build_field(f.name, grounded=grounded) if f.derived != _derived_name(f.name, grounded) else f
-                   for f in base.fields]
+    rule_fields = [
+        _build_field(f.name, grounded=grounded) if f.derived != _derived_name(f.name, grounded) else f
+        for f in base.fields
+    ]
     fields: list[FieldSpec]
     if "fields" in rule.explicit:
         # The request named the columns: keep its names and order, take the LLM's detail for them.

@@ -88,17 +88,22 @@ VALIDATE_MARK = ".v"
 """Validate task ids are `<parent task id>.v<result id>`: the link survives restarts without a table."""
 
 LIVE = (SlotState.OFFERED, SlotState.CLAIMED, SlotState.GRANTED)
+ACTIVE_JOB_STATES = frozenset({"open", "running"})
+"""Jobs whose tasks are offered and granted; a compiling, done, failed or cancelled job's leftovers are not."""
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
     temperature: float = 0.7
-    """Sampling temperature for generative tasks; replicas share the seed, so they still agree."""
+    """Sampling temperature for question_gen (variety of queries); replicas share the seed, so they still agree."""
+    temperatures: dict[TaskKind, float] = field(default_factory=lambda: {TaskKind.SYNTHESIZE: 0.3, TaskKind.JUDGE: 0.0})
+    """Per-kind overrides. Synthesize runs cool: at 0.7 the 135M model drifted into repetition in most rows
+    of a 6-row demo run (all dropped by the grounding gate); grounding, not sampling, gives the variety."""
     top_k: int = 40
-    max_tokens: dict[TaskKind, int] = field(
+    max_tokens: dict[TaskKind, int] = field(  # ceilings: the node stops at the grammar's end well before
         default_factory=lambda: {
             TaskKind.QUESTION_GEN: 400,
-            TaskKind.SYNTHESIZE: 640,
+            TaskKind.SYNTHESIZE: 2048,
             TaskKind.JUDGE: 200,
             TaskKind.VALIDATE: 1,
         }
@@ -115,6 +120,12 @@ class SchedulerConfig:
     """Outstanding-offer bound per publishing round: backpressure from the coordinator's side."""
     receipt_ttl_ms: int = 10 * 60_000
     validate_top_k: int = 10
+    validator_replicas: int = 2
+    """Validators per candidate: their prefill measurements must agree, so one lying validator can
+    neither frame an honest producer nor wave a cheater through."""
+    validator_logprob_tolerance: float = 0.05
+    validator_topk_tolerance: float = 0.02
+    """Honest validators on the same build compute the same prefill; the slack covers other CPUs."""
     quorum: QuorumPolicy = field(default_factory=QuorumPolicy)
     rescore: RescoreThresholds = field(default_factory=RescoreThresholds)
     reputation: ReputationConfig = DEFAULT_CONFIG
@@ -187,7 +198,7 @@ class Scheduler:
             return None
         return DecodingParams(
             seed=seed_for(task.task_id),
-            temperature=self.config.temperature,
+            temperature=self.config.temperatures.get(task.kind, self.config.temperature),
             top_k=self.config.top_k,
             max_tokens=self.config.max_tokens.get(task.kind, 512),
         )
@@ -216,6 +227,8 @@ class Scheduler:
             if last is not None and now_ms - last < self.config.reoffer_ms:
                 continue
             task = self.store.task(task_id)
+            if self.store.job(task.job_id).state not in ACTIVE_JOB_STATES:
+                continue
             offer = TaskOffer(
                 task_id=task_id,
                 job_id=task.job_id,
@@ -264,6 +277,9 @@ class Scheduler:
             return reject(RejectReason.TASK_UNKNOWN)
         if task.state is not TaskState.OPEN:
             return reject(RejectReason.ALREADY_FILLED, f"task is {task.state.value}")
+        job_state = self.store.job(task.job_id).state
+        if job_state not in ACTIVE_JOB_STATES:
+            return reject(RejectReason.ALREADY_FILLED, f"job is {job_state}")
         allowed = self.allowed_models(task)
         if task.kind in LLM_KINDS and allowed and claim.model_sha256 not in allowed:
             return reject(RejectReason.MODEL_NOT_ALLOWED, f"allowed models: {', '.join(allowed)}")
@@ -362,8 +378,7 @@ class Scheduler:
 
     def _by_quorum(self, task: TaskRecord, pending: list[ResultRecord], n_slots: int, now_ms: int) -> list[Outgoing]:
         if task.kind is TaskKind.VALIDATE:
-            # Validators are judged by the candidate decision; a well-formed measurement is accepted.
-            return self._settle(task, [(pending[0], None)], canonical=pending[0], now_ms=now_ms, credit=False)
+            return self._validator_quorum(task, pending, n_slots, now_ms)
         outputs = [(r.result_id, self.store.result_message(r.result_id).output) for r in pending]
         min_agree = 1 if len(pending) == 1 else self.config.quorum.min_agree
         policy = QuorumPolicy(
@@ -384,6 +399,41 @@ class Scheduler:
             self.store.add_replica(task.task_id, now_ms=now_ms)  # a tie-breaker
             return []
         failure = Failure(Reason.QUORUM_MINORITY, "no majority among replicas")
+        return self._settle(task, [(r, failure) for r in pending], now_ms=now_ms, credit=False)
+
+    def _agree(self, a: ValidateOutput, b: ValidateOutput) -> bool:
+        c = self.config
+        return (
+            a.n_tokens == b.n_tokens
+            and abs(a.mean_logprob - b.mean_logprob) <= c.validator_logprob_tolerance
+            and abs(a.topk_rate - b.topk_rate) <= c.validator_topk_tolerance
+        )
+
+    def _validator_quorum(
+        self, task: TaskRecord, pending: list[ResultRecord], n_slots: int, now_ms: int
+    ) -> list[Outgoing]:
+        outs: dict[int, ValidateOutput] = {}
+        for r in pending:
+            out = self.store.result_message(r.result_id).output
+            assert isinstance(out, ValidateOutput)
+            outs[r.result_id] = out
+        best: list[ResultRecord] = []
+        for r in pending:
+            group = [q for q in pending if self._agree(outs[r.result_id], outs[q.result_id])]
+            if len(group) > len(best):
+                best = group
+        if len(best) >= 2 and 2 * len(best) > len(pending):
+            verdicts: list[tuple[ResultRecord, Failure | None]] = [(r, None) for r in best]
+            verdicts += [
+                (r, Failure(Reason.QUORUM_MINORITY, "re-score disagrees with the other validators"))
+                for r in pending
+                if r not in best
+            ]
+            return self._settle(task, verdicts, canonical=best[0], now_ms=now_ms)
+        if n_slots < self.config.max_replicas:
+            self.store.add_replica(task.task_id, now_ms=now_ms)  # a tie-breaking validator
+            return []
+        failure = Failure(Reason.UNVERIFIABLE, "validators did not agree")
         return self._settle(task, [(r, failure) for r in pending], now_ms=now_ms, credit=False)
 
     def _generative(self, task: TaskRecord, pending: list[ResultRecord], now_ms: int) -> list[Outgoing]:
@@ -408,7 +458,7 @@ class Scheduler:
         for r in pending:
             outputs = validations.get(r.result_id)
             if not outputs:
-                decisions[r.result_id] = Failure(Reason.RESCORE_FAILED, "no validator could re-score it")
+                decisions[r.result_id] = Failure(Reason.UNVERIFIABLE, "no eligible validator could re-score it")
                 continue
             d = decide(Candidate(r.result_id, outputs, messages[r.result_id].stats.mean_logprob), self.config.rescore)
             decisions[r.result_id] = d.failure
@@ -433,9 +483,14 @@ class Scheduler:
             if vt.state is TaskState.OPEN:
                 out[r.result_id] = None
             elif vt.state is TaskState.DONE and vt.canonical_result_id is not None:
-                output = self.store.result_message(vt.canonical_result_id).output
-                assert isinstance(output, ValidateOutput)
-                out[r.result_id] = [output]
+                agreed = []
+                for v in self.store.results_for(vid):
+                    verdict = self.store.verdict(v.result_id)
+                    if verdict is not None and verdict.verdict is Verdict.ACCEPTED:
+                        output = self.store.result_message(v.result_id).output
+                        assert isinstance(output, ValidateOutput)
+                        agreed.append(output)
+                out[r.result_id] = agreed
             else:
                 out[r.result_id] = []
         return out
@@ -446,8 +501,22 @@ class Scheduler:
         except ValueError:
             return
         vid = f"{task.task_id}{VALIDATE_MARK}{record.result_id}"
+        try:
+            self.store.task(vid)
+            return
+        except NotFound:
+            pass
         est = max(1, len(result.prompt) // 4 + len(result.raw_text) // 4)
-        self.submit(vid, task.job_id, VALIDATE_STAGE, payload, est_tokens=est // 3, now_ms=now_ms)
+        self.store.add_task(
+            vid,
+            task.job_id,
+            VALIDATE_STAGE,
+            payload,
+            replicas=self.config.validator_replicas,
+            max_attempts=self.config.max_attempts,
+            est_tokens=est // 3,
+            now_ms=now_ms,
+        )
         self.stats["validations"] += 1
 
     def _accept_generative(
@@ -539,6 +608,17 @@ class Scheduler:
             self.on_settled(task)
         link = parent_of(task.task_id) if task.kind is TaskKind.VALIDATE else None
         return self.evaluate(link[0], now_ms) if link is not None else []
+
+    def abandon(self, task_id: str, now_ms: int) -> list[Outgoing]:
+        """Stop wanting a task no node will take; a validate task's parent is then decided without it."""
+        task = self.store.abandon_task(task_id, now_ms=now_ms)
+        self.stats["abandoned"] += 1
+        if task.state is not TaskState.OPEN:
+            return self._after_close(task, now_ms)
+        # A result is in but its replica never came: it is re-scored rather than taken on trust.
+        if task.kind in GENERATIVE_KINDS:
+            self._spot_check.add(task_id)
+        return self.evaluate(task_id, now_ms)
 
     # --- time ---------------------------------------------------------------
 

@@ -17,6 +17,8 @@ Each slot goes through:
        +----retry----- OFFERED           EXPIRED            VERIFIED  REJECTED
        +----retry--------------------------- + ----------------------------+
     EXPIRED/REJECTED --give_up--> FAILED   (when attempts are exhausted)
+    OFFERED/CLAIMED --cancel--> FAILED       (the job no longer needs the task: done,
+                                              cancelled, or no node may take it)
 
 A result that arrives for an EXPIRED slot ("late") is still verified, via the
 `late_submit` event, but the slot only counts once: if the slot was already
@@ -54,6 +56,7 @@ class SlotEvent(StrEnum):
     EXPIRE = "expire"
     RETRY = "retry"
     GIVE_UP = "give_up"
+    CANCEL = "cancel"
 
 
 S, E = SlotState, SlotEvent
@@ -72,6 +75,8 @@ TRANSITIONS: dict[tuple[SlotState, SlotEvent], SlotState] = {
     (S.REJECTED, E.RETRY): S.OFFERED,
     (S.EXPIRED, E.GIVE_UP): S.FAILED,
     (S.REJECTED, E.GIVE_UP): S.FAILED,
+    (S.OFFERED, E.CANCEL): S.FAILED,
+    (S.CLAIMED, E.CANCEL): S.FAILED,
 }
 
 TERMINAL = frozenset({S.VERIFIED, S.FAILED})

@@ -322,6 +322,23 @@ class Store:
             if cur.rowcount != 1:
                 raise NotFound(f"job {job_id!r}")
 
+    def update_job_spec(self, job_id: str, changes: Mapping[str, Any], *, now_ms: int) -> JobRecord:
+        """Merge `changes` into the job's stored spec document (request, output dir, error...)."""
+        with self._tx() as c:
+            job = self._job(c, job_id)
+            merged = {**job.spec, **changes}
+            c.execute(
+                "UPDATE jobs SET spec = ?, updated_ms = ? WHERE job_id = ?",
+                (json.dumps(merged, sort_keys=True), now_ms, job_id),
+            )
+            return self._job(c, job_id)
+
+    def jobs(self) -> list[JobRecord]:
+        """Every job, newest first."""
+        with self._lock:
+            ids = [str(r[0]) for r in self._conn.execute("SELECT job_id FROM jobs ORDER BY created_ms DESC")]
+            return [self._job(self._conn, i) for i in ids]
+
     def add_stage(self, job_id: str, stage: str, *, now_ms: int) -> None:
         with self._tx() as c:
             c.execute(
@@ -710,6 +727,51 @@ class Store:
                 self._fail_if_exhausted(c, slot.task_id, now_ms)
                 out.append(Expiry(before=before, after=after))
         return out
+
+    def abandon_task(self, task_id: str, *, now_ms: int) -> TaskRecord:
+        """Stop waiting for nodes on an open task: its waiting slots are cancelled (FAILED). The task
+        fails, unless a submitted result is still to be judged (then it stays open for that)."""
+        with self._tx() as c:
+            task = self._task(c, task_id)
+            if task.state is not TaskState.OPEN:
+                return task
+            for row in c.execute(
+                "SELECT * FROM slots WHERE task_id = ? AND state IN (?, ?)",
+                (task_id, SlotState.OFFERED.value, SlotState.CLAIMED.value),
+            ).fetchall():
+                slot = self._slot_from(row)
+                self._move(c, slot, SlotEvent.CANCEL, now_ms, node=slot.node, lease_id=None, deadline_ms=None)
+            busy = c.execute(
+                "SELECT 1 FROM slots WHERE task_id = ? AND state IN (?, ?)",
+                (task_id, SlotState.GRANTED.value, SlotState.SUBMITTED.value),
+            ).fetchone()
+            if not busy:
+                c.execute(
+                    "UPDATE tasks SET state = ?, updated_ms = ? WHERE task_id = ?",
+                    (TaskState.FAILED.value, now_ms, task_id),
+                )
+            return self._task(c, task_id)
+
+    def stage_activity_ms(self, job_id: str, stage: str) -> int:
+        """When a slot of the stage last changed (claim, grant, submit, verdict, expiry); 0 if never."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MAX(s.updated_ms) FROM slots s JOIN tasks t ON t.task_id = s.task_id"
+                " WHERE t.job_id = ? AND t.stage = ?",
+                (job_id, stage),
+            ).fetchone()
+            return int(row[0] or 0)
+
+    def untaken_tasks(self, job_id: str, stage: str) -> list[str]:
+        """Open tasks of a stage waiting for a node that does not come: a slot OFFERED, none claimed or running."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT t.task_id FROM tasks t WHERE t.job_id = ? AND t.stage = ? AND t.state = 'open'"
+                " AND EXISTS (SELECT 1 FROM slots s WHERE s.task_id = t.task_id AND s.state = ?)"
+                " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.task_id = t.task_id AND s.state IN (?, ?))",
+                (job_id, stage, SlotState.OFFERED.value, SlotState.CLAIMED.value, SlotState.GRANTED.value),
+            )
+            return [str(r[0]) for r in rows]
 
     def count_held(self, node: str) -> int:
         """Slots `node` holds right now (claimed or granted): its outstanding leases."""

@@ -170,6 +170,28 @@ class TextFilters:
     """Reject only when another language wins with at least this (normalized) probability."""
 
 
+REPETITION_MIN_WORDS = 12
+MIN_DISTINCT_TRIGRAMS = 0.5
+"""Share of distinct word trigrams below which a field is a loop. Fluent text stays near 1.0;
+the loops seen from SmolLM2-135M ("the answer is that the answer is that ...", "1.1.1.1...")
+sit below 0.2."""
+
+
+def check_repetition(data: JsonObject) -> Failure | None:
+    """The first string field that repeats itself, if any."""
+    for name, value in data.items():
+        if not isinstance(value, str):
+            continue
+        words = re.findall(r"\w+", value.lower())
+        if len(words) < REPETITION_MIN_WORDS:
+            continue
+        grams = list(zip(words, words[1:], words[2:], strict=False))
+        ratio = len(set(grams)) / len(grams)
+        if ratio < MIN_DISTINCT_TRIGRAMS:
+            return Failure(Reason.REPETITIVE, f"field {name!r}: only {ratio:.0%} of its word trigrams are distinct")
+    return None
+
+
 def check_length(text: str, filters: TextFilters = TextFilters()) -> Failure | None:
     n = len(normalize_ws(text))
     if n < filters.min_chars:
@@ -318,7 +340,7 @@ def gate_row(
     dataset are remembered as "seen".
     """
     text = row_text(row.data)
-    failure = check_length(text, filters) or check_language(text, filters)
+    failure = check_length(text, filters) or check_repetition(row.data) or check_language(text, filters)
     if failure is not None:
         return failure
     if grounded:

@@ -32,6 +32,8 @@ class Reason(StrEnum):
     # Cross-replica verification (quorum.py, rescoring.py)
     QUORUM_MINORITY = "quorum_minority"
     RESCORE_FAILED = "rescore_failed"
+    UNVERIFIABLE = "unverifiable"
+    """No eligible node could re-score the candidates (every node produced one): not the producer's fault."""
     # Quality gates (gates.py)
     EVIDENCE_NOT_FOUND = "evidence_not_found"
     UNSUPPORTED_ANSWER = "unsupported_answer"
@@ -40,6 +42,8 @@ class Reason(StrEnum):
     TOO_SHORT = "too_short"
     TOO_LONG = "too_long"
     WRONG_LANGUAGE = "wrong_language"
+    REPETITIVE = "repetitive"
+    """A field loops on itself ("the answer is that the answer is that ..."): a small-model failure."""
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,8 @@ _NEUTRAL_REASONS = frozenset(
         Reason.WRONG_LANGUAGE,
         Reason.EVIDENCE_NOT_FOUND,
         Reason.UNSUPPORTED_ANSWER,
+        Reason.UNVERIFIABLE,
+        Reason.REPETITIVE,
     }
 )
 

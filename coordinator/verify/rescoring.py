@@ -83,25 +83,33 @@ def validate_payload_for(result: Result, *, top_k: int = 10) -> ValidatePayload:
 class RescoreThresholds:
     """When a validator's prefill says "the declared model would produce this".
 
-    PROVISIONAL VALUES. They are educated guesses, not measurements, until the
-    separation numbers for the bundled model (SmolLM2-135M Q4_1: own output vs
-    shuffled tokens vs an output for another prompt) land from bench/; replace
-    the defaults then and cite the measurement here. Expected shape:
-    - own output: top-k rate near 1 and mean logprob around -1 to -2 nats;
-    - shuffled tokens: top-k rate far below, mean logprob below -6;
-    - another prompt's output: fluent, so the top-k rate stays fairly high;
-      mean logprob is the separating signal there.
-    The coordinator builds this from config (`from_mapping`), never from the
-    constants directly, so measured values slot in without code changes.
+    Measured on the bundled model (SmolLM2-135M Q4_1, validator top-10, 4 synthesize
+    prompts, bench/node.py and tests/node/test_executors_llm.py):
+
+    | candidate               | mean logprob (nats) median (range) | top-10 rate median (range) |
+    |-------------------------|------------------------------------|----------------------------|
+    | the model's own output  | -1.21 (-1.65 .. -1.12)             | 0.89 (0.87 .. 0.94)        |
+    | same tokens, shuffled   | -7.65 (-8.31 .. -7.49)             | 0.15                       |
+    | another prompt's output | -2.68 (-2.96 .. -2.29)             | 0.76                       |
+
+    The thresholds sit between the own-output range and the closest impostor
+    (another prompt's fluent output): top-k rate 0.82 (own >= 0.87, other <= 0.76 median)
+    and mean logprob -2.0 (own >= -1.65, other <= -2.29).
+    The producer's claimed mean logprob is always *below* the validator's
+    re-score (median gap 0.39, up to 0.96 nats): the grammar can force odd token
+    splits that score low, while the validator re-tokenizes the text normally.
+    So the claim check is one-sided: a re-score far below what the producer
+    claimed means the claim was inflated; a re-score above it is expected.
+    The coordinator builds this from config (`from_mapping`), so other models'
+    measurements slot in without code changes.
     """
 
-    min_topk_rate: float = 0.75
+    min_topk_rate: float = 0.82
     """Share of candidate tokens inside the validator's top-k."""
-    min_mean_logprob: float = -4.0
+    min_mean_logprob: float = -2.0
     """Mean per-token logprob (nats) of the candidate under the declared model."""
-    max_claim_gap: float = 0.5
-    """How far (nats/token) the producer's claimed mean logprob may sit from the validator's.
-    Same build: 0; different CPU features: small drift."""
+    max_claim_excess: float = 0.5
+    """How far (nats/token) the producer's claim may sit *above* the validator's measurement."""
     min_tokens: int = 1
     """An empty candidate proves nothing and is rejected."""
 
@@ -153,8 +161,11 @@ def decide(candidate: Candidate[K], thresholds: RescoreThresholds = RescoreThres
     if mean_lp < thresholds.min_mean_logprob:
         return reject(f"mean logprob {mean_lp:.3f} < {thresholds.min_mean_logprob}")
     claimed = candidate.claimed_mean_logprob
-    if claimed is not None and abs(claimed - mean_lp) > thresholds.max_claim_gap:
-        return reject(f"claimed mean logprob {claimed:.3f}, measured {mean_lp:.3f} (gap > {thresholds.max_claim_gap})")
+    if claimed is not None and claimed - mean_lp > thresholds.max_claim_excess:
+        return reject(
+            f"claimed mean logprob {claimed:.3f}, measured {mean_lp:.3f} (claim exceeds it by > "
+            f"{thresholds.max_claim_excess})"
+        )
     return RescoreDecision(candidate.key, True, None, topk, mean_lp)
 
 

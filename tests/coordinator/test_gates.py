@@ -168,3 +168,16 @@ def test_gate_row_runs_every_gate_and_remembers_only_passing_rows() -> None:
     missing = gate_row("r5", ungrounded, chunk=None, grounded=True, dedup=Deduplicator())
     assert missing is not None and missing.reason is Reason.EVIDENCE_NOT_FOUND
     assert row_text({"b": ["x", 2], "a": "y", "c": None, "d": True}) == "y x 2"
+
+
+def test_repetition_loops_are_dropped_and_fluent_text_is_not() -> None:
+    from coordinator.verify.gates import check_repetition
+
+    loop = {"answer": "The answer is that the answer is that the answer is that the answer is that the answer"}
+    digits = {"answer": "The 3.9.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1"}
+    fluent = {"answer": "heapq.heappush pushes the value item onto the heap, keeping the heap invariant intact."}
+    failure = check_repetition(loop)
+    assert failure is not None and failure.reason is Reason.REPETITIVE and "'answer'" in failure.detail
+    assert check_repetition(digits) is not None
+    assert check_repetition(fluent) is None
+    assert check_repetition({"n": 3, "short": "a a a a"}) is None  # too short to judge, and non-strings skipped

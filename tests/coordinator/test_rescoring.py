@@ -70,15 +70,25 @@ def test_shuffled_tokens_are_rejected_on_topk_rate() -> None:
     assert d.failure.reason is Reason.RESCORE_FAILED and "top-k" in d.failure.detail
 
 
+def test_measured_separation_on_the_bundled_model() -> None:
+    # Medians measured with SmolLM2-135M (see RescoreThresholds' docstring).
+    assert decide(Candidate("own", [_v(0.89, -1.21)], claimed_mean_logprob=-1.6)).accept
+    assert decide(Candidate("own-worst", [_v(0.87, -1.65)])).accept
+    assert not decide(Candidate("shuffled", [_v(0.15, -7.65)])).accept
+    assert not decide(Candidate("other-prompt", [_v(0.76, -2.68)])).accept
+
+
 def test_another_prompts_output_is_rejected_on_mean_logprob() -> None:
-    d = decide(Candidate("other-prompt", [_v(0.80, -4.6)]))
+    d = decide(Candidate("other-prompt", [_v(0.85, -2.29)]))
     assert not d.accept and d.failure is not None and "mean logprob" in d.failure.detail
 
 
 def test_a_false_claim_about_the_logprob_is_rejected() -> None:
-    d = decide(Candidate("liar", [_v(0.9, -2.5)], claimed_mean_logprob=-0.8))
+    d = decide(Candidate("liar", [_v(0.9, -1.5)], claimed_mean_logprob=-0.8))
     assert not d.accept and d.failure is not None and "claimed" in d.failure.detail
-    assert decide(Candidate("no-claim", [_v(0.9, -2.5)])).accept
+    assert decide(Candidate("no-claim", [_v(0.9, -1.5)])).accept
+    # Honest producers claim *less* than the re-score (grammar-forced token splits): never a reason to reject.
+    assert decide(Candidate("modest", [_v(0.9, -1.2)], claimed_mean_logprob=-2.2)).accept
 
 
 def test_an_empty_candidate_is_rejected_and_no_validation_is_an_error() -> None:
@@ -101,7 +111,7 @@ def test_decide_all_judges_each_candidate_on_its_own() -> None:
 
 
 def test_thresholds_come_from_config() -> None:
-    strict = RescoreThresholds.from_mapping({"min_topk_rate": 0.97, "max_claim_gap": 0.1})
+    strict = RescoreThresholds.from_mapping({"min_topk_rate": 0.97, "max_claim_excess": 0.1})
     assert strict.min_topk_rate == 0.97 and strict.min_mean_logprob == RescoreThresholds().min_mean_logprob
     assert not decide(Candidate("c", [_v(0.96, -1.3)]), strict).accept
     with pytest.raises(ValueError, match="unknown"):

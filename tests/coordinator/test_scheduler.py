@@ -50,6 +50,17 @@ def submit(s: Scheduler, result: Result, node: Identity, now: int = T0 + 1000) -
     return receipt
 
 
+def measurement(own: bool, *, lie: bool = False) -> ValidateOutput:
+    """What a validator reports: the measured separation for own vs foreign text, or the reverse if it lies."""
+    good = own != lie
+    return ValidateOutput(
+        n_tokens=2,
+        mean_logprob=-1.2 if good else -6.0,
+        topk_rate=0.97 if good else 0.2,
+        token_logprobs=[-1.0, -1.4] if good else [-5.0, -7.0],
+    )
+
+
 def honest(g: Grant) -> Result:
     return result_for(g, rows_output(GOOD_ROW), raw_text=HONEST_TEXT)
 
@@ -100,16 +111,10 @@ def test_divergent_replicas_are_rescored_by_a_third_node_and_the_cheater_loses(t
     refused = claim(s, validate_ids[0], NODE_A)
     assert isinstance(refused, Reject) and refused.reason is RejectReason.ALREADY_HELD
     for vid in validate_ids:
-        g = claim(s, vid, NODE_C if vid == validate_ids[0] else NODE_D)
-        assert isinstance(g, Grant) and isinstance(g.payload, ValidatePayload)
-        own = g.payload.candidate == HONEST_TEXT
-        out = ValidateOutput(
-            n_tokens=2,
-            mean_logprob=-1.2 if own else -6.0,
-            topk_rate=0.97 if own else 0.2,
-            token_logprobs=[-1.0, -1.4] if own else [-5.0, -7.0],
-        )
-        submit(s, result_for(g, out), NODE_C if vid == validate_ids[0] else NODE_D, now=T0 + 2000)
+        for validator in (NODE_C, NODE_D):  # two validators per candidate, and they must agree
+            g = claim(s, vid, validator)
+            assert isinstance(g, Grant) and isinstance(g.payload, ValidatePayload)
+            submit(s, result_for(g, measurement(g.payload.candidate == HONEST_TEXT)), validator, now=T0 + 2000)
     assert s.store.task("t1").state is TaskState.DONE
     verdicts = {r.node: s.store.verdict(r.result_id) for r in s.store.results_for("t1")}
     assert verdicts[NODE_A.peer_id].verdict is Verdict.ACCEPTED  # type: ignore[union-attr]
@@ -177,3 +182,48 @@ def test_a_restarted_scheduler_decides_what_was_pending(tmp_path: Path) -> None:
     assert store.task("t1").state is TaskState.DONE
     assert {o.peer_id for o in receipts} == {NODE_A.peer_id, NODE_B.peer_id}
     assert len(store.rows("j1")) == 1
+
+
+def test_a_lying_validator_is_outvoted_and_penalised(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga, gb = claim(s, "t1", NODE_A), claim(s, "t1", NODE_B)
+    assert isinstance(ga, Grant) and isinstance(gb, Grant)
+    cheat = ("Who developed the printing press?", "Johannes Brahms in 1789.", GOOD_ROW[2])
+    submit(s, honest(ga), NODE_A)
+    submit(s, result_for(gb, rows_output(cheat), raw_text='{"answer": "Brahms"}'), NODE_B)
+    liar, extra = Identity.from_seed(b"\x0e" * 32), Identity.from_seed(b"\x0f" * 32)
+    for vid in [t.task_id for t in s.store.tasks("j1", stage="validate")]:
+        for validator, lies in ((NODE_C, False), (liar, True), (extra, False)):
+            g = claim(s, vid, validator)
+            if isinstance(g, Reject):
+                continue  # the first two agreed already, or the task is closed
+            assert isinstance(g.payload, ValidatePayload)
+            own = g.payload.candidate == HONEST_TEXT
+            submit(s, result_for(g, measurement(own, lie=lies)), validator, now=T0 + 2000)
+    assert s.store.task("t1").state is TaskState.DONE
+    assert [r.data["answer"] for r in s.store.rows("j1")] == [GOOD_ROW[1]]  # the cheater's row is not delivered
+    rep_liar = s.store.reputation(liar.peer_id)
+    assert rep_liar is not None and rep_liar.rejected >= 1 and rep_liar.score < 0.5
+
+
+def test_an_abandoned_replica_sends_the_lone_result_to_rescoring_not_to_the_dataset(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga = claim(s, "t1", NODE_A)  # an untrusted node: a second replica is added
+    assert isinstance(ga, Grant)
+    submit(s, honest(ga), NODE_A)
+    assert s.store.untaken_tasks("j1", "synthesize") == ["t1"]  # the replica nobody took
+    s.abandon("t1", T0 + 5000)
+    assert s.store.task("t1").state is TaskState.OPEN
+    assert s.store.rows("j1") == []  # not delivered on one untrusted node's word
+    assert [t.task_id for t in s.store.tasks("j1", stage="validate")] != []
+
+
+def test_abandoning_an_untaken_task_fails_it_and_stops_offering_it(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    s.abandon("t1", T0 + 1000)
+    assert s.store.task("t1").state is TaskState.FAILED
+    assert all(x.state is SlotState.FAILED for x in s.store.slots("t1"))
+    assert s.offers(T0 + 10_000) == []

@@ -87,3 +87,11 @@ def test_retry_until_attempts_exhausted() -> None:
     assert after_failure(0, 3) is SlotEvent.RETRY
     assert after_failure(1, 3) is SlotEvent.RETRY
     assert after_failure(2, 3) is SlotEvent.GIVE_UP
+
+
+def test_cancel_closes_waiting_slots_but_not_running_ones() -> None:
+    E = SlotEvent
+    assert run(E.CANCEL) is SlotState.FAILED
+    assert run(E.CLAIM, E.CANCEL) is SlotState.FAILED
+    with pytest.raises(IllegalTransition):
+        run(E.CLAIM, E.GRANT, E.CANCEL)  # a running lease ends by result or expiry, never by fiat

@@ -1,0 +1,76 @@
+"""`dataswarm coordinator start`: what a coordinator operator runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import typer
+from rich.console import Console
+
+from cli.errors import fail, friendly
+from cli.progress_view import follow
+from coordinator.config import CoordinatorConfig, load_coordinator_config
+
+app = typer.Typer(no_args_is_help=True, help="Run a coordinator.")
+console = Console()
+
+
+@app.command()
+@friendly
+def start(
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML config (default ~/.config/dataswarm/coordinator.toml)."
+    ),
+    listen: list[str] | None = typer.Option(None, help="libp2p listen multiaddr (repeatable)."),
+    data_dir: Path | None = typer.Option(None, help="Store, blobs and datasets."),
+    key: Path | None = typer.Option(None, help="Identity key file (created if missing)."),
+    mdns: bool | None = typer.Option(None, "--mdns/--no-mdns"),
+    request: str | None = typer.Option(None, help="Submit this request at start, wait for it, then exit."),
+    spec: Path | None = typer.Option(None, help="With --request: a spec file (YAML/JSON) instead of parsing."),
+    rows: int | None = typer.Option(None, help="With --request: rows wanted."),
+    out: Path | None = typer.Option(None, help="With --request: dataset directory."),
+    job_id: str | None = typer.Option(None, help="With --request: job id (re-running attaches to it)."),
+    addr_file: Path | None = typer.Option(None, help="Write the coordinator's dialable address here once up."),
+) -> None:
+    """Run the coordinator's P2P side and its jobs until interrupted (or until --request is done)."""
+    cfg = load_coordinator_config(config, listen=listen or None, data_dir=data_dir, key_path=key, mdns=mdns)
+    if (spec or rows or out or job_id) and not request:
+        fail("--spec, --rows, --out and --job-id go with --request")
+    trio.run(_run, cfg, request, spec, rows, out, job_id, addr_file)
+
+
+async def _run(
+    cfg: CoordinatorConfig,
+    request: str | None,
+    spec_file: Path | None,
+    rows: int | None,
+    out: Path | None,
+    job_id: str | None,
+    addr_file: Path | None,
+) -> None:
+    from coordinator.service import open_coordinator
+    from coordinator.spec import load_spec_file
+
+    spec = load_spec_file(spec_file) if spec_file else None
+    async with open_coordinator(cfg) as coord:
+        console.print(f"[bold]dataswarm coordinator[/bold] {coord.identity.peer_id}", highlight=False)
+        for a in coord.peer_addrs:
+            console.print(f"  listening {a}", highlight=False)
+        console.print(f"  models    {', '.join(f'{n} ({d[:12]}…)' for d, n in coord.models.items()) or 'any'}")
+        if addr_file:
+            addr_file.write_text("\n".join(coord.peer_addrs) + "\n")
+        console.print("READY", highlight=False)
+        if request is None:
+            await trio.sleep_forever()
+            return
+        jid = await coord.submit(request, spec=spec, rows=rows, out_dir=out, job_id=job_id)
+        console.print(f"job {jid}", highlight=False)
+
+        async def poll() -> object:
+            return coord.progress(jid)
+
+        final = await follow(poll, console, live=console.is_terminal)  # type: ignore[arg-type]
+        if final.state != "done":
+            fail(f"job {jid} {final.state}: {final.error or 'see the log'}")
+        console.print(f"dataset: {final.out_dir}  ({final.rows} rows accepted)", highlight=False)

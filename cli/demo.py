@@ -1,0 +1,260 @@
+"""`dataswarm demo`: a whole network on this machine, producing a real dataset.
+
+The embedded defaults: the Python documentation (Debian's python3.11-doc, or a
+corpus rendered from the standard library's docstrings with pydoc when that
+package is missing) served over HTTP on 127.0.0.1 and indexed for the `local`
+search backend; a coordinator in this process; K node processes running the
+bundled SmolLM2 model. Everything listens on loopback only, and everything
+is stopped on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import pydoc
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+from rich.console import Console
+from rich.table import Table
+
+from cli.progress_view import follow
+from coordinator.compile import verify_directory
+from coordinator.config import CoordinatorConfig
+from coordinator.pipeline.progress import JobProgress
+from coordinator.service import open_coordinator
+from node.search.corpus import index_corpus
+from node.search.corpus_server import CorpusServer
+
+log = logging.getLogger(__name__)
+
+DEBIAN_DOCS = Path("/usr/share/doc/python3.11/html")
+DEFAULT_REQUEST = (
+    "grounded question-answer pairs about Python's standard library, "
+    "from the docs, JSON with question, answer, source_url"
+)
+PYDOC_MODULES = tuple(
+    [
+        "heapq",
+        "bisect",
+        "collections",
+        "itertools",
+        "functools",
+        "json",
+        "csv",
+        "pathlib",
+        "os.path",
+        "shutil",
+        "tempfile",
+        "glob",
+        "fnmatch",
+        "re",
+        "string",
+        "textwrap",
+        "difflib",
+        "datetime",
+        "calendar",
+        "time",
+        "random",
+        "statistics",
+        "math",
+        "decimal",
+        "fractions",
+        "hashlib",
+        "hmac",
+        "secrets",
+        "base64",
+        "binascii",
+        "struct",
+        "zlib",
+        "gzip",
+        "zipfile",
+        "tarfile",
+        "sqlite3",
+        "logging",
+        "argparse",
+        "subprocess",
+        "threading",
+        "queue",
+        "sched",
+        "contextlib",
+        "abc",
+        "dataclasses",
+        "enum",
+        "typing",
+        "copy",
+        "pprint",
+        "weakref",
+        "urllib.parse",
+        "http.client",
+        "email.message",
+        "html.parser",
+        "xml.etree.ElementTree",
+        "unittest",
+        "doctest",
+        "timeit",
+    ]
+)
+NODE_READY_TIMEOUT_S = 180
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    out_dir: Path
+    progress: JobProgress
+    seconds: float
+    verified: bool
+
+
+def pydoc_corpus(target: Path) -> Path:
+    """Render standard-library docs to HTML with pydoc: the corpus when python3.11-doc is missing."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in PYDOC_MODULES:
+        path = target / f"{name}.html"
+        if path.exists():
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        html = pydoc.html.page(pydoc.describe(module), pydoc.html.document(module, name))
+        path.write_text(html, encoding="utf-8")
+    return target
+
+
+def find_corpus(workdir: Path, console: Console) -> Path:
+    if (DEBIAN_DOCS / "library").is_dir():
+        return DEBIAN_DOCS
+    console.print(
+        f"[yellow]{DEBIAN_DOCS} is missing[/yellow] (apt-get install python3.11-doc gives the full docs); "
+        "using a corpus rendered from the standard library's docstrings instead"
+    )
+    return pydoc_corpus(workdir / "pydoc-corpus")
+
+
+def node_command(
+    i: int, workdir: Path, coordinator_addr: str, coordinator_id: str, db: Path, base_url: str, threads: int
+) -> list[str]:
+    home = workdir / f"node-{i}"
+    return [
+        sys.executable, "-m", "cli", "node", "start", "--quiet",
+        "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns",
+        "--bootstrap", coordinator_addr, "--trust", coordinator_id,
+        "--key", str(home / "node.key"), "--data-dir", str(home),
+        "--search-db", str(db), "--search-base-url", base_url,
+        "--retrieve-allow", "127.0.0.1",
+        "--n-threads", str(threads), "--status-interval", "2",
+    ]  # fmt: skip
+
+
+async def run_demo(
+    *,
+    rows: int,
+    nodes: int,
+    out: Path,
+    workdir: Path,
+    request: str = DEFAULT_REQUEST,
+    console: Console | None = None,
+) -> DemoResult:
+    console = console or Console()
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+    corpus = find_corpus(workdir, console)
+    threads = max(1, (os.cpu_count() or 2) // nodes)  # never more threads than cores (notes: 20 tok/s otherwise)
+    with CorpusServer(corpus) as server:
+        db = workdir / f"corpus-{hashlib.sha256(str(corpus).encode()).hexdigest()[:12]}.sqlite"
+        if not db.exists():
+            console.print(f"indexing {corpus} for the local search backend …")
+            stats = await index_corpus(corpus, db_path=db, base_url=server.base_url)
+            console.print(f"  {stats.pages} pages in {stats.seconds:.1f} s")
+        cfg = CoordinatorConfig(
+            key_path=workdir / "coordinator.key",
+            listen=["/ip4/127.0.0.1/tcp/0"],
+            mdns=False,
+            relay_hop=False,
+            data_dir=workdir / "coordinator",
+        )
+        async with open_coordinator(cfg) as coord:
+            addr = coord.peer_addrs[0]
+            console.print(f"coordinator {coord.identity.peer_id} on {addr}", highlight=False)
+            logs = [open(workdir / f"node-{i}.log", "ab") for i in range(nodes)]  # noqa: SIM115
+            procs = [
+                subprocess.Popen(
+                    node_command(i, workdir, addr, coord.identity.peer_id, db, server.base_url, threads),
+                    stdout=logs[i],
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                for i in range(nodes)
+            ]
+            try:
+                await _wait_for_nodes(coord, procs, nodes, workdir, console)
+                jid = await coord.submit(request, rows=rows, out_dir=out)
+                console.print(f"job {jid}: {rows} rows → {out}", highlight=False)
+
+                async def poll() -> JobProgress:
+                    return coord.progress(jid)
+
+                final = await follow(poll, console, live=console.is_terminal)
+            finally:
+                _stop(procs)
+                for f in logs:
+                    f.close()
+    report = verify_directory(out) if (out / "manifest.json").exists() else None
+    return DemoResult(out, final, time.monotonic() - started, bool(report and report.ok))
+
+
+async def _wait_for_nodes(coord: object, procs: list[subprocess.Popen[bytes]], n: int, workdir: Path,
+                          console: Console) -> None:  # fmt: skip
+    console.print(f"starting {n} node(s) with the bundled model …")
+    with trio.move_on_after(NODE_READY_TIMEOUT_S):
+        while len(coord.runtime.scheduler.node_statuses()) < n:  # type: ignore[attr-defined]
+            dead = [i for i, p in enumerate(procs) if p.poll() is not None]
+            if dead:
+                tail = (workdir / f"node-{dead[0]}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"node {dead[0]} exited at start-up:\n{tail}")
+            await trio.sleep(0.5)
+        return
+    raise RuntimeError(f"nodes did not report within {NODE_READY_TIMEOUT_S} s; see {workdir}/node-*.log")
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGINT)
+    deadline = time.monotonic() + 10
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def summary_table(result: DemoResult) -> Table:
+    p = result.progress
+    table = Table(title="dataswarm demo", show_header=False)
+    table.add_row("dataset", str(result.out_dir))
+    table.add_row("state", p.state + (f" ({p.error})" if p.error else ""))
+    table.add_row("rows", f"{min(p.rows, p.target)} delivered of {p.target} requested ({p.rows} accepted)")
+    table.add_row("verified", "yes: signatures, digests and Merkle root check out" if result.verified else "NO")
+    table.add_row("time", f"{result.seconds / 60:.1f} min")
+    for s in p.stages:
+        table.add_row(f"stage {s.stage}", f"{s.done} done, {s.failed} failed of {s.tasks} tasks")
+    if p.rejections:
+        table.add_row("rejections", ", ".join(f"{k} {v}" for k, v in sorted(p.rejections.items())))
+    return table
+
+
+def clear_workdir(workdir: Path) -> None:
+    """Drop the previous demo's coordinator state (keys and the corpus index are kept)."""
+    shutil.rmtree(workdir / "coordinator", ignore_errors=True)

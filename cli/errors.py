@@ -1,0 +1,55 @@
+"""One place that turns expected failures into one clear sentence (tracebacks only with --debug)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Settings:
+    debug = False
+    verbose = 0
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:
+        for noisy in ("libp2p", "multiaddr", "async_service", "httpx", "httpcore", "trafilatura"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def friendly(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a command: known errors become one sentence; anything else a sentence that points at --debug."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if Settings.debug:
+                raise
+            name = type(exc).__name__
+            known = any(w in name for w in ("Error", "Refused", "NotFound", "Invalid", "Failed"))
+            message = str(exc) or name
+            fail(message if known else f"{name}: {message} (run with --debug for the traceback)")
+            raise  # unreachable: fail() raises
+
+    return wrapper

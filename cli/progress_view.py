@@ -1,0 +1,46 @@
+"""Live per-stage progress bars for a job (used by `demo`, `coordinator start --request` and `request`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from coordinator.pipeline.progress import JobProgress
+
+FINAL = ("done", "failed", "cancelled")
+
+
+async def follow(
+    poll: Callable[[], Awaitable[JobProgress]], console: Console, *, interval: float = 0.5, live: bool = True
+) -> JobProgress:
+    """Show progress until the job reaches a final state; returns the last snapshot."""
+    if not live:
+        while (p := await poll()).state not in FINAL:
+            await trio.sleep(interval)
+        return p
+    columns = (
+        TextColumn("{task.description:<13}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bars:
+        ids: dict[str, TaskID] = {}
+        rows_id = bars.add_task("rows", total=1, note="")
+        while True:
+            p = await poll()
+            for s in p.stages:
+                if s.stage not in ids:
+                    ids[s.stage] = bars.add_task(s.stage, total=max(1, s.tasks), note="")
+                failed = f"  {s.failed} failed" if s.failed else ""
+                bars.update(ids[s.stage], total=max(1, s.tasks), completed=s.done + s.failed, note=failed)
+            rejected = sum(p.rejections.values())
+            bars.update(rows_id, total=max(1, p.target), completed=min(p.rows, p.target),
+                        note=f"{rejected} rejected  [{p.state}]")  # fmt: skip
+            if p.state in FINAL:
+                return p
+            await trio.sleep(interval)

@@ -1,0 +1,76 @@
+"""The coordinator's configuration: defaults < TOML file < environment < command-line flags.
+
+Environment variables are `DATASWARM_COORDINATOR_<FIELD>` (lists as JSON).
+Unknown keys in the file are an error that names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+CONFIG_DIR = Path(platformdirs.user_config_dir("dataswarm"))
+DATA_DIR = Path(platformdirs.user_data_dir("dataswarm"))
+DEFAULT_CONFIG_FILE = CONFIG_DIR / "coordinator.toml"
+ENV_PREFIX = "DATASWARM_COORDINATOR_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the setting and the fix."""
+
+
+class CoordinatorConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    key_path: Path = Field(CONFIG_DIR / "coordinator.key", description="Ed25519 identity that signs offers.")
+    listen: list[str] = Field(["/ip4/0.0.0.0/tcp/4001"], description="libp2p listen multiaddrs.")
+    announce: list[str] = Field(default_factory=list, description="Addresses to advertise instead of listen.")
+    bootstrap: list[str] = Field(default_factory=list, description="Other peers to dial at start.")
+    mdns: bool = Field(True, description="Discover peers on the local network.")
+    relay_hop: bool = Field(True, description="Relay (circuit v2) for nodes that cannot be dialled directly.")
+    data_dir: Path = Field(DATA_DIR / "coordinator", description="SQLite store, blobs and datasets.")
+    allowed_models: list[str] = Field(
+        default_factory=list,
+        description="GGUF sha256 digests accepted for LLM tasks; empty means the digest of the bundled model.",
+    )
+    api_listen: str = Field("127.0.0.1:8470", description="host:port of the HTTP API and dashboard.")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of generative tasks.")
+    spot_check_p: float = Field(0.1, ge=0.0, le=1.0, description="Spot-check probability for trusted nodes.")
+    max_attempts: int = Field(4, ge=1, le=20, description="Attempts per task slot before it fails.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+
+def load_coordinator_config(path: Path | None = None, **flags: Any) -> CoordinatorConfig:
+    """The effective config. `flags` are command-line values (None means not given)."""
+    file = path or DEFAULT_CONFIG_FILE
+    if path is not None and not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+
+    class _FromFile(CoordinatorConfig):
+        model_config = SettingsConfigDict(
+            env_prefix=ENV_PREFIX, extra="forbid", toml_file=file if file.exists() else None
+        )
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return CoordinatorConfig.model_validate(_FromFile(**given).model_dump())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"setting {where!r} in {file} or the environment: {first['msg']}") from None
+    except ValueError as exc:
+        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None

@@ -1,0 +1,116 @@
+"""Stage 6, compile: the job's accepted rows, with provenance, become the dataset directory."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from coordinator.compile import AcceptedRow, CompiledDataset, JobStats, ProducerRecord, ValidatorRecord, compile_dataset
+from coordinator.pipeline import retrieve
+from coordinator.pipeline.context import JobContext
+from coordinator.scheduler import VALIDATE_MARK
+from coordinator.store import NotFound, TaskState
+from protocol.identity import Identity
+from protocol.messages import Verdict
+from protocol.tasks import GENERATIVE_KINDS, SynthesizePayload, TaskKind
+
+
+def accepted_rows(ctx: JobContext) -> list[AcceptedRow]:
+    store = ctx.store
+    rows: list[AcceptedRow] = []
+    curate_ids = [t.task_id for t in store.tasks(ctx.job_id, stage=TaskKind.CURATE.value)]
+    for row in store.rows(ctx.job_id)[: ctx.spec.rows]:
+        results = store.results_for(row.task_id)
+        by_id = {r.result_id: r for r in results}
+        producer = by_id[row.result_id]
+        replicas = [
+            ProducerRecord(peer_id=r.node, envelope=r.envelope)
+            for r in results
+            if r.result_id != row.result_id and _accepted(ctx, r.result_id)
+        ]
+        validators: list[ValidatorRecord] = []
+        for r in results:
+            try:
+                vt = store.task(f"{row.task_id}{VALIDATE_MARK}{r.result_id}")
+            except NotFound:
+                continue
+            if vt.state is TaskState.DONE and vt.canonical_result_id is not None:
+                v = store.result(vt.canonical_result_id)
+                validators.append(ValidatorRecord(peer_id=v.node, task_id=vt.task_id, envelope=v.envelope))
+        payload = store.task_payload(row.task_id)
+        chunk = payload.chunk if isinstance(payload, SynthesizePayload) else None
+        rows.append(
+            AcceptedRow(
+                task_id=row.task_id,
+                output_row=row.idx,
+                producer=ProducerRecord(peer_id=producer.node, envelope=producer.envelope),
+                replicas=replicas[:16],
+                validators=validators[:16],
+                chunk=chunk,
+                upstream_task_ids=curate_ids[:64],
+            )
+        )
+    return rows
+
+
+def _accepted(ctx: JobContext, result_id: int) -> bool:
+    v = ctx.store.verdict(result_id)
+    return v is not None and v.verdict is Verdict.ACCEPTED
+
+
+def job_stats(ctx: JobContext, *, models: dict[str, str], started_ms: int, finished_ms: int) -> JobStats:
+    store = ctx.store
+    tasks = store.tasks(ctx.job_id)
+    nodes: set[str] = set()
+    executions = 0
+    per_generative: Counter[str] = Counter()
+    for t in tasks:
+        for r in store.results_for(t.task_id):
+            nodes.add(r.node)
+            executions += 1
+            if t.kind in GENERATIVE_KINDS:
+                per_generative[t.task_id] += 1
+    rejections: Counter[str] = Counter()
+    for key, n in store.verdict_counts(ctx.job_id).items():
+        if key.startswith("rejected:"):
+            rejections[key.removeprefix("rejected:")] += n
+    drops = store.row_drops(ctx.job_id)
+    for reason, n in drops.items():
+        rejections[reason] += n
+    duplicates = drops.get("duplicate", 0) + drops.get("near_duplicate", 0)
+    replication = sum(per_generative.values()) / len(per_generative) if per_generative else None
+    return JobStats(
+        job_id=ctx.job_id,
+        nodes=len(nodes),
+        tasks=len(tasks),
+        executions=executions,
+        replication=replication,
+        rejections=dict(rejections),
+        duplicates_removed=duplicates,
+        models=models,
+        started_at_ms=started_ms,
+        finished_at_ms=finished_ms,
+    )
+
+
+def run(
+    ctx: JobContext,
+    out_dir: Path,
+    *,
+    coordinator: Identity,
+    models: dict[str, str],
+    started_ms: int,
+    now_ms: int,
+) -> CompiledDataset:
+    documents = [d for _, d in retrieve.documents(ctx)] if ctx.spec.grounded else []
+    cited = {r.chunk.content_sha256 for r in accepted_rows(ctx) if r.chunk is not None}
+    return compile_dataset(
+        out_dir,
+        spec=ctx.spec,
+        request=ctx.request,
+        rows=accepted_rows(ctx),
+        stats=job_stats(ctx, models=models, started_ms=started_ms, finished_ms=now_ms),
+        coordinator=coordinator,
+        created_at_ms=now_ms,
+        documents=[d for d in documents if d.content_sha256 in cited],
+    )

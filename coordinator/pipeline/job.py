@@ -1,0 +1,178 @@
+"""Drive one job through its stages: submit each stage's tasks, wait, persist, go on.
+
+Owns: the order of stages, waiting for a stage's tasks to settle, synthesize
+waves until the requested rows are accepted, and the compile step.
+Must not: decide verdicts or talk to nodes (the scheduler and runtime do).
+
+Resume: stage states and every task live in the store, task ids are
+deterministic, and `Scheduler.submit` is idempotent, so running a job again
+after a crash re-submits nothing that exists and waits on what is open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from coordinator.compile import CompiledDataset
+from coordinator.pipeline import compile as compile_stage
+from coordinator.pipeline import curate, question_gen, retrieve, search, synthesize
+from coordinator.pipeline.context import JobContext
+from coordinator.pipeline.stage import TaskSpec
+from coordinator.runtime import CoordinatorRuntime
+from coordinator.spec import DatasetSpec
+from coordinator.store import TaskState
+from network import now_ms
+from protocol.tasks import TaskKind
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.3
+STALL_S = 90.0
+"""A stage with no slot activity at all for this long has tasks no node will take (every node
+already ran a replica, or the only capable nodes were blacklisted): those are abandoned so the
+job goes on with what is done. Busy nodes make activity, so slow progress never trips this."""
+
+
+class JobFailed(Exception):
+    """The job cannot go on; the message says why and what to do."""
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class JobRunner:
+    def __init__(self, runtime: CoordinatorRuntime, job_id: str, *, models: Callable[[], dict[str, str]]) -> None:
+        self.rt = runtime
+        self.store = runtime.scheduler.store
+        self.job_id = job_id
+        job = self.store.job(job_id)
+        self.spec = DatasetSpec.model_validate(job.spec["spec"])
+        self.ctx = JobContext(self.store, job_id, self.spec, str(job.spec.get("request", "")))
+        self.out_dir = Path(str(job.spec["out_dir"]))
+        self.started_ms = job.created_ms
+        self.models = models
+
+    async def run(self) -> CompiledDataset | None:
+        try:
+            if self.spec.grounded:
+                await self._stage(TaskKind.QUESTION_GEN, lambda: question_gen.tasks(self.ctx))
+                await self._stage(TaskKind.SEARCH, lambda: search.tasks(self.ctx))
+                await self._stage(TaskKind.RETRIEVE, lambda: retrieve.tasks(self.ctx), required="pages to retrieve")
+                await self._stage(TaskKind.CURATE, lambda: curate.tasks(self.ctx), required="usable documents")
+            else:
+                await self._stage(TaskKind.QUESTION_GEN, lambda: question_gen.tasks(self.ctx))
+            await self._synthesize()
+            return await self._compile()
+        except JobCancelled:
+            log.info("job %s cancelled", self.job_id)
+            return None
+        except JobFailed as exc:
+            log.error("job %s failed: %s", self.job_id, exc)
+            await self.rt.call(self._set_state, "failed", str(exc))
+            return None
+
+    def _set_state(self, state: str, error: str = "") -> None:
+        if error:
+            self.store.update_job_spec(self.job_id, {"error": error}, now_ms=now_ms())
+        self.store.set_job_state(self.job_id, state, now_ms=now_ms())
+
+    async def _check_job(self) -> None:
+        state = (await self.rt.call(self.store.job, self.job_id)).state
+        if state == "cancelled":
+            raise JobCancelled()
+
+    async def _submit(self, stage: TaskKind, specs: list[TaskSpec]) -> None:
+        sched = self.rt.scheduler
+        for s in specs:
+            await self.rt.call(
+                sched.submit, s.task_id, self.job_id, stage.value, s.payload, est_tokens=s.est_tokens, now_ms=now_ms()
+            )
+
+    async def _stage(self, kind: TaskKind, make: Callable[[], list[TaskSpec]], *, required: str = "") -> None:
+        states = await self.rt.call(self.store.stages, self.job_id)
+        if states.get(kind.value) == "done":
+            return
+        if kind.value not in states:
+            await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=now_ms())
+        specs = await self.rt.call(make)
+        if not specs and required:
+            raise JobFailed(
+                f"the {kind.value} stage has no {required}: the search found nothing usable for "
+                f"{self.spec.topic!r} (index a corpus that covers it with `dataswarm corpus index`)"
+            )
+        await self._submit(kind, specs)
+        await self._wait(kind)
+        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=now_ms())
+
+    async def _wait(self, kind: TaskKind) -> None:
+        while True:
+            await self._check_job()
+            tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)
+            if all(t.state is not TaskState.OPEN for t in tasks):
+                return
+            await self._abandon_stalled(kind)
+            await trio.sleep(POLL_S)
+
+    async def _abandon_stalled(self, kind: TaskKind) -> None:
+        last = await self.rt.call(self.store.stage_activity_ms, self.job_id, kind.value)
+        if now_ms() - last < STALL_S * 1000:
+            return
+        for task_id in await self.rt.call(self.store.untaken_tasks, self.job_id, kind.value):
+            log.warning("job %s: no node took %s for %.0f s; abandoning it", self.job_id, task_id, STALL_S)
+            for outgoing in await self.rt.call(self.rt.scheduler.abandon, task_id, now_ms()):
+                self.rt.push_later(outgoing)
+
+    async def _synthesize(self) -> None:
+        kind = TaskKind.SYNTHESIZE
+        states = await self.rt.call(self.store.stages, self.job_id)
+        if states.get(kind.value) == "done":
+            return
+        if kind.value not in states:
+            await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=now_ms())
+        while True:
+            await self._check_job()
+            accepted = len(await self.rt.call(self.store.rows, self.job_id))
+            if accepted >= self.spec.rows:
+                break
+            tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)
+            if not any(t.state is TaskState.OPEN for t in tasks):
+                room = synthesize.max_tasks(self.ctx) - len(tasks)
+                if room <= 0:
+                    log.warning("job %s: %d of %d rows after %d tasks; compiling what passed",
+                                self.job_id, accepted, self.spec.rows, len(tasks))  # fmt: skip
+                    break
+                n = min(room, synthesize.wave_size(self.ctx, accepted))
+                specs = await self.rt.call(synthesize.tasks, self.ctx, len(tasks), n)
+                if not specs:
+                    raise JobFailed("no source chunks to synthesize from")
+                await self._submit(kind, specs)
+            else:
+                await self._abandon_stalled(kind)
+                await self._abandon_stalled(TaskKind.VALIDATE)
+            await trio.sleep(POLL_S)
+        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=now_ms())
+
+    async def _compile(self) -> CompiledDataset | None:
+        await self.rt.call(self._set_state, "compiling")
+        if not await self.rt.call(self.store.rows, self.job_id):
+            raise JobFailed("no row passed verification; nothing to compile")
+        if (self.out_dir / "manifest.json").exists():
+            await self.rt.call(self._set_state, "done")  # compiled before a restart
+            return None
+        compiled = await self.rt.call(
+            lambda: compile_stage.run(
+                self.ctx,
+                self.out_dir,
+                coordinator=self.rt.scheduler.identity,
+                models=self.models(),
+                started_ms=self.started_ms,
+                now_ms=now_ms(),
+            )
+        )
+        await self.rt.call(self._set_state, "done")
+        return compiled

@@ -1,0 +1,82 @@
+"""A job's progress, read from the store: what the CLI, the API and the dashboard show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from coordinator.store import Store, TaskState
+from protocol.tasks import TaskKind
+
+STAGE_ORDER = [k.value for k in (TaskKind.QUESTION_GEN, TaskKind.SEARCH, TaskKind.RETRIEVE, TaskKind.CURATE,
+                                 TaskKind.SYNTHESIZE, TaskKind.VALIDATE)] + ["compile"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    stage: str
+    state: str
+    tasks: int
+    done: int
+    failed: int
+
+    @property
+    def open(self) -> int:
+        return self.tasks - self.done - self.failed
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: str
+    state: str
+    rows: int
+    target: int
+    stages: list[StageProgress] = field(default_factory=list)
+    rejections: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+    out_dir: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "job_id": self.job_id,
+            "state": self.state,
+            "rows": self.rows,
+            "target": self.target,
+            "stages": [s.__dict__ | {"open": s.open} for s in self.stages],
+            "rejections": self.rejections,
+            "error": self.error,
+            "out_dir": self.out_dir,
+        }
+
+
+def job_progress(store: Store, job_id: str) -> JobProgress:
+    job = store.job(job_id)
+    states = store.stages(job_id)
+    stages = []
+    for stage in STAGE_ORDER:
+        tasks = store.tasks(job_id, stage=stage) if stage != "compile" else []
+        if stage not in states and not tasks:
+            continue
+        stages.append(
+            StageProgress(
+                stage=stage,
+                state=states.get(stage, "running"),
+                tasks=len(tasks),
+                done=sum(t.state is TaskState.DONE for t in tasks),
+                failed=sum(t.state is TaskState.FAILED for t in tasks),
+            )
+        )
+    rejections = {k.removeprefix("rejected:"): v for k, v in store.verdict_counts(job_id).items() if ":" in k}
+    for reason, n in store.row_drops(job_id).items():
+        rejections[reason] = rejections.get(reason, 0) + n
+    spec = job.spec.get("spec", {})
+    target = int(spec.get("rows", 0)) if isinstance(spec, dict) else 0
+    return JobProgress(
+        job_id=job_id,
+        state=job.state,
+        rows=len(store.rows(job_id)),
+        target=target,
+        stages=stages,
+        rejections=rejections,
+        error=str(job.spec.get("error", "")),
+        out_dir=str(job.spec.get("out_dir", "")),
+    )

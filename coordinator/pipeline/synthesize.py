@@ -1,0 +1,69 @@
+"""Stage 5, synthesize: many nodes write rows in parallel, in waves until enough rows pass.
+
+Rows are over-generated (the quality gates drop some, re-scoring rejects
+others): the first wave asks for `OVERGENERATION` x the missing rows; each
+later wave asks for what is still missing, again with the factor. Sources are
+used round-robin; a source used again gets a variant instruction, and its
+task id (hence its seed) differs, so the model writes something new.
+"""
+
+from __future__ import annotations
+
+import math
+
+from coordinator.pipeline import curate, question_gen
+from coordinator.pipeline.context import JobContext
+from coordinator.pipeline.stage import TaskSpec
+from coordinator.planner import OVERGENERATION, ROWS_PER_SYNTHESIZE_TASK
+from protocol.tasks import SynthesisSpec, SynthesizePayload, TaskKind
+
+MAX_TASKS_FACTOR = 4
+"""Give up once this many times the requested rows were attempted: the sources cannot yield more."""
+
+_VARIANTS = (
+    "",
+    " Ask about a different detail than the first sentence.",
+    " Focus on a definition or a default value.",
+    " Focus on how to use it, with the exact name from the text.",
+)
+
+
+def wave_size(ctx: JobContext, accepted: int) -> int:
+    missing = max(0, ctx.spec.rows - accepted)
+    return math.ceil(missing * OVERGENERATION / ROWS_PER_SYNTHESIZE_TASK)
+
+
+def max_tasks(ctx: JobContext) -> int:
+    return max(4, ctx.spec.rows * MAX_TASKS_FACTOR)
+
+
+def est_tokens(ctx: JobContext) -> int:
+    chars = sum((f.max_length or 200) for f in ctx.spec.generated_fields) + 300
+    return min(1024, chars // 3)
+
+
+def tasks(ctx: JobContext, start: int, count: int) -> list[TaskSpec]:
+    """Synthesize tasks number `start` .. `start + count - 1` (deterministic, so a restart re-creates the same)."""
+    spec = ctx.spec
+    schema = spec.row_json_schema()
+    out: list[TaskSpec] = []
+    if spec.grounded:
+        sources: list[SynthesisSpec] = [s for _, s in curate.synthesis_specs(ctx)]
+        if not sources:
+            return []
+        for i in range(start, start + count):
+            src = sources[i % len(sources)]
+            variant = _VARIANTS[(i // len(sources)) % len(_VARIANTS)]
+            payload = SynthesizePayload(
+                instruction=(src.instruction + variant)[:4000], chunk=src.chunk, row_schema=schema, n_rows=1
+            )
+            out.append(TaskSpec(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens(ctx)))
+        return out
+    questions = question_gen.questions(ctx)
+    fields = ", ".join(f.name for f in spec.generated_fields)
+    base = f"Write one record about {spec.topic} with the fields: {fields}."
+    for i in range(start, start + count):
+        hint = f" Cover this question: {questions[i % len(questions)]}" if questions else _VARIANTS[i % len(_VARIANTS)]
+        payload = SynthesizePayload(instruction=(base + hint)[:4000], chunk=None, row_schema=schema, n_rows=1)
+        out.append(TaskSpec(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens(ctx)))
+    return out

@@ -1,0 +1,195 @@
+"""synthesize: instruction + source chunk + row schema -> rows valid against the schema, with evidence.
+
+Owns: the synthesize prompt inputs, the output schema (rows of the caller's
+row schema plus an evidence field), and the per-row checks. Prompt text lives
+in `node/prompts/templates.toml`; JSON generation in `node/llm/structured.py`.
+
+Evidence is grounded by construction. The evidence field's schema is an
+`enum` of the chunk's sentences (each at most `EVIDENCE_MAX_CHARS`, split
+further at clause or word boundaries), so the grammar only lets the model
+copy one of them verbatim. The 135M model, asked to quote freely, paraphrased
+or invented quotes (at temperature 0.8 it "quoted" a sentence that is not in
+the source); with the enum the quote is in the chunk every time, and the
+model picks which sentence, then writes the fields after it (the evidence
+comes first so the fields can lean on it). Row i quotes from the i-th part
+of the chunk (`evidence_groups`), so rows spread over the chunk instead of
+all quoting its first sentence. This replaces snapping a free
+quote to the nearest substring: the raw text a validator re-scores is exactly
+what the model produced, with no post-processing between them.
+
+Rows are checked one by one against the caller's row schema (jsonschema) and
+dropped when they fail (keywords such as `pattern` are not enforced by the
+grammar) or repeat an earlier row; an empty `rows` list is a valid result.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from node.executors.base import ExecutionError, ExecutionResult
+from node.executors.curate import bounded_pieces, sentence_spans
+from node.llm.engine import Engine, EngineError
+from node.llm.schema import CompiledSchema, OutputInvalid, UnsupportedSchema, compile_schema
+from node.llm.structured import StructuredOutputError, generate_json, loads_strict
+from node.prompts import load_prompts
+from protocol.tasks import (
+    DecodingParams,
+    Frozen,
+    GeneratedRow,
+    SourceChunk,
+    SynthesizeOutput,
+    SynthesizePayload,
+    TaskKind,
+)
+
+EVIDENCE_MAX_CHARS = 300
+EVIDENCE_MIN_CHARS = 20
+"""Shorter spans (headings, "Note:") ground nothing; they are offered only if nothing longer exists."""
+MAX_EVIDENCE_CANDIDATES = 64
+FIELD_DESCRIPTION_CHARS = 200
+
+
+def evidence_candidates(chunk: SourceChunk) -> list[str]:
+    """The verbatim spans of `chunk.text` a row may quote, in order of appearance, without repeats."""
+    text = chunk.text
+    spans = [p for s in sentence_spans(text) for p in bounded_pieces(text, s, EVIDENCE_MAX_CHARS)]
+    pieces = [text[s:e] for s, e in spans]
+    long_enough = [p for p in pieces if len(p) >= EVIDENCE_MIN_CHARS] or pieces
+    return list(dict.fromkeys(long_enough))[:MAX_EVIDENCE_CANDIDATES]
+
+
+def evidence_key(row_schema: dict[str, Any]) -> str:
+    props = row_schema.get("properties", {})
+    return "evidence" if "evidence" not in props else "_evidence"
+
+
+def output_schema(payload: SynthesizePayload) -> tuple[dict[str, Any], list[str]]:
+    """The schema the model writes to, and the evidence candidates it may quote."""
+    rs = payload.row_schema
+    if rs.get("type") != "object" or not isinstance(rs.get("properties"), dict) or not rs["properties"]:
+        raise ExecutionError("row_schema must be an object schema with properties")
+    n = payload.n_rows
+    if payload.chunk is None:
+        row = {"type": "object", "properties": dict(rs["properties"])}
+        rows: dict[str, Any] = {"type": "array", "minItems": n, "maxItems": n, "items": row}
+        return {"type": "object", "properties": {"rows": rows}}, []
+    candidates = evidence_candidates(payload.chunk)
+    if not candidates:
+        raise ExecutionError("the source chunk holds no text to quote as evidence")
+    key = evidence_key(rs)
+    rows = {
+        "type": "array",
+        "prefixItems": [
+            {"type": "object", "properties": {key: {"enum": group}, **rs["properties"]}}
+            for group in evidence_groups(candidates, n)
+        ],
+        "items": False,
+        "minItems": n,
+    }
+    return {"type": "object", "properties": {"rows": rows}}, candidates
+
+
+def evidence_groups(candidates: list[str], n_rows: int) -> list[list[str]]:
+    """Row i may quote only from the i-th of n_rows contiguous parts of the chunk.
+
+    Greedy decoding otherwise quotes the first sentence in every row (and writes the
+    same row again); splitting the candidates spreads the rows over the whole chunk.
+    With fewer sentences than rows, every row may quote any of them.
+    """
+    if len(candidates) < n_rows:
+        return [candidates] * n_rows
+    size = len(candidates)
+    return [candidates[i * size // n_rows : (i + 1) * size // n_rows] for i in range(n_rows)]
+
+
+def field_lines(row_schema: dict[str, Any]) -> str:
+    prompts = load_prompts()
+    lines = []
+    for name, sub in row_schema["properties"].items():
+        if not isinstance(sub, dict):
+            sub = {}
+        kind = str(sub.get("type", "value"))
+        if isinstance(sub.get("enum"), list):
+            kind = "one of " + ", ".join(json.dumps(v, ensure_ascii=False) for v in sub["enum"][:10])
+        description = str(sub.get("description") or sub.get("title") or "").strip()
+        description = " ".join(description.split())[:FIELD_DESCRIPTION_CHARS]
+        lines.append(prompts.render("synthesize", "field_line", name=name, type=kind, description=description))
+    return "\n".join(lines)
+
+
+def messages(payload: SynthesizePayload) -> list[dict[str, str]]:
+    values = {
+        "instruction": payload.instruction.strip(),
+        "n_rows": payload.n_rows,
+        "fields": field_lines(payload.row_schema),
+        "source": payload.chunk.text if payload.chunk else "",
+    }
+    user = "user_grounded" if payload.chunk is not None else "user_ungrounded"
+    return load_prompts().messages("synthesize", user=user, **values)
+
+
+def parse_rows(
+    text: str, payload: SynthesizePayload, candidates: list[str], row_check: CompiledSchema
+) -> list[GeneratedRow]:
+    """Turn the raw JSON into rows, dropping each row that fails a check."""
+    value = loads_strict(text)
+    if not isinstance(value, dict) or not isinstance(value.get("rows"), list):
+        raise OutputInvalid("expected an object with a rows array")
+    key = evidence_key(payload.row_schema)
+    chunk_text = payload.chunk.text if payload.chunk else ""
+    rows: list[GeneratedRow] = []
+    seen: set[str] = set()
+    for item in value["rows"]:
+        if not isinstance(item, dict):
+            continue
+        evidence = ""
+        if payload.chunk is not None:
+            evidence = item.pop(key, "")
+            if not isinstance(evidence, str) or evidence not in candidates or evidence not in chunk_text:
+                continue
+        if row_check.errors(item):
+            continue
+        fingerprint = json.dumps(item, sort_keys=True, ensure_ascii=False)
+        if fingerprint in seen:
+            continue
+        seen.add(fingerprint)
+        rows.append(GeneratedRow(data=item, evidence=evidence))
+    return rows
+
+
+class SynthesizeExecutor:
+    kind = TaskKind.SYNTHESIZE
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def execute(
+        self, payload: Frozen, decoding: DecodingParams | None, model_sha256: str | None
+    ) -> ExecutionResult:
+        if not isinstance(payload, SynthesizePayload):
+            raise ExecutionError(f"synthesize executor got a {type(payload).__name__}")
+        schema, candidates = output_schema(payload)
+        try:
+            compiled = compile_schema(schema)
+            row_check = compile_schema(payload.row_schema)
+        except UnsupportedSchema as exc:
+            raise ExecutionError(f"row_schema cannot be used: {exc}") from None
+        try:
+            result = await generate_json(
+                self.engine,
+                model_sha256,
+                messages(payload),
+                compiled,
+                decoding,
+                parse=lambda text: parse_rows(text, payload, candidates, row_check),
+            )
+        except (StructuredOutputError, EngineError) as exc:
+            raise ExecutionError(str(exc)) from None
+        return ExecutionResult(
+            output=SynthesizeOutput(rows=result.value),
+            model_sha256=result.model_sha256,
+            prompt=result.prompt,
+            raw_text=result.generation.text,
+            stats=result.stats,
+        )
