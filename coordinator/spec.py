@@ -282,9 +282,7 @@ class DatasetSpec(BaseModel):
             "additionalProperties": False,
         }
 
-    def validate_row(
-        self, row: Any, *, include_derived: bool = True, allow_derived: bool = False
-    ) -> list[RowIssue]:
+    def validate_row(self, row: Any, *, include_derived: bool = True, allow_derived: bool = False) -> list[RowIssue]:
         """Every way `row` misses the spec, each naming its field (empty list: valid).
 
         include_derived: derived fields must be present (a delivered row).

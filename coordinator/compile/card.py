@@ -171,8 +171,11 @@ def render_card(facts: CardFacts) -> str:
     for digest, n in sorted(facts.models.items(), key=lambda kv: -kv[1]):
         out.append(f"| {_cell(job.models.get(digest, 'unnamed'))} | `{digest}` | {n} |")
     if facts.decoding:
-        out += ["", "Decoding (fixed by the coordinator in each grant; seeds vary per task): "
-                + ", ".join(f"{k} = {', '.join(map(str, v))}" for k, v in sorted(facts.decoding.items()))]
+        out += [
+            "",
+            "Decoding (fixed by the coordinator in each grant; seeds vary per task): "
+            + ", ".join(f"{k} = {', '.join(map(str, v))}" for k, v in sorted(facts.decoding.items())),
+        ]
     out += [
         "",
         "### Nodes",

@@ -244,8 +244,22 @@ def compile_dataset(
             write_jsonl(tmp / export_path(fmt), export_rows(spec, delivered, fmt))
             files.append(export_path(fmt))
 
-        facts = _card_facts(spec, request, stats, delivered, lines, model_rows, diversity, root, coordinator,
-                            created_at_ms, files, list(dict.fromkeys(formats)), dropped, len(cited))
+        facts = _card_facts(
+            spec,
+            request,
+            stats,
+            delivered,
+            lines,
+            model_rows,
+            diversity,
+            root,
+            coordinator,
+            created_at_ms,
+            files,
+            list(dict.fromkeys(formats)),
+            dropped,
+            len(cited),
+        )
         (tmp / README_FILE).write_text(render_card(facts), encoding="utf-8", newline="\n")
         files.insert(0, README_FILE)
         entries = {name: _sha256_file(tmp / name) for name in files}

@@ -170,8 +170,11 @@ def _check_manifest(root: Path, report: VerifyReport, trusted: Collection[str | 
             except ValueError:
                 report.warnings.append(Problem("(arguments)", f"trusted coordinator {t!r} is not a valid peer id"))
         if bytes.fromhex(manifest.coordinator.public_key) not in keys:
-            report.add(MANIFEST_FILE, f"signed by {manifest.coordinator.peer_id}, which is not a trusted coordinator",
-                       field="coordinator")
+            report.add(
+                MANIFEST_FILE,
+                f"signed by {manifest.coordinator.peer_id}, which is not a trusted coordinator",
+                field="coordinator",
+            )
     return manifest
 
 
@@ -358,8 +361,12 @@ def _check_documents(root: Path, report: VerifyReport, expected: list[_Expected 
             continue
         text = docs[src.content_sha256].text
         if text[src.chunk_start : src.chunk_end] != src.chunk_text:
-            report.add(PROVENANCE_FILE, f"the chunk is not at {src.chunk_start}..{src.chunk_end} of {src.url}",
-                       row=j, field="source.chunk_text")
+            report.add(
+                PROVENANCE_FILE,
+                f"the chunk is not at {src.chunk_start}..{src.chunk_end} of {src.url}",
+                row=j,
+                field="source.chunk_text",
+            )
         start, end = src.evidence_start, src.evidence_end
         if start is None or end is None or not src.evidence.strip():
             continue
