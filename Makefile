@@ -9,9 +9,21 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEEL_CACHE ?= $(HOME)/.cache/dataswarm/wheels
 LLAMA_WHEEL_DIR := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 
-.PHONY: install test lint demo bench clean
+SYSTEM_PACKAGES := libgmp-dev python3.11-doc chromium
+# libgmp-dev: libp2p's fastecdsa compiles against it. python3.11-doc: the demo's local corpus.
+# chromium: the dashboard's browser test (driven by playwright, which never downloads a browser here).
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: system-deps install test lint demo bench clean
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | system-deps
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required: install python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -27,14 +39,14 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy protocol coordinator/store coordinator/verify coordinator/scheduler.py coordinator/spec.py coordinator/planner.py coordinator/compile
+	$(BIN)/mypy protocol coordinator/store coordinator/verify coordinator/scheduler.py coordinator/spec.py coordinator/planner.py coordinator/compile coordinator/api node/metrics.py
 
 demo: $(VENV)/.installed
-	$(BIN)/dataswarm demo
+	$(BIN)/dataswarm demo $(DEMO_ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/protocol.py

@@ -8,11 +8,13 @@ import trio
 import typer
 from rich.console import Console
 
+from cli import token_cmd
 from cli.errors import fail, friendly
 from cli.progress_view import follow
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 
 app = typer.Typer(no_args_is_help=True, help="Run a coordinator.")
+app.add_typer(token_cmd.app, name="token")
 console = Console()
 
 
@@ -32,12 +34,16 @@ def start(
     out: Path | None = typer.Option(None, help="With --request: dataset directory."),
     job_id: str | None = typer.Option(None, help="With --request: job id (re-running attaches to it)."),
     addr_file: Path | None = typer.Option(None, help="Write the coordinator's dialable address here once up."),
+    api: str | None = typer.Option(None, help="host:port of the HTTP API and dashboard (default from config)."),
+    no_api: bool = typer.Option(False, "--no-api", help="Do not serve the HTTP API."),
 ) -> None:
     """Run the coordinator's P2P side and its jobs until interrupted (or until --request is done)."""
-    cfg = load_coordinator_config(config, listen=listen or None, data_dir=data_dir, key_path=key, mdns=mdns)
+    cfg = load_coordinator_config(
+        config, listen=listen or None, data_dir=data_dir, key_path=key, mdns=mdns, api_listen=api
+    )
     if (spec or rows or out or job_id) and not request:
         fail("--spec, --rows, --out and --job-id go with --request")
-    trio.run(_run, cfg, request, spec, rows, out, job_id, addr_file)
+    trio.run(_run, cfg, request, spec, rows, out, job_id, addr_file, not no_api)
 
 
 async def _run(
@@ -48,13 +54,18 @@ async def _run(
     out: Path | None,
     job_id: str | None,
     addr_file: Path | None,
+    with_api: bool,
 ) -> None:
+    from coordinator.api import serve_api
     from coordinator.service import open_coordinator
     from coordinator.spec import load_spec_file
 
     spec = load_spec_file(spec_file) if spec_file else None
-    async with open_coordinator(cfg) as coord:
+    async with open_coordinator(cfg) as coord, trio.open_nursery() as api:
         console.print(f"[bold]dataswarm coordinator[/bold] {coord.identity.peer_id}", highlight=False)
+        if with_api:
+            url = await api.start(serve_api, coord, cfg.api_listen)
+            console.print(f"  api       {url}  (dashboard {url}/, OpenAPI {url}/docs)", highlight=False)
         for a in coord.peer_addrs:
             console.print(f"  listening {a}", highlight=False)
         console.print(f"  models    {', '.join(f'{n} ({d[:12]}…)' for d, n in coord.models.items()) or 'any'}")
@@ -63,7 +74,6 @@ async def _run(
         console.print("READY", highlight=False)
         if request is None:
             await trio.sleep_forever()
-            return
         jid = await coord.submit(request, spec=spec, rows=rows, out_dir=out, job_id=job_id)
         console.print(f"job {jid}", highlight=False)
 
@@ -71,6 +81,7 @@ async def _run(
             return coord.progress(jid)
 
         final = await follow(poll, console, live=console.is_terminal)  # type: ignore[arg-type]
+        api.cancel_scope.cancel()
         if final.state != "done":
             fail(f"job {jid} {final.state}: {final.error or 'see the log'}")
         console.print(f"dataset: {final.out_dir}  ({final.rows} rows accepted)", highlight=False)

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.progress_view import follow
+from coordinator.api import serve_api
 from coordinator.compile import verify_directory
 from coordinator.config import CoordinatorConfig
 from coordinator.pipeline.progress import JobProgress
@@ -183,9 +184,11 @@ async def run_demo(
             relay_hop=False,
             data_dir=workdir / "coordinator",
         )
-        async with open_coordinator(cfg) as coord:
+        async with open_coordinator(cfg) as coord, trio.open_nursery() as api:
             addr = coord.peer_addrs[0]
             console.print(f"coordinator {coord.identity.peer_id} on {addr}", highlight=False)
+            url = await api.start(serve_api, coord, "127.0.0.1:0")
+            console.print(f"dashboard   {url}/", highlight=False)
             logs = [open(workdir / f"node-{i}.log", "ab") for i in range(nodes)]  # noqa: SIM115
             procs = [
                 subprocess.Popen(
@@ -206,6 +209,7 @@ async def run_demo(
 
                 final = await follow(poll, console, live=console.is_terminal)
             finally:
+                api.cancel_scope.cancel()
                 _stop(procs)
                 for f in logs:
                     f.close()

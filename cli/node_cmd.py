@@ -43,6 +43,7 @@ def start(
     key: Path | None = typer.Option(None, help="Identity key file (created if missing)."),
     mdns: bool | None = typer.Option(None, "--mdns/--no-mdns", help="Discover peers on the LAN."),
     status_interval: float | None = typer.Option(None, help="Seconds between status broadcasts."),
+    metrics_listen: str | None = typer.Option(None, help="host:port for Prometheus /metrics (off by default)."),
     quiet: bool = typer.Option(False, help="No status line (for services and tests)."),
 ) -> None:
     """Join the network and run tasks for the trusted coordinators until interrupted."""
@@ -62,6 +63,7 @@ def start(
         key_path=key,
         mdns=mdns,
         status_interval_s=status_interval,
+        metrics_listen=metrics_listen,
     )
     trio.run(_run_node, cfg, quiet)
 

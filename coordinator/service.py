@@ -113,8 +113,9 @@ class Coordinator:
     def progress(self, job_id: str) -> JobProgress:
         return job_progress(self.store, job_id)
 
-    async def cancel(self, job_id: str) -> None:
-        await self.runtime.call(self.store.set_job_state, job_id, "cancelled", now_ms=now_ms())
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a job still open or running; False if it had already finished (or is compiling)."""
+        return await self.runtime.call(self.store.cancel_job, job_id, now_ms=now_ms())
 
     def resume_jobs(self) -> list[str]:
         ids = [j.job_id for j in self.store.jobs() if j.state in ACTIVE]

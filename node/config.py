@@ -53,6 +53,9 @@ class NodeConfig(BaseSettings):
     )
     data_dir: Path = Field(DATA_DIR / "node", description="Receipts ledger and caches.")
     status_interval_s: float = Field(10.0, gt=0, description="Seconds between NodeStatus broadcasts.")
+    metrics_listen: str | None = Field(
+        None, description="host:port for Prometheus /metrics (e.g. 127.0.0.1:9471); off when unset."
+    )
 
     @classmethod
     def settings_customise_sources(

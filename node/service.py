@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 
 import trio
@@ -112,6 +112,12 @@ async def open_node(
         host = await stack.enter_async_context(
             SwarmHost(HostConfig(identity=ident, listen=config.listen, bootstrap=config.bootstrap, mdns=config.mdns))
         )
+        metrics = None
+        if config.metrics_listen:
+            from node.metrics import NodeMetrics
+
+            metrics = NodeMetrics(status=lambda: runtime.status(), counters=lambda: asdict(runtime.counters))
+            result_hook = metrics.chain(result_hook)
         runtime = NodeRuntime(
             host,
             executors,
@@ -126,6 +132,11 @@ async def open_node(
         if config.bootstrap:
             nursery.start_soon(partial(run_reconnect_watchdog, host, config.bootstrap))
         await nursery.start(runtime.run)
+        if metrics is not None and config.metrics_listen:
+            from node.metrics import serve_node_metrics
+
+            url = await nursery.start(serve_node_metrics, metrics, config.metrics_listen)
+            log.info("node metrics at %s", url)
         try:
             yield Node(config, ident, host, runtime, engine, skipped)
         finally:

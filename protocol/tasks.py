@@ -185,19 +185,6 @@ class SynthesizeOutput(Frozen):
 # --- validate ---------------------------------------------------------------
 
 
-class ValidatePayload(Frozen):
-    """Re-score a candidate output under the declared model by teacher-forced prefill."""
-
-    kind: Literal[TaskKind.VALIDATE] = TaskKind.VALIDATE
-    model_sha256: Sha256Hex
-    prompt: Annotated[str, Field(max_length=64_000)]
-    """The exact prompt text the producer was given (chat template applied)."""
-    candidate: Annotated[str, Field(max_length=32_000)]
-    """The exact text the producer claims it generated."""
-    claimed_mean_logprob: float | None = None
-    top_k: int = Field(default=10, ge=1, le=100)
-
-
 class ValidateOutput(Frozen):
     kind: Literal[TaskKind.VALIDATE] = TaskKind.VALIDATE
     n_tokens: int = Field(ge=0)
@@ -205,6 +192,8 @@ class ValidateOutput(Frozen):
     topk_rate: float = Field(ge=0.0, le=1.0)
     """Share of candidate tokens inside the model's top-k at their position."""
     token_logprobs: Annotated[list[float], Field(max_length=8192)]
+    prompt_matches: bool | None = None
+    """Whether the producer's claimed prompt equals the one rendered from the task (None: no task given)."""
 
 
 # --- judge ------------------------------------------------------------------
@@ -221,6 +210,26 @@ class JudgeOutput(Frozen):
     kind: Literal[TaskKind.JUDGE] = TaskKind.JUDGE
     score: int = Field(ge=1, le=5)
     rationale: Annotated[str, Field(max_length=400)]
+
+
+# --- validate ---------------------------------------------------------------
+# (after judge: a validate task may carry any generative task's payload)
+
+
+class ValidatePayload(Frozen):
+    """Re-score a candidate output under the declared model by teacher-forced prefill."""
+
+    kind: Literal[TaskKind.VALIDATE] = TaskKind.VALIDATE
+    model_sha256: Sha256Hex
+    prompt: Annotated[str, Field(max_length=64_000)]
+    """The exact prompt text the producer was given (chat template applied)."""
+    candidate: Annotated[str, Field(max_length=32_000)]
+    """The exact text the producer claims it generated."""
+    claimed_mean_logprob: float | None = None
+    top_k: int = Field(default=10, ge=1, le=100)
+    task: Annotated[QuestionGenPayload | SynthesizePayload | JudgePayload, Field(discriminator="kind")] | None = None
+    """The task the candidate claims to answer. The validator renders its prompt itself and re-scores
+    under that, so an output generated for another prompt cannot pass by quoting that other prompt."""
 
 
 TaskPayload = Annotated[

@@ -31,7 +31,7 @@ from protocol.tasks import TaskKind
 log = logging.getLogger(__name__)
 
 POLL_S = 0.3
-STALL_S = 90.0
+STALL_S = 60.0
 """A stage with no slot activity at all for this long has tasks no node will take (every node
 already ran a replica, or the only capable nodes were blacklisted): those are abandoned so the
 job goes on with what is done. Busy nodes make activity, so slow progress never trips this."""
@@ -140,20 +140,22 @@ class JobRunner:
             if accepted >= self.spec.rows:
                 break
             tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)
-            if not any(t.state is TaskState.OPEN for t in tasks):
-                room = synthesize.max_tasks(self.ctx) - len(tasks)
-                if room <= 0:
-                    log.warning("job %s: %d of %d rows after %d tasks; compiling what passed",
-                                self.job_id, accepted, self.spec.rows, len(tasks))  # fmt: skip
-                    break
-                n = min(room, synthesize.wave_size(self.ctx, accepted))
-                specs = await self.rt.call(synthesize.tasks, self.ctx, len(tasks), n)
-                if not specs:
+            in_flight = sum(t.state is TaskState.OPEN for t in tasks)
+            # Keep enough tasks in flight for the rows still missing: a task stuck on a busy or
+            # ineligible network then costs one slot, not the whole wave's progress.
+            want = synthesize.wave_size(self.ctx, accepted)
+            room = synthesize.max_tasks(self.ctx) - len(tasks)
+            if in_flight < want and room > 0:
+                specs = await self.rt.call(synthesize.tasks, self.ctx, len(tasks), min(room, want - in_flight))
+                if not specs and not in_flight:
                     raise JobFailed("no source chunks to synthesize from")
                 await self._submit(kind, specs)
-            else:
-                await self._abandon_stalled(kind)
-                await self._abandon_stalled(TaskKind.VALIDATE)
+            elif room <= 0 and not in_flight:
+                log.warning("job %s: %d of %d rows after %d tasks; compiling what passed",
+                            self.job_id, accepted, self.spec.rows, len(tasks))  # fmt: skip
+                break
+            await self._abandon_stalled(kind)
+            await self._abandon_stalled(TaskKind.VALIDATE)
             await trio.sleep(POLL_S)
         await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=now_ms())
 

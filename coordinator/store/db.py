@@ -333,6 +333,17 @@ class Store:
             )
             return self._job(c, job_id)
 
+    def cancel_job(self, job_id: str, *, now_ms: int) -> bool:
+        """Cancel a job that is still open or running (atomically); False if it was already past that."""
+        with self._tx() as c:
+            n = c.execute(
+                "UPDATE jobs SET state = 'cancelled', updated_ms = ? WHERE job_id = ? AND state IN ('open', 'running')",
+                (now_ms, job_id),
+            ).rowcount
+            if n == 0:
+                self._job(c, job_id)  # NotFound for an unknown job
+            return n == 1
+
     def jobs(self) -> list[JobRecord]:
         """Every job, newest first."""
         with self._lock:

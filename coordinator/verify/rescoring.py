@@ -28,7 +28,7 @@ from rapidfuzz import fuzz
 from coordinator.verify.quorum import normalize_text
 from coordinator.verify.reasons import Failure, Reason
 from protocol.messages import Result
-from protocol.tasks import ValidateOutput, ValidatePayload
+from protocol.tasks import JudgePayload, QuestionGenPayload, SynthesizePayload, ValidateOutput, ValidatePayload
 
 K = TypeVar("K", bound=Hashable)
 
@@ -62,7 +62,9 @@ def compare_replicas(a: Result, b: Result, *, threshold: float = REPLICA_SIMILAR
 # --- prefill re-scoring -----------------------------------------------------------------
 
 
-def validate_payload_for(result: Result, *, top_k: int = 10) -> ValidatePayload:
+def validate_payload_for(
+    result: Result, *, top_k: int = 10, task: QuestionGenPayload | SynthesizePayload | JudgePayload | None = None
+) -> ValidatePayload:
     """The `validate` task that re-scores `result` (the scheduler grants it to a third node).
 
     Raises ValueError for a result that carries no model digest: it cannot be
@@ -76,6 +78,7 @@ def validate_payload_for(result: Result, *, top_k: int = 10) -> ValidatePayload:
         candidate=result.raw_text,
         claimed_mean_logprob=result.stats.mean_logprob,
         top_k=top_k,
+        task=task,
     )
 
 
@@ -92,9 +95,18 @@ class RescoreThresholds:
     | same tokens, shuffled   | -7.65 (-8.31 .. -7.49)             | 0.15                       |
     | another prompt's output | -2.68 (-2.96 .. -2.29)             | 0.76                       |
 
-    The thresholds sit between the own-output range and the closest impostor
-    (another prompt's fluent output): top-k rate 0.82 (own >= 0.87, other <= 0.76 median)
-    and mean logprob -2.0 (own >= -1.65, other <= -2.29).
+    In a 20-row demo run on the network (repeat penalty and grammar on), four honest
+    spot-checked outputs measured (producer's claim -> validator's re-score):
+    -1.27 -> -1.07, -1.16 -> -1.14, -1.46 -> -1.10 and -3.29 -> -2.56 (top-k 0.90-0.98).
+    The last one is honest: its own sampling picked unlikely tokens. So the absolute
+    mean-logprob floor only catches gross garbage (-4.0; shuffled text is -7.65), and
+    the decision rests on layers an impostor cannot pass together:
+    - the validator renders the task's prompt itself; a candidate reporting another
+      prompt is rejected outright (`prompt_matches`);
+    - top-k rate 0.82 (own >= 0.87, another prompt's output 0.76 median);
+    - the claim must be there and consistent: an output made for another input scores
+      lower under the true prompt than its producer measured under its own (-2.68
+      against about -1.2), so the claim exceeds the re-score.
     The producer's claimed mean logprob is always *below* the validator's
     re-score (median gap 0.39, up to 0.96 nats): the grammar can force odd token
     splits that score low, while the validator re-tokenizes the text normally.
@@ -106,7 +118,7 @@ class RescoreThresholds:
 
     min_topk_rate: float = 0.82
     """Share of candidate tokens inside the validator's top-k."""
-    min_mean_logprob: float = -2.0
+    min_mean_logprob: float = -4.0
     """Mean per-token logprob (nats) of the candidate under the declared model."""
     max_claim_excess: float = 0.5
     """How far (nats/token) the producer's claim may sit *above* the validator's measurement."""
@@ -154,6 +166,8 @@ def decide(candidate: Candidate[K], thresholds: RescoreThresholds = RescoreThres
     def reject(detail: str) -> RescoreDecision[K]:
         return RescoreDecision(candidate.key, False, Failure(Reason.RESCORE_FAILED, detail), topk, mean_lp)
 
+    if any(v.prompt_matches is False for v in candidate.validations):
+        return reject("the prompt it reports is not the task's prompt: generated for another input")
     if n_tokens < thresholds.min_tokens:
         return reject(f"{n_tokens} tokens re-scored, need {thresholds.min_tokens}")
     if topk < thresholds.min_topk_rate:
@@ -161,7 +175,9 @@ def decide(candidate: Candidate[K], thresholds: RescoreThresholds = RescoreThres
     if mean_lp < thresholds.min_mean_logprob:
         return reject(f"mean logprob {mean_lp:.3f} < {thresholds.min_mean_logprob}")
     claimed = candidate.claimed_mean_logprob
-    if claimed is not None and claimed - mean_lp > thresholds.max_claim_excess:
+    if claimed is None:
+        return reject("the producer reported no mean log-probability to check against")
+    if claimed - mean_lp > thresholds.max_claim_excess:
         return reject(
             f"claimed mean logprob {claimed:.3f}, measured {mean_lp:.3f} (claim exceeds it by > "
             f"{thresholds.max_claim_excess})"

@@ -17,10 +17,30 @@ from node.executors.base import ExecutionError, ExecutionResult
 from node.llm.backend import ContextOverflow
 from node.llm.engine import Engine, ModelNotLoaded
 from protocol.messages import GenerationStats
-from protocol.tasks import DecodingParams, Frozen, TaskKind, ValidateOutput, ValidatePayload
+from protocol.tasks import (
+    DecodingParams,
+    Frozen,
+    JudgePayload,
+    QuestionGenPayload,
+    SynthesizePayload,
+    TaskKind,
+    ValidateOutput,
+    ValidatePayload,
+)
 
 MAX_TOKEN_LOGPROBS = 8192
 """ValidateOutput's limit; the context already bounds the candidate below it on default settings."""
+
+
+def task_messages(task: QuestionGenPayload | SynthesizePayload | JudgePayload) -> list[dict[str, str]]:
+    """The chat messages the producer of `task` was given (same templates, same version)."""
+    from node.executors import judge, question_gen, synthesize
+
+    if isinstance(task, SynthesizePayload):
+        return synthesize.messages(task)
+    if isinstance(task, QuestionGenPayload):
+        return question_gen.messages(task)
+    return judge.messages(task)
 
 
 class ValidateExecutor:
@@ -38,7 +58,12 @@ class ValidateExecutor:
             raise ExecutionError(f"grant names model {model_sha256} but the payload declares {payload.model_sha256}")
         try:
             lm = self.engine.model(payload.model_sha256)
-            result = await self.engine.rescore(lm.sha256, payload.prompt, payload.candidate, payload.top_k)
+            prompt, matches = payload.prompt, None
+            if payload.task is not None:
+                # Re-score under the prompt the task really has, not the one the producer reports.
+                prompt = self.engine.render_chat(lm.sha256, task_messages(payload.task))
+                matches = prompt == payload.prompt
+            result = await self.engine.rescore(lm.sha256, prompt, payload.candidate, payload.top_k)
         except ModelNotLoaded as exc:
             raise ExecutionError(f"cannot validate: {exc}") from None
         except ContextOverflow as exc:
@@ -49,6 +74,7 @@ class ValidateExecutor:
             mean_logprob=mean if math.isfinite(mean) else -1e9,
             topk_rate=result.topk_rate,
             token_logprobs=[x if math.isfinite(x) else -1e9 for x in result.token_logprobs[:MAX_TOKEN_LOGPROBS]],
+            prompt_matches=matches,
         )
         return ExecutionResult(
             output=output,

@@ -73,20 +73,27 @@ def test_shuffled_tokens_are_rejected_on_topk_rate() -> None:
 def test_measured_separation_on_the_bundled_model() -> None:
     # Medians measured with SmolLM2-135M (see RescoreThresholds' docstring).
     assert decide(Candidate("own", [_v(0.89, -1.21)], claimed_mean_logprob=-1.6)).accept
-    assert decide(Candidate("own-worst", [_v(0.87, -1.65)])).accept
-    assert not decide(Candidate("shuffled", [_v(0.15, -7.65)])).accept
-    assert not decide(Candidate("other-prompt", [_v(0.76, -2.68)])).accept
+    assert decide(Candidate("own-worst", [_v(0.87, -1.65)], claimed_mean_logprob=-1.9)).accept
+    assert decide(Candidate("own-unlikely-sample", [_v(0.897, -2.562)], claimed_mean_logprob=-3.29)).accept
+    assert not decide(Candidate("shuffled", [_v(0.15, -7.65)], claimed_mean_logprob=-1.0)).accept
+    assert not decide(Candidate("other-prompt", [_v(0.76, -2.68)], claimed_mean_logprob=-1.2)).accept
 
 
-def test_another_prompts_output_is_rejected_on_mean_logprob() -> None:
-    d = decide(Candidate("other-prompt", [_v(0.85, -2.29)]))
+def test_another_prompts_output_is_rejected_on_its_inflated_claim() -> None:
+    # Even with a top-k rate that passes, the claim made under the other prompt gives it away.
+    d = decide(Candidate("other-prompt", [_v(0.85, -2.68)], claimed_mean_logprob=-1.2))
+    assert not d.accept and d.failure is not None and "claimed" in d.failure.detail
+
+
+def test_gross_garbage_is_rejected_on_mean_logprob() -> None:
+    d = decide(Candidate("garbage", [_v(0.9, -6.0)], claimed_mean_logprob=-6.2))
     assert not d.accept and d.failure is not None and "mean logprob" in d.failure.detail
 
 
 def test_a_false_claim_about_the_logprob_is_rejected() -> None:
     d = decide(Candidate("liar", [_v(0.9, -1.5)], claimed_mean_logprob=-0.8))
     assert not d.accept and d.failure is not None and "claimed" in d.failure.detail
-    assert decide(Candidate("no-claim", [_v(0.9, -1.5)])).accept
+    assert not decide(Candidate("no-claim", [_v(0.9, -1.5)])).accept  # nothing to check it against
     # Honest producers claim *less* than the re-score (grammar-forced token splits): never a reason to reject.
     assert decide(Candidate("modest", [_v(0.9, -1.2)], claimed_mean_logprob=-2.2)).accept
 
@@ -106,7 +113,7 @@ def test_the_median_outvotes_one_lying_validator() -> None:
 
 
 def test_decide_all_judges_each_candidate_on_its_own() -> None:
-    decisions = decide_all([Candidate(1, [_v(0.95, -1.2)]), Candidate(2, [_v(0.3, -6.0)])])
+    decisions = decide_all([Candidate(1, [_v(0.95, -1.2)], -1.3), Candidate(2, [_v(0.3, -6.0)], -1.0)])
     assert [(d.key, d.accept) for d in decisions] == [(1, True), (2, False)]
 
 
@@ -116,3 +123,11 @@ def test_thresholds_come_from_config() -> None:
     assert not decide(Candidate("c", [_v(0.96, -1.3)]), strict).accept
     with pytest.raises(ValueError, match="unknown"):
         RescoreThresholds.from_mapping({"min_topk": 0.5})
+
+
+def test_a_candidate_whose_prompt_is_not_the_tasks_is_rejected() -> None:
+    ok = ValidateOutput(n_tokens=40, mean_logprob=-1.2, topk_rate=0.9, token_logprobs=[-1.2] * 40)
+    mismatch = ok.model_copy(update={"prompt_matches": False})
+    assert decide(Candidate("honest", [ok.model_copy(update={"prompt_matches": True})], -1.4)).accept
+    d = decide(Candidate("other-input", [mismatch, mismatch], -1.2))
+    assert not d.accept and d.failure is not None and "prompt" in d.failure.detail

@@ -10,7 +10,18 @@ from coordinator.store import Store, TaskState
 from coordinator.verify.reasons import Reason
 from protocol.envelope import open_envelope, seal
 from protocol.identity import Identity
-from protocol.messages import Claim, Grant, MessageKind, Receipt, Reject, RejectReason, Result, TaskOffer, Verdict
+from protocol.messages import (
+    Claim,
+    Grant,
+    MessageKind,
+    NodeStatus,
+    Receipt,
+    Reject,
+    RejectReason,
+    Result,
+    TaskOffer,
+    Verdict,
+)
 from protocol.state import SlotState
 from protocol.tasks import TaskKind, ValidateOutput, ValidatePayload
 from tests.coordinator.factories import (
@@ -30,10 +41,14 @@ NODE_D = Identity.from_seed(b"\x0d" * 32)
 HONEST_TEXT = '{"question": "Who developed the printing press?", "answer": "Johannes Gutenberg developed it."}'
 
 
-def new_scheduler(tmp_path: Path, *, grounded: bool = True) -> Scheduler:
+def new_scheduler(tmp_path: Path, *, grounded: bool = True, live: int = 6) -> Scheduler:
     store = Store(tmp_path / "c.db")
     store.create_job("j1", {"topic": "printing", "grounded": grounded}, allowed_models=[MODEL], now_ms=T0)
-    return Scheduler(store, COORDINATOR, rng=random.Random(1))
+    s = Scheduler(store, COORDINATOR, rng=random.Random(1))
+    status = NodeStatus(version="test", models=[], task_kinds=list(TaskKind), free_slots=1, total_slots=1)
+    for seed in range(live):  # nodes seen on the status topic: candidates for validation
+        s.note_status(Identity.from_seed(bytes([0x0A + seed]) * 32).peer_id, status, T0)
+    return s
 
 
 def claim(s: Scheduler, task_id: str, node: Identity, now: int = T0) -> Grant | Reject:
@@ -227,3 +242,18 @@ def test_abandoning_an_untaken_task_fails_it_and_stops_offering_it(tmp_path: Pat
     assert s.store.task("t1").state is TaskState.FAILED
     assert all(x.state is SlotState.FAILED for x in s.store.slots("t1"))
     assert s.offers(T0 + 10_000) == []
+
+
+def test_a_small_network_audits_with_the_one_validator_it_has(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path, live=3)  # A, B and C are up
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga, gb = claim(s, "t1", NODE_A), claim(s, "t1", NODE_B)
+    assert isinstance(ga, Grant) and isinstance(gb, Grant)
+    submit(s, honest(ga), NODE_A)
+    submit(s, result_for(gb, rows_output(GOOD_ROW), raw_text='{"answer": "x"}'), NODE_B)
+    for vid in [t.task_id for t in s.store.tasks("j1", stage="validate")]:
+        assert len(s.store.slots(vid)) == 1  # only C is eligible: producers never validate
+        g = claim(s, vid, NODE_C)
+        assert isinstance(g, Grant) and isinstance(g.payload, ValidatePayload)
+        submit(s, result_for(g, measurement(g.payload.candidate == HONEST_TEXT)), NODE_C, now=T0 + 2000)
+    assert s.store.task("t1").state is TaskState.DONE

@@ -346,3 +346,28 @@ def test_registry_names_the_search_and_retrieve_classes() -> None:
             from node.executors import executor_class
 
             assert executor_class(kind).__name__ == EXECUTOR_CLASSES[kind].split(":")[1]
+
+
+async def test_validator_rescored_under_the_tasks_own_prompt_catches_an_output_for_another_prompt(
+    engine: Engine, synth_results: list[tuple[SynthesizePayload, ExecutionResult]]
+) -> None:
+    # A cheater answers task A with the output it generated for task B, and reports task B's prompt
+    # (under which that output scores well). The validator renders task A's prompt itself.
+    validator = ValidateExecutor(engine)
+    sha = engine.model().sha256
+    (task_a, result_a), (_, result_b) = synth_results[0], synth_results[1]
+    honest = await validator.execute(
+        ValidatePayload(model_sha256=sha, prompt=result_a.prompt, candidate=result_a.raw_text, task=task_a), None, sha
+    )
+    cheat = await validator.execute(
+        ValidatePayload(model_sha256=sha, prompt=result_b.prompt, candidate=result_b.raw_text, task=task_a), None, sha
+    )
+    trusting = await validator.execute(
+        ValidatePayload(model_sha256=sha, prompt=result_b.prompt, candidate=result_b.raw_text), None, sha
+    )
+    assert isinstance(honest.output, ValidateOutput) and isinstance(cheat.output, ValidateOutput)
+    assert isinstance(trusting.output, ValidateOutput)
+    assert honest.output.prompt_matches is True
+    assert cheat.output.prompt_matches is False
+    # Scored under the true prompt the foreign output looks foreign; under its own prompt it looked fine.
+    assert cheat.output.mean_logprob < trusting.output.mean_logprob
