@@ -9,13 +9,13 @@ import typer
 from rich.console import Console
 
 from cli import token_cmd
-from cli.errors import fail, friendly
+from cli.errors import fail, friendly, until_signalled
 from cli.progress_view import follow
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 
 app = typer.Typer(no_args_is_help=True, help="Run a coordinator.")
 app.add_typer(token_cmd.app, name="token")
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @app.command()
@@ -43,7 +43,7 @@ def start(
     )
     if (spec or rows or out or job_id) and not request:
         fail("--spec, --rows, --out and --job-id go with --request")
-    trio.run(_run, cfg, request, spec, rows, out, job_id, addr_file, not no_api)
+    trio.run(until_signalled, lambda: _run(cfg, request, spec, rows, out, job_id, addr_file, not no_api))
 
 
 async def _run(

@@ -13,7 +13,7 @@ from cli.errors import friendly
 from node.config import DATA_DIR
 
 app = typer.Typer(no_args_is_help=True, help="Build and serve the local search corpus.")
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @app.command()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -53,3 +53,26 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
             raise  # unreachable: fail() raises
 
     return wrapper
+
+
+async def until_signalled(main: Callable[[], Awaitable[None]]) -> None:
+    """Run `main` until it returns or SIGINT/SIGTERM arrives; a signal ends it cleanly (exit status 0)."""
+    import signal
+
+    import trio
+
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    err.print(f"{signal.Signals(signum).name}: shutting down")
+                    nursery.cancel_scope.cancel()
+                    return
+
+        async def run() -> None:
+            await main()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        nursery.start_soon(run)

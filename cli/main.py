@@ -27,7 +27,7 @@ app.add_typer(node_cmd.app, name="node")
 app.add_typer(coordinator_cmd.app, name="coordinator")
 app.add_typer(corpus_cmd.app, name="corpus")
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 def default_key_path(role: str) -> Path:

@@ -9,14 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.errors import friendly
+from cli.errors import friendly, until_signalled
 from node.config import NodeConfig, load_node_config
 from protocol.identity import public_key_from_peer_id
 from protocol.keyfile import load_or_create_identity
 from protocol.tasks import TaskKind
 
 app = typer.Typer(no_args_is_help=True, help="Run a volunteer node.")
-console = Console()
+console = Console(soft_wrap=True)
 
 CONFIG = typer.Option(None, "--config", help="TOML config file (default: ~/.config/dataswarm/node.toml).")
 
@@ -65,7 +65,7 @@ def start(
         status_interval_s=status_interval,
         metrics_listen=metrics_listen,
     )
-    trio.run(_run_node, cfg, quiet)
+    trio.run(until_signalled, lambda: _run_node(cfg, quiet))
 
 
 async def _run_node(cfg: NodeConfig, quiet: bool) -> None:
@@ -80,7 +80,8 @@ async def _run_node(cfg: NodeConfig, quiet: bool) -> None:
             console.print(f"  [yellow]skipped[/yellow]   {kind.value}: {why}")
         console.print(f"  trusts    {', '.join(cfg.trusted_coordinators) or '[red]nobody: no task will run[/red]'}")
         for addr in node.host.listen_addrs:
-            console.print(f"  listening {addr}/p2p/{node.identity.peer_id}", highlight=False)
+            full = addr if "/p2p/" in addr else f"{addr}/p2p/{node.identity.peer_id}"
+            console.print(f"  listening {full}", highlight=False)
         console.print("READY", highlight=False)  # a line scripts and tests wait for
         c = node.runtime.counters
         while True:

@@ -41,7 +41,9 @@ class NodeConfig(BaseSettings):
     n_threads: int | None = Field(None, ge=1, le=256, description="llama.cpp threads (default: physical cores).")
     n_gpu_layers: int | None = Field(None, ge=-1, description="Layers to offload (-1 all; default: auto).")
     kinds: list[TaskKind] = Field(default_factory=lambda: list(TaskKind), description="Task kinds to accept.")
-    search_backend: Literal["local", "searxng", "ddgs"] = "local"
+    search_backend: Literal["local", "searxng", "ddgs"] = Field(
+        "local", description="Search backend: local (SQLite FTS5 index), searxng (self-hosted), ddgs (internet)."
+    )
     search_db: Path = Field(DATA_DIR / "corpus.sqlite", description="Index used by the local search backend.")
     search_base_url: str | None = Field(
         None, description="Where the local index's pages are served now (moves hits onto that host:port)."

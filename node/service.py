@@ -112,12 +112,6 @@ async def open_node(
         host = await stack.enter_async_context(
             SwarmHost(HostConfig(identity=ident, listen=config.listen, bootstrap=config.bootstrap, mdns=config.mdns))
         )
-        metrics = None
-        if config.metrics_listen:
-            from node.metrics import NodeMetrics
-
-            metrics = NodeMetrics(status=lambda: runtime.status(), counters=lambda: asdict(runtime.counters))
-            result_hook = metrics.chain(result_hook)
         runtime = NodeRuntime(
             host,
             executors,
@@ -128,6 +122,13 @@ async def open_node(
             status_interval_s=config.status_interval_s,
             result_hook=result_hook,
         )
+        metrics = None
+        if config.metrics_listen:
+            from node.metrics import NodeMetrics
+
+            # Built after the runtime: registering the collector reads the runtime's status at once.
+            metrics = NodeMetrics(status=runtime.status, counters=lambda: asdict(runtime.counters))
+            runtime.result_hook = metrics.chain(result_hook)
         nursery = await stack.enter_async_context(trio.open_nursery())
         if config.bootstrap:
             nursery.start_soon(partial(run_reconnect_watchdog, host, config.bootstrap))

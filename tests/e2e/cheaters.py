@@ -7,7 +7,7 @@ order to look plausible. Behaviours:
 
 - garbage:      schema-valid rows of random words, with a flattering claimed log-probability;
 - other_prompt: a real generation, but for a different instruction, reporting that other prompt;
-- copy:         replays the output of its first task (copied work) for every later task;
+- copy:         submits work done for another task (a decoy it generated once) for every task;
 - wrong_model:  declares a model digest it did not use and returns a fixed string;
 - replay:       re-sends the exact bytes of an old Result envelope instead of doing new work;
 - forge:        signs its results with a key that is not its own;
@@ -75,9 +75,12 @@ class Copy(Cheater):
     first: Result | None = None
 
     async def _execute(self, grant: Grant) -> Result | None:
-        if self.first is None or self.first.output.kind != grant.payload.kind:
-            self.first = await super()._execute(grant)
-            return self.first
+        if self.first is None:
+            # The work it copies was done for another task (here: a decoy it ran once).
+            decoy = grant.payload.model_copy(update={"instruction": "Write about the history of the printing press."})
+            self.first = await super()._execute(grant.model_copy(update={"payload": decoy}))
+            if self.first is None:
+                return None
         return self.first.model_copy(
             update={"task_id": grant.task_id, "job_id": grant.job_id, "lease_id": grant.lease_id,
                     "attempt": grant.attempt, "decoding": grant.decoding}
@@ -145,7 +148,7 @@ def _fake(grant: Grant, data: dict[str, str], raw: str, *, mean_logprob: float) 
 
 async def run(args: argparse.Namespace) -> None:
     trusted = {public_key_from_peer_id(args.trust)}
-    kinds = [TaskKind.SYNTHESIZE, TaskKind.VALIDATE, TaskKind.QUESTION_GEN]
+    kinds = [TaskKind.SYNTHESIZE]  # every task they take, they cheat on
     async with open_engine(EngineSettings(n_threads=1, benchmark=True)) as engine, trio.open_nursery() as nursery:
         for name in args.behaviours:
             nursery.start_soon(one, name, engine, kinds, trusted, args)
