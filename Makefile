@@ -44,7 +44,7 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy protocol coordinator/store coordinator/verify coordinator/scheduler.py coordinator/spec.py coordinator/planner.py coordinator/compile coordinator/api node/metrics.py
+	$(BIN)/mypy protocol network node coordinator cli
 
 demo: $(VENV)/.installed
 	$(BIN)/dataswarm demo $(DEMO_ARGS)
