@@ -237,8 +237,8 @@ class Scheduler:
             if last is not None and now_ms - last < self.config.reoffer_ms:
                 continue
             task = self.store.task(task_id)
-            if self.store.job(task.job_id).state not in ACTIVE_JOB_STATES:
-                continue
+            if task.kind is not TaskKind.VALIDATE and self.store.job(task.job_id).state not in ACTIVE_JOB_STATES:
+                continue  # validation of work already submitted goes on: it decides verdicts, credit and reputation
             offer = TaskOffer(
                 task_id=task_id,
                 job_id=task.job_id,
@@ -298,7 +298,7 @@ class Scheduler:
         if task.state is not TaskState.OPEN:
             return reject(RejectReason.ALREADY_FILLED, f"task is {task.state.value}")
         job_state = self.store.job(task.job_id).state
-        if job_state not in ACTIVE_JOB_STATES:
+        if job_state not in ACTIVE_JOB_STATES and task.kind is not TaskKind.VALIDATE:
             return reject(RejectReason.ALREADY_FILLED, f"job is {job_state}")
         allowed = self.allowed_models(task)
         if task.kind in LLM_KINDS and allowed and claim.model_sha256 not in allowed:

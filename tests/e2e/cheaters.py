@@ -165,7 +165,7 @@ async def one(name: str, engine: Engine, kinds: list[TaskKind], trusted: set[byt
             executors,
             engine.model_infos(),
             trusted_coordinators=trusted,
-            slots={"llm": 1, "io": 0},
+            slots={"llm": 3, "io": 0},  # an adversary claims all it can
             status_interval_s=2.0,
         )
         nursery.start_soon(run_reconnect_watchdog, host, [args.bootstrap])
