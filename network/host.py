@@ -98,10 +98,12 @@ log = logging.getLogger(__name__)
 
 if not os.environ.get("LIBP2P_DEBUG"):
     # libp2p's import-time logging setup detaches its logger (propagate off, no handler), so its
-    # warnings about routine per-stream failures reach Python's bare last-resort handler on stderr.
-    # Route them through the application's logging and keep only errors; LIBP2P_DEBUG restores libp2p's own.
+    # warnings about routine per-stream failures reach Python's bare last-resort handler on stderr, and
+    # some modules pin their own logger at INFO. Route all of them through the application's logging and
+    # keep only errors; LIBP2P_DEBUG restores libp2p's own setup.
     logging.getLogger("libp2p").propagate = True
-    logging.getLogger("libp2p").setLevel(logging.ERROR)
+    for _name in [n for n in logging.root.manager.loggerDict if n == "libp2p" or n.startswith("libp2p.")]:
+        logging.getLogger(_name).setLevel(logging.ERROR)
 
 NOISE = str(NOISE_PROTOCOL_ID)
 """The only security protocol a SwarmHost negotiates."""
