@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.store import Judgement, NewRow, NotFound, Store, TaskState
-from coordinator.store.db import ResultRecord, TaskRecord, payload_sha256
+from coordinator.store.db import ResultRecord, TaskRecord
 from coordinator.verify.checks import check_result
 from coordinator.verify.gates import Deduplicator, GroundingChecker, LexicalGrounding, gate_row, row_text
 from coordinator.verify.quorum import QuorumPolicy, QuorumStatus, quorum
@@ -697,7 +697,3 @@ class Scheduler:
             outgoing += self.evaluate(task_id, now_ms)
         return outgoing
 
-
-def payload_digest(payload: TaskPayload) -> str:
-    """What a node compares against `TaskOffer.payload_sha256` when the grant arrives."""
-    return payload_sha256(payload)

@@ -15,6 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol import encoding
 from protocol.envelope import open_envelope
 from protocol.errors import ProtocolError
 from protocol.messages import MessageKind, Receipt, Verdict
@@ -81,8 +82,6 @@ class ReceiptLedger:
 
 
 def _issued_at(raw: bytes) -> int:
-    from protocol import encoding
-
     fields = encoding.decode(raw, limit=len(raw), what="receipt envelope")
     if not isinstance(fields, dict) or not isinstance(fields.get("issued_at"), int):
         raise ValueError("not an envelope")

@@ -25,6 +25,7 @@ from network import (
     TASK_PROTOCOL,
     TASK_RESPONSE_KINDS,
     NetworkError,
+    Refused,
     SwarmHost,
     now_ms,
     offers_topic,
@@ -33,6 +34,7 @@ from network import (
 from network.topics import RECEIPTS_PROTOCOL
 from node.executors.base import ExecutionError, Executor
 from node.ledger import ReceiptLedger
+from protocol import encoding
 from protocol.envelope import Opened, seal
 from protocol.errors import ProtocolError
 from protocol.messages import (
@@ -233,8 +235,6 @@ class NodeRuntime:
         return message
 
     def _grant_problem(self, offer: TaskOffer, grant: Grant) -> str | None:
-        from protocol import encoding
-
         if grant.node_peer_id != self.host.peer_id:
             return f"the grant is for {grant.node_peer_id}"
         if grant.task_id != offer.task_id or grant.attempt != offer.attempt:
@@ -296,8 +296,6 @@ class NodeRuntime:
 
     async def _on_pushed_receipt(self, peer: str, opened: Opened) -> bytes:
         if opened.sender not in self.trusted:
-            from network import Refused
-
             raise Refused("receipts are accepted only from trusted coordinators")
         self._keep(opened)
         return seal(self.host.identity, self.status(), now_ms=now_ms())

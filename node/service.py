@@ -18,7 +18,7 @@ import trio
 
 from network import HostConfig, SwarmHost, run_reconnect_watchdog
 from node.config import NodeConfig
-from node.executors import ExecutorDeps, RegistryError, build_executor
+from node.executors import ExecutorDeps, build_executor
 from node.executors.base import Executor
 from node.ledger import ReceiptLedger
 from node.llm.engine import Engine, EngineSettings, open_engine
@@ -86,7 +86,7 @@ def build_node_executors(
             continue
         try:
             built[kind] = build_executor(kind, deps)
-        except (RegistryError, Exception) as exc:  # a backend that cannot start must not stop the others
+        except Exception as exc:  # a backend that cannot start must not stop the others
             skipped[kind] = str(exc)
     return built, skipped
 

@@ -136,7 +136,7 @@ class JobRunner:
             await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=now_ms())
         while True:
             await self._check_job()
-            accepted = len(await self.rt.call(self.store.rows, self.job_id))
+            accepted = await self.rt.call(self.store.row_count, self.job_id)
             if accepted >= self.spec.rows:
                 break
             tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)

@@ -73,7 +73,7 @@ def job_progress(store: Store, job_id: str) -> JobProgress:
     return JobProgress(
         job_id=job_id,
         state=job.state,
-        rows=len(store.rows(job_id)),
+        rows=store.row_count(job_id),
         target=target,
         stages=stages,
         rejections=rejections,

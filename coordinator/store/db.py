@@ -784,6 +784,11 @@ class Store:
             )
             return [str(r[0]) for r in rows]
 
+    def row_count(self, job_id: str) -> int:
+        """Accepted rows of a job (what progress polling needs, without loading the rows)."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM rows WHERE job_id = ?", (job_id,)).fetchone()[0])
+
     def count_held(self, node: str) -> int:
         """Slots `node` holds right now (claimed or granted): its outstanding leases."""
         with self._lock:
