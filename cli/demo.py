@@ -10,6 +10,7 @@ is stopped on exit or Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import logging
@@ -20,8 +21,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import trio
 from rich.console import Console
@@ -106,6 +109,8 @@ PYDOC_MODULES = tuple(
     ]
 )
 NODE_READY_TIMEOUT_S = 180
+NODE_RESTARTS = 3
+"""A node process that dies mid-job is started again (same key) this many times in all."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ async def run_demo(
     workdir.mkdir(parents=True, exist_ok=True)
     corpus = find_corpus(workdir, console)
     threads = max(1, (os.cpu_count() or 2) // nodes)  # never more threads than cores (notes: 20 tok/s otherwise)
-    with CorpusServer(corpus) as server:
+    with CorpusServer(corpus) as server, _log_file(workdir / "coordinator.log"):
         db = workdir / f"corpus-{hashlib.sha256(str(corpus).encode()).hexdigest()[:12]}.sqlite"
         if not db.exists():
             console.print(f"indexing {corpus} for the local search backend …")
@@ -190,17 +195,14 @@ async def run_demo(
             url = await api.start(serve_api, coord, "127.0.0.1:0")
             console.print(f"dashboard   {url}/", highlight=False)
             logs = [open(workdir / f"node-{i}.log", "ab") for i in range(nodes)]  # noqa: SIM115
-            procs = [
-                subprocess.Popen(
-                    node_command(i, workdir, addr, coord.identity.peer_id, db, server.base_url, threads),
-                    stdout=logs[i],
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            commands = [
+                node_command(i, workdir, addr, coord.identity.peer_id, db, server.base_url, threads)
                 for i in range(nodes)
             ]
+            procs = [_spawn(cmd, log_file) for cmd, log_file in zip(commands, logs, strict=True)]
             try:
                 await _wait_for_nodes(coord, procs, nodes, workdir, console)
+                api.start_soon(_supervise, procs, commands, logs, workdir, console)
                 jid = await coord.submit(request, rows=rows, out_dir=out)
                 console.print(f"job {jid}: {rows} rows → {out}", highlight=False)
 
@@ -229,6 +231,51 @@ async def _wait_for_nodes(coord: object, procs: list[subprocess.Popen[bytes]], n
             await trio.sleep(0.5)
         return
     raise RuntimeError(f"nodes did not report within {NODE_READY_TIMEOUT_S} s; see {workdir}/node-*.log")
+
+
+def _spawn(command: list[str], log_file: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+async def _supervise(procs: list[subprocess.Popen[bytes]], commands: list[list[str]], logs: list[IO[bytes]],
+                     workdir: Path, console: Console) -> None:  # fmt: skip
+    """Start a node again when its process dies, as systemd would: a dead node stalls a two-node demo."""
+    left = NODE_RESTARTS
+    while True:
+        await trio.sleep(1.0)
+        for i, p in enumerate(procs):
+            code = p.poll()
+            if code is None:
+                continue
+            tail = (workdir / f"node-{i}.log").read_text(errors="replace")[-1500:]
+            log.warning("node %d exited with code %s; last lines of its log:\n%s", i, code, tail)
+            if left == 0:
+                raise RuntimeError(f"node {i} keeps exiting (code {code}); see {workdir}/node-{i}.log")
+            left -= 1
+            console.print(f"[yellow]node {i} exited with code {code}; starting it again[/yellow]")
+            procs[i] = _spawn(commands[i], logs[i])
+
+
+@contextlib.contextmanager
+def _log_file(path: Path) -> Iterator[None]:
+    """Everything the coordinator logs at INFO and above also goes to `path` (the terminal keeps its level)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if handler.level == logging.NOTSET:
+            handler.setLevel(root.level)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(path)
+    file_handler.setLevel(logging.INFO)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    level = root.level
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    root.addHandler(file_handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(file_handler)
+        root.setLevel(level)
+        file_handler.close()
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:

@@ -14,7 +14,7 @@ import trio
 import typer
 from rich.console import Console
 
-from cli import coordinator_cmd, corpus_cmd, node_cmd
+from cli import coordinator_cmd, corpus_cmd, export_cmd, jobs_cmd, node_cmd, request_cmd
 from cli.errors import Settings, fail, friendly, setup_logging
 from protocol.errors import KeyFileError
 from protocol.identity import Identity
@@ -26,6 +26,10 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(node_cmd.app, name="node")
 app.add_typer(coordinator_cmd.app, name="coordinator")
 app.add_typer(corpus_cmd.app, name="corpus")
+app.add_typer(jobs_cmd.app, name="jobs")
+app.command("request")(request_cmd.request)
+app.command("nodes")(jobs_cmd.nodes)
+app.command("export")(export_cmd.export)
 
 console = Console(soft_wrap=True)
 

@@ -32,10 +32,12 @@ from network import (
     SwarmHost,
     now_ms,
     offers_topic,
+    reason_of,
     run_periodic_publisher,
 )
 from network.topics import RECEIPTS_PROTOCOL
 from protocol.envelope import Opened, seal
+from protocol.errors import ProtocolError
 from protocol.messages import Claim, CoordinatorAnnounce, MessageKind, NodeStatus, Result
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VERSION = "dataswarm-coordinator/0.1.0"
+SLOW_CALL_S = 5.0
 T = TypeVar("T")
 
 
@@ -67,13 +70,21 @@ class CoordinatorRuntime:
 
     async def call(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run a scheduler (or store) call on the coordinator's single worker thread."""
-        return await trio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self._limiter)
+        started = trio.current_time()
+        try:
+            return await trio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self._limiter)
+        finally:
+            took = trio.current_time() - started
+            if took > SLOW_CALL_S:
+                # Claims wait in the same queue: this is what makes nodes time out on their claims.
+                log.warning("%s took %.1f s on the coordinator's worker thread (queue included)",
+                            getattr(fn, "__qualname__", fn), took)  # fmt: skip
 
     def announce(self) -> CoordinatorAnnounce:
         return CoordinatorAnnounce(version=VERSION, addrs=self.host.listen_addrs[:16], api_url=self.api_url)
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.host.serve(TASK_PROTOCOL, self._on_request, expect=TASK_REQUEST_KINDS)
+        self.host.serve(TASK_PROTOCOL, self._on_request, expect=TASK_REQUEST_KINDS, on_refused=self._on_refused)
         status = await self.host.subscribe(STATUS_TOPIC)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
@@ -121,6 +132,9 @@ class CoordinatorRuntime:
                 self._nursery.start_soon(self._push, outgoing)
             return receipt
         raise Refused(f"{type(message).__name__} is not a request")
+
+    async def _on_refused(self, peer: str, error: ProtocolError) -> None:
+        await self.call(self.scheduler.charge_refusal, peer, reason_of(error), now_ms())
 
     def push_later(self, outgoing: Outgoing) -> None:
         """Deliver a receipt in the background (the runtime's nursery owns the attempt)."""

@@ -97,6 +97,8 @@ ASKING_FIELDS = ("question", "query", "prompt", "instruction")
 """Fields that ask rather than state: they may use words the source lacks, so grounding support is
 measured on the other fields. Measured on 20 SmolLM2-135M rows of a demo run: checking every field
 at 0.6 passed 2; answer fields only at 0.5 passed 6, and every row dropped then was invented or generic."""
+CHARGED_REFUSALS = frozenset({"bad_signature", "sender_mismatch", "replayed"})
+"""Refused requests that only a cheat sends (see `charge_refusal`)."""
 GROUNDING_MIN_SUPPORT = 0.5
 """Jobs whose tasks are offered and granted; a compiling, done, failed or cancelled job's leftovers are not."""
 
@@ -280,6 +282,18 @@ class Scheduler:
     def _held_by(self, peer_id: str) -> int:
         return self.store.count_held(peer_id)
 
+    def _live_grant(self, task_id: str, attempt: int, peer_id: str, now_ms: int) -> Grant | None:
+        for slot in self.store.slots(task_id):
+            if (
+                slot.node == peer_id
+                and slot.attempt == attempt
+                and slot.state is SlotState.GRANTED
+                and slot.lease_id is not None
+                and (slot.deadline_ms is None or slot.deadline_ms > now_ms)
+            ):
+                return self.store.grant_message(slot.lease_id)
+        return None
+
     def on_claim(self, claim: Claim, peer_id: str, now_ms: int) -> Grant | Reject:
         """Answer one claim. `peer_id` is the Noise-authenticated sender (= the envelope signer)."""
 
@@ -303,6 +317,11 @@ class Scheduler:
         allowed = self.allowed_models(task)
         if task.kind in LLM_KINDS and allowed and claim.model_sha256 not in allowed:
             return reject(RejectReason.MODEL_NOT_ALLOWED, f"allowed models: {', '.join(allowed)}")
+        held = self._live_grant(task.task_id, claim.attempt, peer_id, now_ms)
+        if held is not None:
+            # The node claims what it already holds: its first answer was lost on the way.
+            self.stats["regrants"] += 1
+            return held
         link = parent_of(task.task_id) if task.kind is TaskKind.VALIDATE else None
         if link is not None and peer_id in {r.node for r in self.store.results_for(link[0])}:
             return reject(RejectReason.ALREADY_HELD, "a producer of a candidate cannot validate it")
@@ -668,6 +687,26 @@ class Scheduler:
             self._spot_check.add(task_id)
         return self.evaluate(task_id, now_ms)
 
+    # --- refusals -----------------------------------------------------------
+
+    def charge_refusal(self, peer_id: str, reason: str, now_ms: int) -> bool:
+        """Count a request refused before it reached `on_claim`/`on_result` against its sender.
+
+        `peer_id` is the transport-authenticated peer, so only what it chose to send counts:
+        a forged or foreign signature or a replayed envelope is a rejection (as a forged
+        result would be); anything an honest node could send by accident (a stale
+        envelope from a skewed clock, an unknown version) moves nothing. True if charged.
+        """
+        if reason not in CHARGED_REFUSALS:
+            return False
+        rep = update(self._reputation(peer_id, now_ms), Outcome.REJECTED, now_ms=now_ms,
+                     config=self.config.reputation)  # fmt: skip
+        self.store.save_reputation(rep)
+        self.stats[f"refused:{reason}"] += 1
+        log.warning("request from %s refused (%s); charged as a rejection%s", peer_id, reason,
+                    ", node blacklisted" if rep.blacklisted else "")  # fmt: skip
+        return True
+
     # --- time ---------------------------------------------------------------
 
     def tick(self, now_ms: int) -> list[Outgoing]:
@@ -696,4 +735,3 @@ class Scheduler:
         for task_id in self.store.open_tasks_with_pending_results():
             outgoing += self.evaluate(task_id, now_ms)
         return outgoing
-

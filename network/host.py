@@ -121,6 +121,8 @@ ADDR_CACHE_S = 5.0
 
 RequestHandler = Callable[[str, Opened], Awaitable[bytes]]
 """(Noise-authenticated peer ID, verified request) -> response envelope bytes. Raise `Refused` to say no."""
+RefusalHook = Callable[[str, ProtocolError], Awaitable[None]]
+"""Told (peer, error) for a request refused before it reached the handler."""
 
 
 @dataclass(frozen=True)
@@ -483,7 +485,7 @@ class SwarmHost:
         return [str(cast(SwarmConn, c).get_negotiated_security_protocol()) for c in conns]
 
     def connection_kinds(self, peer_id: str) -> list[str]:
-        """"direct" or "relayed" for each open connection to `peer_id`."""
+        """Whether each open connection to `peer_id` is "direct" or "relayed"."""
         conns = self._host.get_network().get_connections(ID.from_base58(peer_id))
         return ["relayed" if "RELAY" in str(c.get_connection_type()).upper() else "direct" for c in conns]
 
@@ -755,7 +757,7 @@ class SwarmHost:
                 log.error(
                     "subscription %s: %d messages waiting, over max_buffered; message from %s dropped",
                     topic, len(sub.queue), opened.sender_peer_id,
-                )
+                )  # fmt: skip
 
     # --- direct streams --------------------------------------------------
 
@@ -769,6 +771,7 @@ class SwarmHost:
         max_inflight: int = 16,
         frame_timeout: float = 10.0,
         handler_timeout: float = 60.0,
+        on_refused: RefusalHook | None = None,
     ) -> None:
         """Answer requests on `protocol_id`: one persistent stream per peer, many requests on it.
 
@@ -776,7 +779,9 @@ class SwarmHost:
         Noise-authenticated peer of the stream; otherwise it is answered with
         an error frame and never reaches `handler`. Framing violations (over
         `max_request`, garbage, a frame stalled past `frame_timeout`) reset
-        the stream. Nothing a peer sends can raise out of here.
+        the stream. Nothing a peer sends can raise out of here. `on_refused(peer, error)` hears
+        of every refused request: the peer is the Noise-authenticated one, so what it sent (a
+        forged signature, a replay) can be held against it.
         """
         limits = ServerLimits(
             max_request=max_request or max_envelope_size(expect),
@@ -797,6 +802,11 @@ class SwarmHost:
                         opened = self.checks.request(body, peer=peer, expect=expect)
                     except ProtocolError as exc:
                         reason = self.checks.drop(self.stats.requests_refused, exc, what="request", peer=peer)
+                        if on_refused is not None:
+                            try:
+                                await on_refused(peer, exc)
+                            except Exception:
+                                log.exception("refusal hook for %s failed", protocol_id)
                         raise Refused(f"{reason}: {exc}") from None
                     self.stats.requests_served[protocol_id] += 1
                     return await handler(peer, opened)
@@ -895,6 +905,7 @@ __all__ = [
     "PeerEvent",
     "PeerEventKind",
     "RawStream",
+    "RefusalHook",
     "RequestHandler",
     "Subscription",
     "SwarmHost",

@@ -24,8 +24,10 @@ from network import (
     STATUS_TOPIC,
     TASK_PROTOCOL,
     TASK_RESPONSE_KINDS,
+    ConnectionLost,
     NetworkError,
     Refused,
+    RequestTimeout,
     SwarmHost,
     now_ms,
     offers_topic,
@@ -188,7 +190,13 @@ class NodeRuntime:
     async def _work(self, opened: Opened, offer: TaskOffer) -> None:
         coordinator = opened.sender_peer_id
         try:
-            grant = await self._claim(coordinator, offer)
+            try:
+                grant = await self._claim(coordinator, offer)
+            except (RequestTimeout, ConnectionLost):
+                # The claim or its answer was lost (a slow coordinator, a dropped stream): claim
+                # again on the next re-offer. A grant that did go out is handed back again.
+                self._claimed.discard((offer.task_id, offer.attempt))
+                raise
             if grant is None:
                 return
             result = await self._execute(grant)

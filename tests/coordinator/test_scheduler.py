@@ -98,7 +98,9 @@ def test_two_agreeing_untrusted_replicas_are_accepted_with_rows_and_receipts(tmp
     ga = claim(s, "t1", NODE_A)
     assert isinstance(ga, Grant) and ga.decoding is not None and ga.decoding.seed == seed_for("t1")
     assert len(s.store.slots("t1")) == 2  # a new node's work is replicated
-    assert isinstance(claim(s, "t1", NODE_A), Reject)  # never the same node twice
+    again = claim(s, "t1", NODE_A)  # never the same node twice: a re-claim is the same lease
+    assert isinstance(again, Grant) and again.lease_id == ga.lease_id
+    assert [x.node for x in s.store.slots("t1")].count(NODE_A.peer_id) == 1
     gb = claim(s, "t1", NODE_B)
     assert isinstance(gb, Grant)
     first = submit(s, honest(ga), NODE_A)
@@ -166,6 +168,21 @@ def test_blacklisted_nodes_get_no_work(tmp_path: Path) -> None:
     assert rep is not None and rep.blacklisted and rep.rejected <= 10
     refused = claim(s, "t1", NODE_B)
     assert isinstance(refused, Reject) and refused.reason is RejectReason.NODE_BLACKLISTED
+
+
+def test_a_repeated_claim_gets_the_same_grant_back_until_the_lease_lapses(tmp_path: Path) -> None:
+    """A node whose grant was lost on the way claims again: it must get its lease, not a lapse later."""
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), est_tokens=10, now_ms=T0)
+    first = claim(s, "t1", NODE_A)
+    again = claim(s, "t1", NODE_A, now=T0 + 500)
+    assert isinstance(first, Grant) and isinstance(again, Grant)
+    assert again.lease_id == first.lease_id and again.payload == first.payload
+    assert [x.node for x in s.store.slots("t1")].count(NODE_A.peer_id) == 1
+    assert s.stats["regrants"] == 1
+    # Once the lease has lapsed the old grant is dead: the node may not resurrect it.
+    late = claim(s, "t1", NODE_A, now=first.lease_deadline_ms + 1)
+    assert not (isinstance(late, Grant) and late.lease_id == first.lease_id)
 
 
 def test_lapsed_lease_is_reoffered_and_charged(tmp_path: Path) -> None:
