@@ -83,6 +83,8 @@ def job_detail(view: JobView, eta: str = "") -> RenderableType:
     eta_text = f", ETA {eta}" if eta else ""
     head.add_row("rows", f"{view.rows} of {view.target} accepted, {rejected} rejected{eta_text}")
     head.add_row("age", f"created {age(view.created_ms)} ago, updated {age(view.updated_ms)} ago")
+    if view.out_dir:
+        head.add_row("out dir", f"{view.out_dir}  (on the coordinator's machine)")
     if view.error:
         head.add_row("error", f"[red]{view.error}[/red]")
     stages = Table("stage", "state", "done", "failed", "open", "tasks", title="stages", title_justify="left")
@@ -167,7 +169,8 @@ def _node_row(n: NodeView) -> list[str]:
     tok_s = ", ".join(f"{m.tok_s:.0f}" for m in n.models) or "-"
     rep = "-" if n.reputation is None else f"{n.reputation.score:.2f}" + (" banned" if n.reputation.blacklisted else "")
     slots = f"{n.free_slots}/{n.total_slots}"
-    return [peer, "yes" if n.live else "no", names, tok_s, slots, str(n.held_leases), str(n.tasks_done), rep]
+    seen = "never" if n.last_seen_ms is None else f"{age(n.last_seen_ms)} ago"
+    return [peer, "yes" if n.live else "no", seen, names, tok_s, slots, str(n.held_leases), str(n.tasks_done), rep]
 
 
 @friendly
@@ -180,7 +183,7 @@ def nodes(coordinator: str | None = COORDINATOR, token: str | None = TOKEN) -> N
         console.print(f"no live nodes at {client.url}", highlight=False)
     if not views:
         return
-    table = Table("peer", "live", "models", "tok/s", "slots free/total", "leases", "tasks", "reputation")
+    table = Table("peer", "live", "seen", "models", "tok/s", "slots free/total", "leases", "tasks", "reputation")
     for n in views:
         table.add_row(*_node_row(n))
     console.print(table)

@@ -265,6 +265,10 @@ class Scheduler:
     def node_statuses(self) -> dict[str, NodeStatus]:
         return dict(self._status)
 
+    def last_seen_ms(self, peer_id: str) -> int | None:
+        """When the node's last status gossip arrived (since this coordinator started)."""
+        return self._seen_ms.get(peer_id)
+
     def live_nodes(self, now_ms: int) -> list[str]:
         """Nodes whose status arrived within LIVE_NODE_MS and that are not blacklisted."""
         out = []

@@ -101,6 +101,7 @@ class JobView(BaseModel):
     stages: list[StageView]
     rejections: dict[str, int] = Field(description="Rejected results and dropped rows, by reason.")
     error: str
+    out_dir: str = Field(description="Where the coordinator writes the dataset directory.")
     created_ms: int
     updated_ms: int
     links: JobLinks
@@ -128,7 +129,8 @@ class ReputationView(BaseModel):
 
 class NodeView(BaseModel):
     peer_id: str
-    live: bool = Field(description="The node's status gossip reached this coordinator since it started.")
+    live: bool = Field(description="The node's status gossip arrived within the last 30 s.")
+    last_seen_ms: int | None = Field(description="When its last status arrived (unix ms); null if never since start.")
     version: str
     models: list[ModelView]
     task_kinds: list[str]

@@ -26,6 +26,7 @@ from coordinator.api.schemas import (
     StageView,
 )
 from coordinator.planner import parse_request, plan
+from coordinator.scheduler import LIVE_NODE_MS
 from coordinator.spec import DatasetSpec, SpecError, dump_spec, spec_from_mapping
 from coordinator.store import NotFound
 from coordinator.verify.reputation import decayed_score
@@ -111,6 +112,7 @@ class JobViews:
             stages=[StageView(**vars(s), open=s.open) for s in p.stages],
             rejections=dict(p.rejections),
             error=p.error,
+            out_dir=str(doc.get("out_dir", "")),
             created_ms=record.created_ms,
             updated_ms=record.updated_ms,
             links=JobLinks(self=base, events=f"{base}/events", dataset=f"{base}/dataset"),
@@ -143,10 +145,12 @@ def node_views(coordinator: Coordinator, *, now_ms: int) -> list[NodeView]:
     for peer in sorted(set(statuses) | set(reputations)):
         status = statuses.get(peer)
         rep = reputations.get(peer)
+        seen = coordinator.runtime.scheduler.last_seen_ms(peer)
         out.append(
             NodeView(
                 peer_id=peer,
-                live=status is not None,
+                live=seen is not None and now_ms - seen <= LIVE_NODE_MS,
+                last_seen_ms=seen,
                 version=status.version if status else "",
                 models=[ModelView(**m.model_dump()) for m in (status.models if status else [])],
                 task_kinds=[k.value for k in status.task_kinds] if status else [],

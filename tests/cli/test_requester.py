@@ -141,6 +141,7 @@ def test_detach_then_rerun_attaches_to_the_same_job_which_jobs_lists_shows_and_c
     shown = cli("jobs", "show", job_id, *at(live))
     assert shown.exit_code == 0, shown.output
     assert "stages" in shown.output and "of 12 accepted" in shown.output and "letterpress" in shown.output
+    assert "out dir" in shown.output and out.name in shown.output
 
     cancelled = cli("jobs", "--coordinator", live.url, "cancel", job_id, "--token", token)
     assert cancelled.exit_code == 0, cancelled.output
@@ -204,6 +205,7 @@ def test_nodes_says_none_then_lists_a_node_that_reported(tmp_path: Path) -> None
     assert "no live nodes" not in listed.output
     row = next(line for line in listed.output.splitlines() if peer[-6:] in line)
     assert peer[:6] in row and "SmolLM2-135M-Instruct Q4_1" in row and "48" in row and "3/4" in row
+    assert "s ago" in row  # when its status arrived
 
 
 # --- following a job and downloading its dataset ----------------------------------------------
