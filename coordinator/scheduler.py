@@ -290,7 +290,7 @@ class Scheduler:
         for slot in self.store.slots(task_id):
             if (
                 slot.node == peer_id
-                and slot.attempt == attempt
+                and slot.attempt >= attempt  # granted at a later attempt than a stale offer said
                 and slot.state is SlotState.GRANTED
                 and slot.lease_id is not None
                 and (slot.deadline_ms is None or slot.deadline_ms > now_ms)

@@ -14,7 +14,7 @@ Everything runs in the runtime's own nursery; cancelling it stops the node.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -109,6 +109,24 @@ class NodeCounters:
 
 ResultHook = Callable[[Grant, Result], Result]
 """Transforms a result before it is signed; None in production. Tests use it to build adversarial nodes."""
+
+
+def grant_problem(offer: TaskOffer, grant: Grant, *, peer_id: str, models: Collection[str]) -> str | None:
+    """Why this node must not run `grant` for the `offer` it claimed, or None."""
+    if grant.node_peer_id != peer_id:
+        return f"the grant is for {grant.node_peer_id}"
+    if grant.task_id != offer.task_id:
+        return "the grant names another task than the offer"
+    if grant.attempt < offer.attempt:
+        # A later attempt is fine: the offer was gossiped before a lease of this task lapsed.
+        return "the grant is for an older attempt than the offer"
+    if encoding.digest(grant.payload.model_dump(mode="python")).hex() != offer.payload_sha256:
+        return "the payload does not match the digest in the offer"
+    if grant.payload.kind != offer.task_kind:
+        return "the payload kind does not match the offer"
+    if grant.model_sha256 is not None and grant.model_sha256 not in models:
+        return f"model {grant.model_sha256} is not loaded here"
+    return None
 
 
 class NodeRuntime:
@@ -235,25 +253,12 @@ class NodeRuntime:
             return None
         if not isinstance(message, Grant):
             raise ProtocolError(f"coordinator answered a claim with {type(message).__name__}")
-        problem = self._grant_problem(offer, message)
+        problem = grant_problem(offer, message, peer_id=self.host.peer_id, models=self._model_digests)
         if problem:
             log.warning("grant for %s refused: %s", offer.task_id, problem)
             return None
         self.counters.grants += 1
         return message
-
-    def _grant_problem(self, offer: TaskOffer, grant: Grant) -> str | None:
-        if grant.node_peer_id != self.host.peer_id:
-            return f"the grant is for {grant.node_peer_id}"
-        if grant.task_id != offer.task_id or grant.attempt != offer.attempt:
-            return "the grant names another task or attempt than the offer"
-        if encoding.digest(grant.payload.model_dump(mode="python")).hex() != offer.payload_sha256:
-            return "the payload does not match the digest in the offer"
-        if grant.payload.kind != offer.task_kind:
-            return "the payload kind does not match the offer"
-        if grant.model_sha256 is not None and grant.model_sha256 not in self._model_digests:
-            return f"model {grant.model_sha256} is not loaded here"
-        return None
 
     async def _execute(self, grant: Grant) -> Result | None:
         executor = self.executors[TaskKind(grant.payload.kind)]

@@ -15,20 +15,21 @@ import trio
 
 import node.runtime
 from coordinator.runtime import CoordinatorRuntime
+from coordinator.scheduler import Scheduler
 from coordinator.service import open_coordinator
-from coordinator.store import TaskState
+from coordinator.store import Store, TaskState
 from network import SwarmHost, now_ms, offers_topic
 from node.executors.search import SearchExecutor
 from node.runtime import NodeRuntime
 from node.search.index_db import open_for_writing, upsert_pages
 from node.search.local import LocalSearchBackend
+from protocol import encoding
 from protocol.envelope import Opened
-from protocol.messages import Claim
+from protocol.messages import Claim, Grant, TaskOffer
 from protocol.tasks import SearchPayload, TaskKind
 from tests.api.support import config
+from tests.coordinator.factories import COORDINATOR, MODEL, NODE_A, NODE_B, T0, synth_payload
 from tests.network.support import host_config, identity
-
-pytestmark = pytest.mark.trio
 
 
 def small_index(path: Path) -> Path:
@@ -39,6 +40,7 @@ def small_index(path: Path) -> Path:
     return path
 
 
+@pytest.mark.trio
 async def test_a_claim_whose_answer_was_lost_is_claimed_again_and_the_grant_reissued(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,3 +87,34 @@ async def test_a_claim_whose_answer_was_lost_is_claimed_again_and_the_grant_reis
         assert coord.runtime.scheduler.stats["regrants"] == 1
         assert store.task("t1").state is TaskState.OPEN  # a second, distinct node must still confirm it
         assert runtime.counters.done == 1
+
+
+def test_a_grant_at_a_later_attempt_than_a_stale_offer_is_run_but_never_an_older_or_another_task(
+    tmp_path: Path,
+) -> None:
+    """A lease lapsed between the offer's gossip and the claim: the real scheduler grants the new attempt."""
+    store = Store(tmp_path / "c.db")
+    store.create_job("j1", {"topic": "t"}, allowed_models=[MODEL], now_ms=T0)
+    sched = Scheduler(store, COORDINATOR)
+    payload = synth_payload()
+    sched.submit("t1", "j1", "synthesize", payload, est_tokens=10, now_ms=T0)
+    stale = TaskOffer(
+        task_id="t1", job_id="j1", task_kind=TaskKind.SYNTHESIZE,
+        payload_sha256=encoding.digest(payload.model_dump(mode="python")).hex(),
+        est_tokens=10, model_sha256=[MODEL], offer_expires_ms=T0 + 600_000, attempt=0,
+    )  # fmt: skip
+    first = sched.on_claim(Claim(task_id="t1", attempt=0, model_sha256=MODEL, free_slots=1, tok_s=50.0),
+                           NODE_B.peer_id, T0)  # fmt: skip
+    assert isinstance(first, Grant)
+    sched.tick(first.lease_deadline_ms + 1)  # B's lease lapses: that replica is offered again at attempt 1
+    late = sched.on_claim(Claim(task_id="t1", attempt=0, model_sha256=MODEL, free_slots=1, tok_s=50.0),
+                          NODE_A.peer_id, first.lease_deadline_ms + 2)  # fmt: skip
+    assert isinstance(late, Grant)
+    ok = node.runtime.grant_problem(stale, late, peer_id=NODE_A.peer_id, models={MODEL})
+    assert ok is None, ok
+    newer = stale.model_copy(update={"attempt": late.attempt + 1})
+    assert "older attempt" in str(node.runtime.grant_problem(newer, late, peer_id=NODE_A.peer_id, models={MODEL}))
+    other = stale.model_copy(update={"task_id": "t2"})
+    assert "another task" in str(node.runtime.grant_problem(other, late, peer_id=NODE_A.peer_id, models={MODEL}))
+    assert "is for" in str(node.runtime.grant_problem(stale, late, peer_id=NODE_B.peer_id, models={MODEL}))
+    assert "not loaded" in str(node.runtime.grant_problem(stale, late, peer_id=NODE_A.peer_id, models={"cd" * 32}))
