@@ -544,6 +544,13 @@ class Scheduler:
                 out[r.result_id] = []
         return out
 
+    def _can_validate(self, peer_id: str, model_sha256: str | None) -> bool:
+        """Whether the node's last status says it runs validate tasks on this model."""
+        status = self._status.get(peer_id)
+        if status is None or TaskKind.VALIDATE not in status.task_kinds:
+            return False
+        return model_sha256 is None or not status.models or any(m.sha256 == model_sha256 for m in status.models)
+
     def _create_validation(self, task: TaskRecord, record: ResultRecord, result: Result, now_ms: int) -> bool:
         """Create the validate task for one candidate; False when no live node is eligible to run it."""
         original = self.store.task_payload(task.task_id)
@@ -560,7 +567,9 @@ class Scheduler:
             pass
         est = max(1, len(result.prompt) // 4 + len(result.raw_text) // 4)
         producers = {r.node for r in self.store.results_for(task.task_id)}
-        eligible = [p for p in self.live_nodes(now_ms) if p not in producers]
+        eligible = [
+            p for p in self.live_nodes(now_ms) if p not in producers and self._can_validate(p, result.model_sha256)
+        ]
         if not eligible:
             return False
         # Two agreeing validators when the network has them; a small network gets a single audit.

@@ -116,6 +116,7 @@ class JobRunner:
             if all(t.state is not TaskState.OPEN for t in tasks):
                 return
             await self._abandon_stalled(kind)
+            await self._abandon_stalled(TaskKind.VALIDATE)  # a stage's tasks may wait on their audits
             await trio.sleep(POLL_S)
 
     async def _abandon_stalled(self, kind: TaskKind) -> None:

@@ -14,6 +14,7 @@ from protocol.messages import (
     Claim,
     Grant,
     MessageKind,
+    ModelInfo,
     NodeStatus,
     Receipt,
     Reject,
@@ -274,3 +275,27 @@ def test_a_small_network_audits_with_the_one_validator_it_has(tmp_path: Path) ->
         assert isinstance(g, Grant) and isinstance(g.payload, ValidatePayload)
         submit(s, result_for(g, measurement(g.payload.candidate == HONEST_TEXT)), NODE_C, now=T0 + 2000)
     assert s.store.task("t1").state is TaskState.DONE
+
+
+def test_validators_are_counted_among_nodes_that_run_validate_on_the_model(tmp_path: Path) -> None:
+    """Live nodes that do not validate, or lack the candidate's model, cannot fill a validator slot."""
+    s = new_scheduler(tmp_path, live=2)  # A and B: the producers
+    synth_only = NodeStatus(version="t", models=[], task_kinds=[TaskKind.SYNTHESIZE], free_slots=1, total_slots=1)
+    other_model = NodeStatus(
+        version="t", models=[ModelInfo(name="m", sha256="cd" * 32, tok_s=9.0, n_ctx=2048, slots=1)],
+        task_kinds=[TaskKind.VALIDATE], free_slots=1, total_slots=1,
+    )  # fmt: skip
+    s.note_status(NODE_C.peer_id, synth_only, T0)
+    s.note_status(NODE_D.peer_id, other_model, T0)
+    right = NodeStatus(
+        version="t", models=[ModelInfo(name="m", sha256=MODEL, tok_s=9.0, n_ctx=2048, slots=1)],
+        task_kinds=[TaskKind.VALIDATE], free_slots=1, total_slots=1,
+    )  # fmt: skip
+    s.note_status(Identity.from_seed(b"\x0e" * 32).peer_id, right, T0)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga, gb = claim(s, "t1", NODE_A), claim(s, "t1", NODE_B)
+    assert isinstance(ga, Grant) and isinstance(gb, Grant)
+    submit(s, honest(ga), NODE_A)
+    submit(s, result_for(gb, rows_output(GOOD_ROW), raw_text='{"answer": "x"}'), NODE_B)
+    validations = s.store.tasks("j1", stage="validate")
+    assert validations and all(len(s.store.slots(v.task_id)) == 1 for v in validations)
