@@ -134,7 +134,8 @@ class CoordinatorRuntime:
         raise Refused(f"{type(message).__name__} is not a request")
 
     async def _on_refused(self, peer: str, error: ProtocolError) -> None:
-        await self.call(self.scheduler.charge_refusal, peer, reason_of(error), now_ms())
+        kind = getattr(error, "kind", None)
+        await self.call(self.scheduler.charge_refusal, peer, reason_of(error), now_ms(), kind=kind)
 
     def push_later(self, outgoing: Outgoing) -> None:
         """Deliver a receipt in the background (the runtime's nursery owns the attempt)."""

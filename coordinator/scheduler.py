@@ -61,6 +61,7 @@ from protocol.identity import Identity
 from protocol.messages import (
     Claim,
     Grant,
+    MessageKind,
     NodeStatus,
     Reject,
     RejectReason,
@@ -97,7 +98,7 @@ ASKING_FIELDS = ("question", "query", "prompt", "instruction")
 """Fields that ask rather than state: they may use words the source lacks, so grounding support is
 measured on the other fields. Measured on 20 SmolLM2-135M rows of a demo run: checking every field
 at 0.6 passed 2; answer fields only at 0.5 passed 6, and every row dropped then was invented or generic."""
-CHARGED_REFUSALS = frozenset({"bad_signature", "sender_mismatch", "replayed"})
+CHARGED_REFUSALS = frozenset({"bad_signature", "sender_mismatch", "replayed", "stale_result"})
 """Refused requests that only a cheat sends (see `charge_refusal`)."""
 GROUNDING_MIN_SUPPORT = 0.5
 """Jobs whose tasks are offered and granted; a compiling, done, failed or cancelled job's leftovers are not."""
@@ -702,14 +703,18 @@ class Scheduler:
 
     # --- refusals -----------------------------------------------------------
 
-    def charge_refusal(self, peer_id: str, reason: str, now_ms: int) -> bool:
+    def charge_refusal(self, peer_id: str, reason: str, now_ms: int, *, kind: str | None = None) -> bool:
         """Count a request refused before it reached `on_claim`/`on_result` against its sender.
 
         `peer_id` is the transport-authenticated peer, so only what it chose to send counts:
         a forged or foreign signature or a replayed envelope is a rejection (as a forged
-        result would be); anything an honest node could send by accident (a stale
-        envelope from a skewed clock, an unknown version) moves nothing. True if charged.
+        result would be). So is a stale Result: a node seals its result just before sending
+        it, and a node whose clock is off cannot claim work to produce one, so an expired
+        Result is an old one sent again. Anything an honest node could send by accident (a
+        stale claim from a skewed clock, an unknown version) moves nothing. True if charged.
         """
+        if reason == "expired" and kind == MessageKind.RESULT.value:
+            reason = "stale_result"
         if reason not in CHARGED_REFUSALS:
             return False
         rep = update(self._reputation(peer_id, now_ms), Outcome.REJECTED, now_ms=now_ms,

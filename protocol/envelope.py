@@ -213,7 +213,7 @@ def open_envelope(
     if issued > now_ms + max_skew_ms:
         raise NotYetValid(f"issued {issued - now_ms} ms in the future (skew window {max_skew_ms} ms)")
     if now_ms > expires + max_skew_ms:
-        raise Expired(f"expired {now_ms - expires} ms ago")
+        raise Expired(f"expired {now_ms - expires} ms ago", kind=kind.value)
     if trusted is not None and f["sender"] not in trusted:
         raise UntrustedSender(f"sender {peer_id_from_public_key(f['sender'])} is not trusted")
     if transport_peer_id is not None and peer_id_from_public_key(f["sender"]) != transport_peer_id:

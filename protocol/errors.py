@@ -69,6 +69,11 @@ class BadSignature(EnvelopeRejected):
 class Expired(EnvelopeRejected):
     """`now` is past the envelope's expires_at (plus the allowed skew)."""
 
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        """The signed envelope's message kind: a stale Result is a replay, a stale Claim may be a slow clock."""
+
 
 class NotYetValid(EnvelopeRejected):
     """issued_at lies further in the future than the clock-skew window allows."""

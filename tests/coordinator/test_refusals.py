@@ -16,7 +16,8 @@ from coordinator.service import Coordinator, open_coordinator
 from network import TASK_PROTOCOL, TASK_RESPONSE_KINDS, RemoteError, SwarmHost, now_ms
 from protocol.envelope import seal
 from protocol.identity import Identity
-from protocol.messages import Claim, Reject, RejectReason
+from protocol.messages import Claim, Reject, RejectReason, Result
+from protocol.tasks import SearchOutput
 from tests.api.support import config
 from tests.network.support import host_config, identity
 
@@ -66,10 +67,21 @@ async def test_forged_and_replayed_requests_are_charged_until_the_peer_is_blackl
         assert isinstance(answer.message, Reject) and answer.message.reason is RejectReason.NODE_BLACKLISTED
 
 
-async def test_a_stale_envelope_is_refused_but_not_charged(tmp_path: Path) -> None:
+async def test_a_stale_claim_is_not_charged_but_a_stale_result_is(tmp_path: Path) -> None:
+    """A slow clock makes stale claims (refused, no charge); only a replay makes a stale result."""
     node = identity(32)
     async with open_coordinator(config(tmp_path)) as coord, SwarmHost(host_config(node)) as host:
         await host.connect(coord.peer_addrs[0])
+        store = coord.runtime.scheduler.store
         stale = seal(node, claim(), now_ms=now_ms() - 3_600_000)
         assert "expired" in await send(host, coord, stale)
-        assert coord.runtime.scheduler.store.reputation(node.peer_id) is None
+        assert store.reputation(node.peer_id) is None
+
+        old_result = Result(
+            task_id="t1", job_id="j1", lease_id="t1.r0.a0", attempt=0,
+            output=SearchOutput(backend="local", hits=[]),
+        )  # fmt: skip
+        assert "expired" in await send(host, coord, seal(node, old_result, now_ms=now_ms() - 3_600_000))
+        rep = store.reputation(node.peer_id)
+        assert rep is not None and rep.rejected == 1
+        assert coord.runtime.scheduler.stats["refused:stale_result"] == 1
