@@ -24,15 +24,9 @@ from coordinator.service import open_coordinator
 from coordinator.verify.reputation import DEFAULT_CONFIG
 from tests.e2e.cheaters import BEHAVIOURS
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(1800),
-    # Opt-in until the lapse-based cheaters (replay, silent, forge) are caught in bounded time: they only
-    # lose score when a lease of theirs expires, and trusted honest nodes win most claims.
-    pytest.mark.skipif(
-        not os.environ.get("DATASWARM_ADVERSARIAL"), reason="set DATASWARM_ADVERSARIAL=1 to run (about 15 min)"
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+"""About 7 minutes on a 2-core machine. Forged and replayed results are charged the moment they are
+refused (the transport-authenticated peer sent them); a silent node is charged through its lapsed leases."""
 
 HONEST = 3
 REQUEST = "question-answer pairs about Python lists and dictionaries, JSON with question and answer"
