@@ -1,7 +1,7 @@
 """Coordinator cost per task, and the verified-cost ratio of a real job.
 
 Part 1 (P3): CPU milliseconds per task and tasks/s for the full offer -> claim -> grant ->
-result -> verify -> store path with 100 simulated nodes. The nodes are DOUBLES: they skip
+result -> verify -> store path (task creation included) with 100 simulated nodes. The nodes are DOUBLES: they skip
 the LLM and the network and answer with canned, correctly signed results, so the figure is
 the coordinator's own cost (scheduler, verifier, SQLite store, signatures) and nothing else.
 Goal: <= 2 ms CPU per task, >= 500 tasks/s.
@@ -12,17 +12,23 @@ generation, read from a real job's store (`--db PATH`, e.g. a demo's
 equivalents: prefill tokens weigh 1/2.3 of a generated token (measured: prefill runs 2.3x
 the generation rate on this CPU, shared/notes/llama.md). Goal <= 1.15 with honest nodes.
 
-Run: .venv/bin/python bench/coordinator.py [--tasks N] [--db PATH]
+The store runs with the coordinator's own durability setting unless `--synchronous` says
+otherwise (FULL costs an fsync per commit, NORMAL none: see coordinator/store/db.py).
+
+Run: .venv/bin/python bench/coordinator.py [--tasks N] [--nodes N] [--synchronous MODE] [--db PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import random
 import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,24 +46,28 @@ PREFILL_WEIGHT = 1 / 2.3
 PAGE = "The heapq module provides an implementation of the heap queue algorithm. " * 30
 
 
-def bench_overhead(n_tasks: int, n_nodes: int) -> None:
+def bench_overhead(n_tasks: int, n_nodes: int, synchronous: str | None = None) -> tuple[float, float]:
+    """Returns (coordinator CPU ms per task, tasks/s)."""
     coordinator = Identity.generate()
     nodes = [Identity.generate() for _ in range(n_nodes)]
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "bench.db", synchronous="NORMAL")
+        db = Path(tmp) / "bench.db"
+        mode = synchronous or inspect.signature(Store).parameters["synchronous"].default
+        store = Store(db, synchronous=mode)
         now = 1_700_000_000_000
         store.create_job("bench", {"grounded": False}, now_ms=now)
         for n in nodes:  # established, trusted nodes: r = 1, as in a steady-state network
             store.save_reputation(NodeReputation(n.peer_id, score=0.95, accepted=50, updated_ms=now))
         sched = Scheduler(store, coordinator, SchedulerConfig(), rng=random.Random(0))
-        sha = __import__("hashlib").sha256(PAGE.encode()).hexdigest()
+        sha = hashlib.sha256(PAGE.encode()).hexdigest()
+        # Creating the tasks is coordinator work too (one store transaction each): it is timed.
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
         for i in range(n_tasks):
             sched.submit(f"bench:retrieve:{i:06d}", "bench", "retrieve",
                          RetrievePayload(url=f"http://127.0.0.1/p{i}"), now_ms=now)  # fmt: skip
-        # Node-side work (the double's signing, and its verifying of the grant) is timed separately
-        # and subtracted: the figure is the coordinator's share only.
+        # Node-side work (the double's opening of the offer and of the grant, and its signing) is
+        # timed separately and subtracted: the figure is the coordinator's share only.
         node_cpu = 0.0
-        start_cpu, start_wall = time.process_time(), time.perf_counter()
         done = 0
         while done < n_tasks:
             offers = sched.offers(now)
@@ -65,9 +75,9 @@ def bench_overhead(n_tasks: int, n_nodes: int) -> None:
                 now += sched.config.reoffer_ms
                 continue
             for _, env in offers:
-                offer = open_envelope(env, now_ms=now, replay_cache=None, expect={MessageKind.TASK_OFFER}).message
                 node = nodes[done % n_nodes]
                 t0 = time.process_time()
+                offer = open_envelope(env, now_ms=now, replay_cache=None, expect={MessageKind.TASK_OFFER}).message
                 claim_env = seal(node, Claim(task_id=offer.task_id, attempt=offer.attempt, free_slots=1), now_ms=now)
                 node_cpu += time.process_time() - t0
                 claim = open_envelope(claim_env, now_ms=now, replay_cache=None).message
@@ -89,27 +99,43 @@ def bench_overhead(n_tasks: int, n_nodes: int) -> None:
         cpu = time.process_time() - start_cpu - node_cpu
         wall = time.perf_counter() - start_wall
         store.close()
-    print(f"P3 coordinator overhead, {n_tasks} retrieve tasks, {n_nodes} simulated nodes (doubles, no LLM):")
+    ms = 1000 * cpu / n_tasks
+    rate = n_tasks / (wall - node_cpu)
     print(
-        f"   {1000 * cpu / n_tasks:.2f} ms CPU per task (goal <= 2)   {n_tasks / wall:.0f} tasks/s wall (goal >= 500)"
+        f"P3 coordinator overhead, {n_tasks} retrieve tasks, {n_nodes} simulated nodes "
+        f"(DOUBLES: no LLM, no network, canned signed results), store synchronous={mode}:"
     )
+    print(f"   {ms:.2f} ms coordinator CPU per task (goal <= 2)")
+    print(
+        f"   {rate:.0f} tasks/s (goal >= 500): wall time of the loop less the doubles' CPU "
+        f"({n_tasks / wall:.0f} tasks/s with the doubles' work left in)"
+    )
+    return ms, rate
 
 
-def verified_cost(db: Path) -> None:
-    """Two ratios: verification overhead on accepted work, and everything per accepted row."""
+def verified_cost(db: Path, *, fabricated: Collection[str] = ()) -> None:
+    """Two ratios: verification overhead on accepted work, and everything per accepted row.
+
+    `fabricated`: nodes whose results are made up (cheaters). Their claimed token counts are no
+    compute anyone spent, so they count zero; the honest work they cause (replicas, validations) counts.
+    """
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     row_results = {r[0] for r in conn.execute("SELECT result_id FROM rows")}
     cost_by_task: dict[str, float] = {}
     canonical_cost: dict[str, float] = {}
     total = 0.0
-    for rid, task_id, _stage, env in conn.execute(
-        "SELECT r.result_id, r.task_id, t.stage, r.envelope FROM results r JOIN tasks t ON t.task_id = r.task_id"
-        " WHERE t.stage IN ('synthesize', 'validate')"
+    cheats = 0
+    for rid, task_id, _stage, env, node in conn.execute(
+        "SELECT r.result_id, r.task_id, t.stage, r.envelope, r.node FROM results r"
+        " JOIN tasks t ON t.task_id = r.task_id WHERE t.stage IN ('synthesize', 'validate')"
     ):
         fields = encoding.decode(env, limit=len(env))
         result = open_envelope(env, now_ms=fields["issued_at"], replay_cache=None).message
         assert isinstance(result, Result)
         cost = result.stats.completion_tokens + PREFILL_WEIGHT * result.stats.prompt_tokens
+        if node in fabricated:
+            cheats += 1
+            cost = 0.0
         total += cost
         parent = task_id.split(".v")[0]  # a validate task's cost belongs to the task it checks
         cost_by_task[parent] = cost_by_task.get(parent, 0.0) + cost
@@ -119,8 +145,10 @@ def verified_cost(db: Path) -> None:
         print(f"P2: no accepted rows in {db}")
         return
     verified = sum(cost_by_task[t] for t in canonical_cost) / sum(canonical_cost.values())
-    print(f"P2 verified cost from {db}: {len(row_results)} rows")
-    print(f"   tasks that yielded a row: all replicas + validations / one generation = {verified:.2f} (goal <= 1.15)")
+    who = f", {cheats} results of cheaters counted as no compute" if fabricated else ", honest nodes"
+    print(f"P2 verified cost from {db}: {len(row_results)} rows{who}")
+    goal = " (goal <= 1.15 with honest nodes)" if not fabricated else ""
+    print(f"   tasks that yielded a row: all replicas + validations / one generation = {verified:.2f}{goal}")
     print(
         f"   everything the job generated / one generation per delivered row = "
         f"{total / sum(canonical_cost.values()):.2f} (includes rows the quality gates dropped)"
@@ -131,9 +159,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], help="store durability (default: the store's)")
     parser.add_argument("--db", type=Path, help="a coordinator.db of a finished job, for P2")
     args = parser.parse_args()
-    bench_overhead(args.tasks, args.nodes)
+    bench_overhead(args.tasks, args.nodes, args.synchronous)
+    if args.synchronous is None:
+        # Side by side: the same path with an fsync per commit (power-cut durability), a quarter of the tasks.
+        print()
+        bench_overhead(max(100, args.tasks // 4), args.nodes, "FULL")
     if args.db:
         verified_cost(args.db)
 

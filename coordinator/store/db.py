@@ -15,17 +15,33 @@ guarded by a lock, so it may be called from the trio thread directly or from
 transaction. Measured on the dev VM (200 iterations, median / p95): a write
 (add_task, record_result, settle; claim and grant each) takes 3-4 / 8 ms with
 `synchronous=FULL`, nearly all of it the commit's fsync, and 0.15 / 0.25 ms with
-NORMAL; reads such as `offered_slots` take 0.1 ms. So the runtime should call
-reads directly and writes through `trio.to_thread.run_sync`, so an fsync never
-stalls the event loop.
+NORMAL; reads such as `offered_slots` take 0.1 ms. The runtime still calls
+writes through `trio.to_thread.run_sync`, so a checkpoint's fsync never stalls
+the event loop.
 
 Durability and crash recovery
 -----------------------------
-WAL mode with `synchronous=FULL`: a committed transaction survives a process
-kill *and* a power cut. Recovery after a crash needs no special step: open the
-store, then call `expire_due(now_ms)` to turn leases that ran out while the
-coordinator was down into retries. Accepted results are immutable (a verdict is
-written once), and a task marked done is never offered or claimed again.
+WAL mode with `synchronous=NORMAL` (the default): a committed transaction is in
+the WAL file when COMMIT returns, so it survives a kill of the coordinator
+process (SIGKILL, OOM, crash: tests/coordinator/test_store_crash.py), which is
+what the coordinator promises. A power cut or kernel crash may lose the last
+transactions before a checkpoint, never consistency. `synchronous="FULL"`
+adds an fsync per commit and survives a power cut too, at 20x the cost of a
+write (figures above; P3 in bench/coordinator.py measures both). Recovery
+after a crash needs no special step: open the store, then call
+`expire_due(now_ms)` to turn leases that ran out while the coordinator was
+down into retries. Accepted results are immutable (a verdict is written once),
+and a task marked done is never offered or claimed again.
+
+Verified results are cached
+---------------------------
+`result_message` re-verifies a stored envelope's signature; the verifier reads
+the same result several times while deciding a task (the profile of P3 showed
+three verifications per task, a third of the coordinator's CPU). Verified
+messages are kept in a small LRU keyed by result id *and compared with the
+envelope bytes read from the database*, so a row changed on disk is verified
+again (and fails) exactly as without the cache. `record_result` seeds it with
+the caller's `Opened`, which is verified by construction.
 
 Digests: a payload's digest is sha256 of its canonical msgpack (what
 `TaskOffer.payload_sha256` carries); a result's digest is sha256 of the
@@ -39,6 +55,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +78,11 @@ INLINE_PAYLOAD_LIMIT = 16 * 1024
 """Payloads up to this many bytes stay in the tasks row; larger ones (documents) go to the blob folder."""
 
 _PAYLOAD_ADAPTER: TypeAdapter[TaskPayload] = TypeAdapter(TaskPayload)
+
+VERIFIED_CACHE_ENTRIES = 1024
+VERIFIED_CACHE_BYTES = 32 * 1024 * 1024
+"""Bounds of the verified-result cache (see the module docstring): entries, and envelope bytes held."""
+_RESULT_ENVELOPE_LIMIT = max_envelope_size({MessageKind.RESULT})
 
 
 class StoreError(Exception):
@@ -258,13 +280,15 @@ class Store:
         path: Path,
         *,
         blob_dir: Path | None = None,
-        synchronous: str = "FULL",
+        synchronous: str = "NORMAL",
         inline_limit: int = INLINE_PAYLOAD_LIMIT,
     ) -> None:
         self.path = Path(path)
         self.blobs = BlobStore(blob_dir if blob_dir is not None else self.path.with_name(self.path.name + ".blobs"))
         self._inline_limit = inline_limit
         self._lock = threading.RLock()
+        self._verified: OrderedDict[int, tuple[bytes, Result]] = OrderedDict()
+        self._verified_bytes = 0
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per call.
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         self._conn.row_factory = sqlite3.Row
@@ -407,7 +431,20 @@ class Store:
                 "INSERT INTO slots (task_id, replica, state, attempt, updated_ms) VALUES (?, ?, ?, 0, ?)",
                 [(task_id, i, SlotState.OFFERED.value, now_ms) for i in range(replicas)],
             )
-            return self._task(c, task_id)
+        # What the row now holds (built rather than read back: one query less per task).
+        return TaskRecord(
+            task_id=task_id,
+            job_id=job_id,
+            stage=stage,
+            kind=TaskKind(payload.kind.value),
+            payload_sha256=digest,
+            est_tokens=est_tokens,
+            max_attempts=max_attempts,
+            state=TaskState.OPEN,
+            canonical_result_id=None,
+            created_ms=now_ms,
+            updated_ms=now_ms,
+        )
 
     def add_replica(self, task_id: str, *, now_ms: int) -> SlotRecord:
         """One more OFFERED slot for an open task (replicas disagreed, or a spot-check)."""
@@ -529,6 +566,7 @@ class Store:
             if slot.node is None:
                 raise Conflict(f"slot {task_id}#{replica} has no claiming node")
             self._move(c, slot, SlotEvent.GRANT, now_ms, node=slot.node, lease_id=lease_id, deadline_ms=deadline_ms)
+            raw_decoding = _decoding_bytes(decoding)
             c.execute(
                 "INSERT INTO leases (lease_id, task_id, replica, attempt, node, model_sha256, decoding, granted_ms,"
                 " deadline_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'live')",
@@ -539,12 +577,23 @@ class Store:
                     slot.attempt,
                     slot.node,
                     model_sha256,
-                    _decoding_bytes(decoding),
+                    raw_decoding,
                     now_ms,
                     deadline_ms,
                 ),
             )
-            return self._lease(c, lease_id)
+            return LeaseRecord(
+                lease_id=lease_id,
+                task_id=task_id,
+                replica=replica,
+                attempt=slot.attempt,
+                node=slot.node,
+                model_sha256=model_sha256,
+                decoding=_decoding_from(raw_decoding),  # as `lease()` would read it back
+                granted_ms=now_ms,
+                deadline_ms=deadline_ms,
+                state="live",
+            )
 
     def lease(self, lease_id: str) -> LeaseRecord:
         with self._lock:
@@ -622,8 +671,22 @@ class Store:
                 ),
             )
             self._touch_node(c, signer, now_ms)
-            record = self._result(c, int(cur.lastrowid or 0))
-            return Recorded(record, duplicate=False, slot=moved)
+            record = ResultRecord(
+                result_id=int(cur.lastrowid or 0),
+                result_sha256=digest,
+                task_id=lease.task_id,
+                lease_id=lease.lease_id,
+                replica=lease.replica,
+                attempt=lease.attempt,
+                node=signer,
+                envelope=bytes(opened.raw),
+                counted=bool(fills),
+                received_ms=now_ms,
+            )
+        # Committed: `opened` was verified by whoever opened it, so the verifier need not verify it again.
+        if opened.kind is MessageKind.RESULT and len(record.envelope) <= _RESULT_ENVELOPE_LIMIT:
+            self._remember_verified(record.result_id, record.envelope, result)
+        return Recorded(record, duplicate=False, slot=moved)
 
     def settle(
         self,
@@ -847,11 +910,31 @@ class Store:
         envelope's replay window closed; a tampered database row fails here.
         """
         envelope = self.result(result_id).envelope
-        outer = encoding.decode(envelope, limit=max_envelope_size({MessageKind.RESULT}), what="stored result")
+        with self._lock:
+            cached = self._verified.get(result_id)
+            if cached is not None and cached[0] == envelope:  # the very bytes that were verified
+                self._verified.move_to_end(result_id)
+                return cached[1]
+        outer = encoding.decode(envelope, limit=_RESULT_ENVELOPE_LIMIT, what="stored result")
         opened = open_envelope(envelope, now_ms=outer["issued_at"], replay_cache=None, expect={MessageKind.RESULT})
         if not isinstance(opened.message, Result):  # expect= guarantees it; this narrows the type
             raise StoreError(f"result {result_id} holds a {type(opened.message).__name__}")
+        self._remember_verified(result_id, envelope, opened.message)
         return opened.message
+
+    def _remember_verified(self, result_id: int, envelope: bytes, message: Result) -> None:
+        """Keep a verified Result (immutable) for `result_message`, within the cache's bounds."""
+        with self._lock:
+            old = self._verified.pop(result_id, None)
+            if old is not None:
+                self._verified_bytes -= len(old[0])
+            self._verified[result_id] = (envelope, message)
+            self._verified_bytes += len(envelope)
+            while self._verified and (
+                len(self._verified) > VERIFIED_CACHE_ENTRIES or self._verified_bytes > VERIFIED_CACHE_BYTES
+            ):
+                _, (dropped, _) = self._verified.popitem(last=False)
+                self._verified_bytes -= len(dropped)
 
     def results_for(self, task_id: str) -> list[ResultRecord]:
         with self._lock:
@@ -955,7 +1038,17 @@ class Store:
         ).rowcount
         if n != 1:  # the caller's snapshot is stale; cannot happen under the lock, but never write blind
             raise Conflict(f"slot {slot.task_id}#{slot.replica} is no longer {slot.state}")
-        return self._slot(c, slot.task_id, slot.replica)
+        # Every column but the key was just written: the row is this (no read-back query).
+        return SlotRecord(
+            task_id=slot.task_id,
+            replica=slot.replica,
+            state=new,
+            attempt=slot.attempt if attempt is None else attempt,
+            node=node,
+            lease_id=lease_id,
+            deadline_ms=deadline_ms,
+            updated_ms=now_ms,
+        )
 
     def _follow_up(
         self, c: sqlite3.Connection, slot: SlotRecord, task: TaskRecord, closing: bool, now_ms: int
@@ -981,7 +1074,10 @@ class Store:
         verdict = c.execute("SELECT verdict FROM verdicts WHERE result_id = ?", (result_id,)).fetchone()
         if verdict is None or verdict[0] != Verdict.ACCEPTED.value:
             raise Conflict(f"canonical result {result_id} of task {task.task_id!r} is not accepted")
-        if self._result(c, result_id).task_id != task.task_id:
+        owner = c.execute("SELECT task_id FROM results WHERE result_id = ?", (result_id,)).fetchone()
+        if owner is None:
+            raise NotFound(f"result {result_id}")
+        if owner[0] != task.task_id:
             raise Conflict(f"result {result_id} is not a result of task {task.task_id!r}")
         if task.state is TaskState.DONE:
             return  # repeated settle: rows were stored the first time
