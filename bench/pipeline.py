@@ -33,7 +33,6 @@ import argparse
 import hashlib
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.coordinator import bench_overhead, verified_cost
-from cli.demo import DEFAULT_REQUEST, clear_workdir, find_corpus, node_command, run_demo
+from cli.demo import DEFAULT_REQUEST, clear_workdir, find_corpus, node_command, run_demo, stop_processes
 from coordinator.config import CoordinatorConfig
 from coordinator.service import open_coordinator
 from node.search.corpus import index_corpus
@@ -192,25 +191,12 @@ async def cheater_job(rows: int, honest: int, behaviour: str, workdir: Path, con
                       f"{rep.rejected if rep else 0}, rows of its delivered: {int(cheater in producers)}")  # fmt: skip
                 return {cheater}
             finally:
-                _stop(procs)
+                stop_processes(procs)
 
 
 def _spawn(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT, env=env)
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    """SIGINT each process group we started (they shut down cleanly), SIGKILL what is left after 10 s."""
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGINT)
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
 
 
 async def one_job(rows: int, nodes: int, workdir: Path, console: Console, cap_s: float | None) -> JobFigures:

@@ -212,7 +212,7 @@ async def run_demo(
                 final = await follow(poll, console, live=console.is_terminal)
             finally:
                 api.cancel_scope.cancel()
-                _stop(procs)
+                stop_processes(procs)
                 for f in logs:
                     f.close()
     report = verify_directory(out) if (out / "manifest.json").exists() else None
@@ -278,7 +278,8 @@ def _log_file(path: Path) -> Iterator[None]:
         file_handler.close()
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGINT each process group we started (they shut down cleanly); SIGKILL what is left after 10 s."""
     for p in procs:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGINT)

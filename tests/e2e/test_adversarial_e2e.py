@@ -9,8 +9,6 @@ cheater has been dealt with, so each had its chance to be caught within 10 tasks
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from cli.demo import node_command
+from cli.demo import node_command, stop_processes
 from coordinator.config import CoordinatorConfig
 from coordinator.service import open_coordinator
 from coordinator.verify.reputation import DEFAULT_CONFIG
@@ -83,7 +81,7 @@ async def test_cheaters_are_caught_and_the_job_completes(tmp_path: Path) -> None
                 rep = store.reputation(node)
                 assert rep is not None and not rep.blacklisted and rep.score >= DEFAULT_CONFIG.blacklist_below
         finally:
-            _stop(procs)
+            stop_processes(procs)
 
 
 def _all_caught(coord: object, cheaters: object) -> bool:
@@ -101,15 +99,3 @@ def _check_alive(procs: list[subprocess.Popen[bytes]], workdir: Path) -> None:
         if p.poll() is not None:
             logs = "\n".join(f.read_text(errors="replace")[-1500:] for f in workdir.glob("*.log"))
             raise AssertionError(f"a node process exited at start-up: {p.args[:6]}\n{logs}")
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGINT)
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
