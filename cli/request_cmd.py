@@ -123,7 +123,7 @@ def _load_spec(path: Path | None) -> DatasetSpec | None:
 
 def _dry_run(text: str | None, spec: DatasetSpec | None, rows: int | None) -> None:
     """What the coordinator would plan for this request (the same functions it runs), computed here."""
-    from coordinator.planner import parse_request, plan
+    from coordinator.planner import LLM_SPEC_NOTE, parse_request, plan
     from coordinator.spec import dump_spec
 
     notes: tuple[str, ...] = ()
@@ -131,7 +131,7 @@ def _dry_run(text: str | None, spec: DatasetSpec | None, rows: int | None) -> No
         resolved = spec.model_copy(update={"rows": rows}) if rows is not None else spec
     else:
         parsed = parse_request(text or "", rows=rows)  # RequestError says what to change
-        resolved, notes = parsed.spec, parsed.notes
+        resolved, notes = parsed.spec, (*parsed.notes, LLM_SPEC_NOTE)
     console.print("[bold]spec[/bold] (save it, edit it, pass it back with --spec FILE)")
     console.print(dump_spec(resolved), highlight=False, markup=False)
     if notes:
@@ -139,7 +139,7 @@ def _dry_run(text: str | None, spec: DatasetSpec | None, rows: int | None) -> No
         for note in notes:
             console.print(f"  - {note}", highlight=False, markup=False)
     console.print("[bold]plan[/bold] (estimated tasks per stage; nothing was submitted)")
-    console.print(plan(resolved).render(), highlight=False, markup=False)
+    console.print(plan(resolved, llm_spec=spec is None).render(), highlight=False, markup=False)
 
 
 def _follow(client: ApiClient, first: JobView) -> JobView:

@@ -41,6 +41,10 @@ class CoordinatorConfig(BaseSettings):
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of generative tasks.")
     spot_check_p: float = Field(0.1, ge=0.0, le=1.0, description="Spot-check probability for trusted nodes.")
     max_attempts: int = Field(4, ge=1, le=20, description="Attempts per task slot before it fails.")
+    llm_spec: bool = Field(
+        True,
+        description="Begin jobs given as a sentence with a `spec` task: an LLM node drafts what the rules defaulted.",
+    )
 
     @classmethod
     def settings_customise_sources(

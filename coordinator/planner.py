@@ -4,10 +4,9 @@ Owns:
 - `parse_request`: the rule-based reading of a request. It always yields a
   valid spec or a `RequestError` that says what to change; every guess and
   every default is listed in `ParsedRequest.notes` (what `--dry-run` shows).
-- The LLM path as two pure functions: `build_spec_prompt` (messages, bounded
-  JSON schema, max_tokens) and `merge_llm_spec` (validate the model's JSON and
-  merge it into the rule-based reading). The call itself goes over the network
-  elsewhere.
+- The LLM path's merge: `merge_llm_spec` validates a model's draft spec (the
+  `spec` task's output; the node owns its prompt and grammar) and merges it
+  into the rule-based reading.
 - `plan`: expected tasks per stage, from named over-generation constants.
 Must not: do I/O, read a clock, or import `node/`.
 
@@ -15,8 +14,10 @@ Merge policy (`merge_llm_spec`): what the rules read *explicitly* from the text
 wins (row counts, listed field names, language, license, grounding words):
 regexes read digits reliably and a 135M model does not (shared/notes/llama.md).
 The LLM fills what the rules had to default (topic, fields when none were
-listed, field types/descriptions/lengths). Any LLM value that is invalid falls
-back to the rule-based value for that key alone, with a note.
+listed, field types/descriptions/lengths), except the row count: a count the
+rules did not find is not in the request. A draft that contradicts what the
+text states plainly is a misreading and is dropped whole. Any other LLM value
+that is invalid falls back to the rule-based value for that key alone, with a note.
 """
 
 from __future__ import annotations
@@ -51,11 +52,9 @@ from coordinator.spec import (
     FieldType,
     format_validation_error,
 )
-from protocol.tasks import TaskKind
+from protocol.tasks import MAX_REQUEST_CHARS as MAX_REQUEST_CHARS
+from protocol.tasks import SPEC_MAX_FIELDS, TaskKind
 
-MAX_REQUEST_CHARS = 4000
-"""A request is a sentence or a paragraph; longer input is refused (hand in a spec file instead).
-It also bounds the prompt of the LLM path."""
 MAX_LLM_OUTPUT_CHARS = 64_000
 """Refuse to parse more than this from the LLM (its grammar bounds it far lower)."""
 
@@ -732,95 +731,13 @@ def _spec_with_examples(kwargs: dict[str, Any], examples: list[dict[str, Any]], 
 
 # --- the LLM path ----------------------------------------------------------------------------
 
-LLM_MAX_FIELDS = 8
-"""The LLM may propose at most this many fields: small models list too many otherwise."""
-LLM_SPEC_MAX_TOKENS = 4096
-"""Token cap for the spec answer. The schema below admits at most 7,887 characters (max_chars of the
-node's grammar compiler for it); JSON of ASCII text runs at 2+ characters per token, and a typical
-answer is ~600 characters. A cut-off answer is invalid JSON, and merge_llm_spec falls back."""
-
-
-@dataclass(frozen=True)
-class SpecPrompt:
-    """What to send to an LLM: chat messages, the JSON schema its grammar enforces, a token cap."""
-
-    messages: tuple[dict[str, str], ...]
-    json_schema: dict[str, Any]
-    max_tokens: int = LLM_SPEC_MAX_TOKENS
-
-
-def spec_llm_schema() -> dict[str, Any]:
-    """The (bounded, grammar-compilable) JSON schema of the LLM's answer."""
-    field_item = {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 40},
-            "type": {"type": "string", "enum": [t.value for t in FieldType]},
-            "description": {"type": "string", "maxLength": 160},
-            "max_length": {"type": "integer", "minimum": 1, "maximum": MAX_FIELD_CHARS},
-            "choices": {
-                "type": "array",
-                "maxItems": 6,
-                "items": {"type": "string", "minLength": 1, "maxLength": 32},
-            },
-        },
-        "required": ["name", "type", "description", "max_length", "choices"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "topic": {"type": "string", "minLength": 1, "maxLength": MAX_TOPIC_CHARS},
-            "rows": {"type": "integer", "minimum": 1, "maximum": MAX_ROWS},
-            "grounded": {"type": "boolean"},
-            "language": {"type": "string", "minLength": 2, "maxLength": 3},
-            "fields": {"type": "array", "minItems": 1, "maxItems": LLM_MAX_FIELDS, "items": field_item},
-        },
-        "required": ["topic", "rows", "grounded", "language", "fields"],
-        "additionalProperties": False,
-    }
-
-
-_SYSTEM = (
-    "You turn a request for a dataset into a JSON spec. Reply with JSON only.\n"
-    "- topic: what the rows are about, in a few words.\n"
-    "- rows: how many rows were asked for (100 if the request does not say).\n"
-    "- grounded: true if rows must be backed by sources (docs, citations, URLs), else false.\n"
-    "- language: ISO 639-1 code of the language the rows must be written in.\n"
-    "- fields: the columns of one row. name is lower_snake_case; type is string, integer, number, boolean or "
-    "enum; for enum, list the choices; max_length is the longest a string may be, in characters.\n"
-    "If the request names the columns, use exactly those names."
+LLM_SPEC_NOTE = (
+    "at run time, a `spec` task (an LLM node) reads the request too; its draft fills what these rules "
+    "defaulted, and what the request says explicitly is kept"
 )
-_EXAMPLE_REQUEST = "50 multiple-choice questions about world capitals with question, answer and difficulty"
-_EXAMPLE_ANSWER = {
-    "topic": "world capitals",
-    "rows": 50,
-    "grounded": False,
-    "language": "en",
-    "fields": [
-        {"name": "question", "type": "string", "description": "A question naming a country", "max_length": 200,
-         "choices": []},
-        {"name": "answer", "type": "string", "description": "The capital city", "max_length": 100, "choices": []},
-        {"name": "difficulty", "type": "enum", "description": "How hard it is", "max_length": 10,
-         "choices": ["easy", "medium", "hard"]},
-    ],
-}  # fmt: skip
-
-
-def build_spec_prompt(request: str) -> SpecPrompt:
-    """The schema-constrained prompt that asks an LLM for a spec (pure: no call is made)."""
-    if len(request) > MAX_REQUEST_CHARS:
-        raise RequestError(f"the request is {len(request)} characters, over the {MAX_REQUEST_CHARS} limit")
-    clean = _clean(request)
-    if not clean:
-        raise RequestError("the request is empty: describe the dataset in a sentence")
-    messages = (
-        {"role": "system", "content": _SYSTEM},
-        {"role": "user", "content": _EXAMPLE_REQUEST},
-        {"role": "assistant", "content": json.dumps(_EXAMPLE_ANSWER)},
-        {"role": "user", "content": clean},
-    )
-    return SpecPrompt(messages=messages, json_schema=spec_llm_schema())
+"""For previews of a job that will start with the spec stage."""
+LLM_MAX_FIELDS = SPEC_MAX_FIELDS
+"""The LLM may propose at most this many fields (the spec task's grammar enforces it too)."""
 
 
 def _parse_llm_json(output: str | Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
@@ -854,6 +771,11 @@ def _llm_fields(raw: Any, grounded: bool, notes: list[str]) -> list[FieldSpec]:
             notes.append(f"llm: fields[{i}] has no name; left out")
             continue
         name = snake_name(item["name"])
+        if name is not None and name != item["name"]:
+            # The prompt asks for lower_snake_case; a draft that ignores that (SmolLM2-135M wrote
+            # "difficultyLevels", "levelOfEruptionType1") is not trusted to design that column.
+            notes.append(f"llm: fields[{i}] name {str(item['name'])[:40]!r} is not lower_snake_case; left out")
+            continue
         if name is None or name in {f.name for f in out}:
             notes.append(f"llm: fields[{i}] name {str(item['name'])[:40]!r} is unusable or repeated; left out")
             continue
@@ -896,17 +818,52 @@ def _first_error(exc: Exception) -> str:
     return str(exc)
 
 
-def merge_llm_spec(llm_output: str | Mapping[str, Any], rule: ParsedRequest) -> ParsedRequest:
+def _language_code(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in _LANGUAGES:
+        return _LANGUAGES[value.strip().lower()]
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def draft_contradictions(data: Mapping[str, Any], said: ParsedRequest) -> list[str]:
+    """What a draft gets wrong among the things the request states plainly (`said.explicit`)."""
+    spec, out = said.spec, []
+    if "rows" in said.explicit and data.get("rows") != spec.rows:
+        out.append(f"rows {data.get('rows')!r} (the request says {spec.rows})")
+    if "grounded" in said.explicit and data.get("grounded") is not spec.grounded:
+        out.append(f"grounded {data.get('grounded')!r} (the request says {spec.grounded})")
+    if "language" in said.explicit and _language_code(data.get("language")) != spec.language:
+        out.append(f"language {data.get('language')!r} (the request says {spec.language!r})")
+    if "fields" in said.explicit:
+        raw = data.get("fields")
+        items = raw if isinstance(raw, list) else []
+        names = {snake_name(i["name"]) for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)}
+        drafted = {_ALIASES.get(n, n) for n in names if n}
+        missing = [f.name for f in spec.fields if not f.derived and f.name not in drafted]
+        if missing:
+            out.append(f"no field {', '.join(missing)} (the request names it)")
+    return out
+
+
+def merge_llm_spec(
+    llm_output: str | Mapping[str, Any], rule: ParsedRequest, *, said: ParsedRequest | None = None
+) -> ParsedRequest:
     """Validate an LLM's spec JSON and merge it over the rule-based reading (see module docstring).
 
-    Pure: `rule` is `parse_request(request)` for the same request. Never raises for bad LLM
-    output; every value it could not use is noted and replaced by the rule-based one.
+    Pure: `rule` is `parse_request(request, rows=...)` for the same request; `said` is the reading of
+    the text alone (default `rule`), what the draft could have read. A draft that contradicts it is a
+    misreading, and is not trusted for what the request left open either: the rule-based spec stands.
+    Never raises for bad LLM output; every value it could not use is noted and replaced.
     """
     notes = list(rule.notes)
     base = rule.spec
     data, problem = _parse_llm_json(llm_output)
     if data is None:
         notes.append(f"llm: {problem}; using the rule-based spec")
+        return ParsedRequest(spec=base, notes=tuple(notes), explicit=rule.explicit)
+    wrong = draft_contradictions(data, said or rule)
+    if wrong:
+        # SmolLM2-135M, on the demo request: rows 10 for 20, grounded false, and "answer" a boolean.
+        notes.append(f"llm: the draft misreads the request ({'; '.join(wrong)}); using the rule-based spec")
         return ParsedRequest(spec=base, notes=tuple(notes), explicit=rule.explicit)
 
     def pick(key: str, valid: bool, value: Any) -> Any:
@@ -928,13 +885,18 @@ def merge_llm_spec(llm_output: str | Mapping[str, Any], rule: ParsedRequest) -> 
     topic = pick("topic", topic_ok, _tidy_topic(topic_raw) if topic_ok and isinstance(topic_raw, str) else None)
     rows_raw = data.get("rows")
     rows_ok = isinstance(rows_raw, int) and not isinstance(rows_raw, bool) and 1 <= rows_raw <= MAX_ROWS
-    rows = pick("rows", rows_ok, rows_raw)
+    if "rows" in rule.explicit or not rows_ok:
+        rows = pick("rows", rows_ok, rows_raw)
+    else:
+        # The rules read every way of writing a count; a count they did not find was invented
+        # (SmolLM2-135M gave 10 for a request that named none), and rows are what volunteers pay for.
+        rows = base.rows
+        if rows_raw != base.rows:
+            notes.append(f"llm: `rows` = {rows_raw!r} ignored: the request names no count; kept {base.rows!r}")
     grounded = pick("grounded", isinstance(data.get("grounded"), bool), data.get("grounded"))
-    lang_raw = data.get("language")
-    if isinstance(lang_raw, str) and lang_raw.strip().lower() in _LANGUAGES:
-        lang_raw = _LANGUAGES[lang_raw.strip().lower()]
-    lang_ok = isinstance(lang_raw, str) and re.fullmatch(r"[a-z]{2,3}", lang_raw.strip().lower()) is not None
-    language = pick("language", lang_ok, lang_raw.strip().lower() if isinstance(lang_raw, str) else None)
+    lang_raw = _language_code(data.get("language"))
+    lang_ok = isinstance(lang_raw, str) and re.fullmatch(r"[a-z]{2,3}", lang_raw) is not None
+    language = pick("language", lang_ok, lang_raw if lang_ok else None)
 
     llm_fields = _llm_fields(data["fields"], grounded, notes) if "fields" in data else []
     if "fields" not in data:
@@ -1044,8 +1006,11 @@ class Plan:
         return "\n".join(lines)
 
 
-def plan(spec: DatasetSpec) -> Plan:
-    """Expected tasks per stage for `spec` (estimates from the constants above, for --dry-run)."""
+def plan(spec: DatasetSpec, *, llm_spec: bool = False) -> Plan:
+    """Expected tasks per stage for `spec` (estimates from the constants above, for --dry-run).
+
+    llm_spec: the job starts with a `spec` task (the spec came from a request sentence).
+    """
     target = math.ceil(spec.rows * OVERGENERATION)
     synth = math.ceil(target / ROWS_PER_SYNTHESIZE_TASK)
     stages: list[StagePlan] = []
@@ -1053,6 +1018,8 @@ def plan(spec: DatasetSpec) -> Plan:
     def stage(kind: TaskKind, tasks: int, replication: float, why: str) -> None:
         stages.append(StagePlan(kind, tasks, math.ceil(tasks * replication), why))
 
+    if llm_spec:
+        stage(TaskKind.SPEC, 1, GENERATIVE_REPLICATION, "an LLM reads the request; the rules keep what it said")
     if spec.grounded:
         chunks = math.ceil(synth / SYNTHESIZE_TASKS_PER_CHUNK)
         documents = math.ceil(chunks / CHUNKS_PER_DOCUMENT)

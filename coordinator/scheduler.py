@@ -74,9 +74,8 @@ from protocol.tasks import (
     DETERMINISTIC_KINDS,
     GENERATIVE_KINDS,
     LLM_KINDS,
+    RESCORABLE_PAYLOADS,
     DecodingParams,
-    JudgePayload,
-    QuestionGenPayload,
     SynthesizeOutput,
     SynthesizePayload,
     TaskKind,
@@ -108,12 +107,16 @@ GROUNDING_MIN_SUPPORT = 0.5
 class SchedulerConfig:
     temperature: float = 0.7
     """Sampling temperature for question_gen (variety of queries); replicas share the seed, so they still agree."""
-    temperatures: dict[TaskKind, float] = field(default_factory=lambda: {TaskKind.SYNTHESIZE: 0.3, TaskKind.JUDGE: 0.0})
+    temperatures: dict[TaskKind, float] = field(
+        default_factory=lambda: {TaskKind.SPEC: 0.0, TaskKind.SYNTHESIZE: 0.3, TaskKind.JUDGE: 0.0}
+    )
     """Per-kind overrides. Synthesize runs cool: at 0.7 the 135M model drifted into repetition in most rows
-    of a 6-row demo run (all dropped by the grounding gate); grounding, not sampling, gives the variety."""
+    of a 6-row demo run (all dropped by the grounding gate); grounding, not sampling, gives the variety.
+    The spec task is a reading of the request, not a creative one: greedy."""
     top_k: int = 40
     max_tokens: dict[TaskKind, int] = field(  # ceilings: the node stops at the grammar's end well before
         default_factory=lambda: {
+            TaskKind.SPEC: 1536,
             TaskKind.QUESTION_GEN: 400,
             TaskKind.SYNTHESIZE: 2048,
             TaskKind.JUDGE: 200,
@@ -555,7 +558,7 @@ class Scheduler:
     def _create_validation(self, task: TaskRecord, record: ResultRecord, result: Result, now_ms: int) -> bool:
         """Create the validate task for one candidate; False when no live node is eligible to run it."""
         original = self.store.task_payload(task.task_id)
-        task_payload = original if isinstance(original, (QuestionGenPayload, SynthesizePayload, JudgePayload)) else None
+        task_payload = original if isinstance(original, RESCORABLE_PAYLOADS) else None
         try:
             payload = rescoring_payload(result, top_k=self.config.validate_top_k, task=task_payload)
         except ValueError:

@@ -66,26 +66,48 @@ class Coordinator:
         rows: int | None = None,
         out_dir: Path | None = None,
         job_id: str | None = None,
+        from_request: bool | None = None,
     ) -> str:
-        """Accept a job and start running it; returns its id (an existing id re-attaches)."""
+        """Accept a job and start running it; returns its id (an existing id re-attaches).
+
+        from_request: whether `spec` is the rule-based reading of `request` (the API resolves it
+        before submitting); such a job starts with the LLM `spec` stage when the config allows.
+        Default: True when no spec is given.
+        """
         if job_id is not None:
             try:
                 self.store.job(job_id)
                 return job_id
             except KeyError:
                 pass
-        if spec is None:
+        if from_request is None:
+            from_request = spec is None
+        notes: tuple[str, ...] = ()
+        if from_request:
             try:
-                spec = parse_request(request, rows=rows).spec
+                parsed = parse_request(request, rows=rows)
             except ValueError as exc:
                 raise JobError(str(exc)) from None
+            spec, notes = spec or parsed.spec, parsed.notes
+        elif spec is None:
+            raise JobError("give a request sentence or a spec")
         elif rows is not None:
             spec = spec.model_copy(update={"rows": rows})
         jid = job_id or f"job-{secrets.token_hex(4)}"
         out = (out_dir or self.config.data_dir / "datasets" / jid).resolve()
         if out.exists() and any(out.iterdir()):
             raise JobError(f"{out} exists and is not empty: choose another output directory")
-        doc = {"request": request, "spec": spec.model_dump(mode="json"), "grounded": spec.grounded, "out_dir": str(out)}
+        spec_doc = spec.model_dump(mode="json")
+        doc = {
+            "request": request,
+            "spec": spec_doc,
+            "submitted_spec": spec_doc,
+            "rows_given": rows,
+            "spec_notes": list(notes),
+            "llm_spec": bool(self.config.llm_spec and from_request and request.strip()),
+            "grounded": spec.grounded,
+            "out_dir": str(out),
+        }
         await self.runtime.call(self.store.create_job, jid, doc, allowed_models=list(self.models), now_ms=now_ms())
         self._start(jid)
         return jid

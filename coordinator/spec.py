@@ -28,18 +28,20 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MAX_ROWS = 100_000
-"""Largest row count one job may ask for. A job that size is ~150k synthesize tasks
-(see planner.plan); bigger datasets are several jobs, each with its own manifest."""
+from protocol.tasks import MAX_FIELD_CHARS as MAX_FIELD_CHARS
+from protocol.tasks import MAX_ROWS as MAX_ROWS
+from protocol.tasks import MAX_TOPIC_CHARS as MAX_TOPIC_CHARS
+
+# MAX_ROWS: a job that size is ~150k synthesize tasks (see planner.plan); bigger datasets are
+# several jobs, each with its own manifest. MAX_FIELD_CHARS: the evidence span in
+# `protocol.tasks.GeneratedRow` is 2000 too. Both, and MAX_TOPIC_CHARS, bound the spec task's
+# draft on the wire, so they live in the protocol.
 DEFAULT_ROWS = 100
 """Row count when the request names none: enough to judge quality, cheap to run."""
 MAX_FIELDS = 16
-MAX_FIELD_CHARS = 2000
-"""Upper bound on one string field. The evidence span in `protocol.tasks.GeneratedRow` is 2000 too."""
 MAX_ROW_CHARS = 8000
 """Upper bound on the sum of the generated fields' max_length: what one generation may emit
 (the quality gates' TextFilters.max_chars is 8000 as well, so a full-length row still passes)."""
-MAX_TOPIC_CHARS = 200
 MAX_DESCRIPTION_CHARS = 4000
 MAX_ENUM_CHOICES = 32
 MAX_CHOICE_CHARS = 100

@@ -118,7 +118,7 @@ def model_findings(settings: EngineSettings, hw: Hardware) -> tuple[list[Finding
                     f"model.{spec}.chat_template",
                     Severity.WARN,
                     f"{model.name} has no chat template (a base model): it can validate, but not run chat tasks",
-                    "Configure an instruct (chat) model for question_gen, synthesize and judge.",
+                    "Configure an instruct (chat) model for spec, question_gen, synthesize and judge.",
                 )
             )
         candidates.append(

@@ -9,12 +9,13 @@ the other side hold in memory.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class TaskKind(StrEnum):
+    SPEC = "spec"
     QUESTION_GEN = "question_gen"
     SEARCH = "search"
     RETRIEVE = "retrieve"
@@ -24,7 +25,7 @@ class TaskKind(StrEnum):
     JUDGE = "judge"
 
 
-GENERATIVE_KINDS = frozenset({TaskKind.QUESTION_GEN, TaskKind.SYNTHESIZE, TaskKind.JUDGE})
+GENERATIVE_KINDS = frozenset({TaskKind.SPEC, TaskKind.QUESTION_GEN, TaskKind.SYNTHESIZE, TaskKind.JUDGE})
 """Kinds whose output comes from an LLM and is verified by replicas or re-scoring."""
 
 DETERMINISTIC_KINDS = frozenset({TaskKind.SEARCH, TaskKind.RETRIEVE, TaskKind.CURATE})
@@ -57,6 +58,54 @@ class DecodingParams(Frozen):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(default=512, ge=1, le=8192)
     json_schema: JsonObject | None = None
+
+
+# --- spec -------------------------------------------------------------------
+# A request sentence read into a draft dataset spec by a schema-constrained LLM.
+# The coordinator merges the draft over its rule-based reading (coordinator/planner.py),
+# so these bounds only need to keep the draft small and grammar-compilable.
+
+MAX_REQUEST_CHARS = 4000
+"""A request is a sentence or a paragraph; longer ones are handed in as a spec file."""
+MAX_ROWS = 100_000
+"""Largest row count one job may ask for (coordinator/spec.py explains the figure)."""
+MAX_TOPIC_CHARS = 200
+MAX_FIELD_CHARS = 2000
+"""Upper bound on one string field of a row. The evidence span in `GeneratedRow` is 2000 too."""
+SpecFieldType = Literal["string", "integer", "number", "boolean", "enum"]
+"""The values of `coordinator.spec.FieldType`: the draft names a field's type with one of them."""
+SPEC_FIELD_TYPES: tuple[str, ...] = get_args(SpecFieldType)
+SPEC_MAX_FIELDS = 8
+"""Fields one draft may propose: the small models list too many otherwise."""
+SPEC_MAX_CHOICES = 6
+SPEC_FIELD_NAME_CHARS = 40
+SPEC_DESCRIPTION_CHARS = 160
+SPEC_CHOICE_CHARS = 32
+
+
+class SpecPayload(Frozen):
+    kind: Literal[TaskKind.SPEC] = TaskKind.SPEC
+    request: Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_CHARS)]
+    max_fields: int = Field(default=SPEC_MAX_FIELDS, ge=1, le=SPEC_MAX_FIELDS)
+
+
+class SpecFieldDraft(Frozen):
+    name: Annotated[str, Field(min_length=1, max_length=SPEC_FIELD_NAME_CHARS)]
+    type: SpecFieldType
+    description: Annotated[str, Field(max_length=SPEC_DESCRIPTION_CHARS)]
+    max_length: int = Field(ge=1, le=MAX_FIELD_CHARS)
+    choices: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=SPEC_CHOICE_CHARS)]], Field(max_length=SPEC_MAX_CHOICES)
+    ]
+
+
+class SpecOutput(Frozen):
+    kind: Literal[TaskKind.SPEC] = TaskKind.SPEC
+    topic: Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_CHARS)]
+    rows: int = Field(ge=1, le=MAX_ROWS)
+    grounded: bool
+    language: Annotated[str, Field(min_length=2, max_length=3)]
+    fields: Annotated[list[SpecFieldDraft], Field(min_length=1, max_length=SPEC_MAX_FIELDS)]
 
 
 # --- question_gen -----------------------------------------------------------
@@ -215,6 +264,10 @@ class JudgeOutput(Frozen):
 # --- validate ---------------------------------------------------------------
 # (after judge: a validate task may carry any generative task's payload)
 
+RescorablePayload = SpecPayload | QuestionGenPayload | SynthesizePayload | JudgePayload
+"""Payloads of the generative kinds: a validator renders their prompt itself to re-score an output."""
+RESCORABLE_PAYLOADS = (SpecPayload, QuestionGenPayload, SynthesizePayload, JudgePayload)
+
 
 class ValidatePayload(Frozen):
     """Re-score a candidate output under the declared model by teacher-forced prefill."""
@@ -227,13 +280,14 @@ class ValidatePayload(Frozen):
     """The exact text the producer claims it generated."""
     claimed_mean_logprob: float | None = None
     top_k: int = Field(default=10, ge=1, le=100)
-    task: Annotated[QuestionGenPayload | SynthesizePayload | JudgePayload, Field(discriminator="kind")] | None = None
+    task: Annotated[RescorablePayload, Field(discriminator="kind")] | None = None
     """The task the candidate claims to answer. The validator renders its prompt itself and re-scores
     under that, so an output generated for another prompt cannot pass by quoting that other prompt."""
 
 
 TaskPayload = Annotated[
-    QuestionGenPayload
+    SpecPayload
+    | QuestionGenPayload
     | SearchPayload
     | RetrievePayload
     | CuratePayload
@@ -244,11 +298,19 @@ TaskPayload = Annotated[
 ]
 
 TaskOutput = Annotated[
-    QuestionGenOutput | SearchOutput | RetrieveOutput | CurateOutput | SynthesizeOutput | ValidateOutput | JudgeOutput,
+    SpecOutput
+    | QuestionGenOutput
+    | SearchOutput
+    | RetrieveOutput
+    | CurateOutput
+    | SynthesizeOutput
+    | ValidateOutput
+    | JudgeOutput,
     Field(discriminator="kind"),
 ]
 
 PAYLOAD_TYPES: dict[TaskKind, type[Frozen]] = {
+    TaskKind.SPEC: SpecPayload,
     TaskKind.QUESTION_GEN: QuestionGenPayload,
     TaskKind.SEARCH: SearchPayload,
     TaskKind.RETRIEVE: RetrievePayload,
@@ -259,6 +321,7 @@ PAYLOAD_TYPES: dict[TaskKind, type[Frozen]] = {
 }
 
 OUTPUT_TYPES: dict[TaskKind, type[Frozen]] = {
+    TaskKind.SPEC: SpecOutput,
     TaskKind.QUESTION_GEN: QuestionGenOutput,
     TaskKind.SEARCH: SearchOutput,
     TaskKind.RETRIEVE: RetrieveOutput,

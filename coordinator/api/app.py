@@ -225,12 +225,15 @@ def build_app(
             if body.job_id is not None:
                 existing = await call(_job_doc, coordinator, body.job_id)
                 if existing is not None:
-                    if existing.get("spec") == spec_doc and existing.get("request", "") == body.text:
+                    submitted = existing.get("submitted_spec", existing.get("spec"))
+                    if submitted == spec_doc and existing.get("request", "") == body.text:
                         response.status_code = 200
                         return await call(state.views.job, body.job_id)  # type: ignore[no-any-return]
                     raise ApiError(409, f"job id {body.job_id!r} is taken by a different request: choose another id")
             try:
-                job_id = await coordinator.submit(body.text, spec=spec, job_id=body.job_id)
+                job_id = await coordinator.submit(
+                    body.text, spec=spec, rows=body.rows, job_id=body.job_id, from_request=body.spec is None
+                )
             except JobError as exc:
                 raise ApiError(409, str(exc)) from None
             await state.call_tokens(state.tokens.set_owner, job_id, who.token_id)
@@ -342,7 +345,9 @@ def build_app(
         rows: Annotated[int | None, Query(ge=1, le=MAX_ROWS)] = None,
     ) -> SpecPreview:
         """Dry run: the spec a request would become, and the tasks it would plan. Nothing is submitted."""
-        return await trio.to_thread.run_sync(preview_spec, SpecQuery(request=request, rows=rows))
+        return await trio.to_thread.run_sync(
+            lambda: preview_spec(SpecQuery(request=request, rows=rows), llm_spec=coordinator.config.llm_spec)
+        )
 
     @app.post(
         "/v1/spec", response_model=SpecPreview, dependencies=read_deps,
@@ -350,7 +355,7 @@ def build_app(
     )  # fmt: skip
     async def spec_dry_run_post(body: SpecQuery) -> SpecPreview:
         """Dry run with a body: a request sentence or a spec (checked as `POST /v1/jobs` would)."""
-        return await trio.to_thread.run_sync(preview_spec, body)
+        return await trio.to_thread.run_sync(lambda: preview_spec(body, llm_spec=coordinator.config.llm_spec))
 
     @app.get(
         "/v1/activity", response_model=ActivityView, dependencies=read_deps, responses=read_errors,

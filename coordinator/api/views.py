@@ -25,7 +25,7 @@ from coordinator.api.schemas import (
     StagePlanView,
     StageView,
 )
-from coordinator.planner import parse_request, plan
+from coordinator.planner import LLM_SPEC_NOTE, parse_request, plan
 from coordinator.scheduler import LIVE_NODE_MS
 from coordinator.spec import DatasetSpec, SpecError, dump_spec, spec_from_mapping
 from coordinator.store import NotFound
@@ -56,9 +56,13 @@ def resolve_spec(query: SpecQuery) -> tuple[DatasetSpec, list[str]]:
     return parsed.spec, list(parsed.notes)
 
 
-def preview_spec(query: SpecQuery) -> SpecPreview:
+def preview_spec(query: SpecQuery, *, llm_spec: bool = False) -> SpecPreview:
+    """llm_spec: the coordinator starts jobs from a sentence with the LLM `spec` stage."""
     spec, notes = resolve_spec(query)
-    p = plan(spec)
+    refine = llm_spec and query.spec is None
+    if refine:
+        notes.append(LLM_SPEC_NOTE)
+    p = plan(spec, llm_spec=refine)
     return SpecPreview(
         spec=spec.model_dump(mode="json"),
         spec_yaml=dump_spec(spec),

@@ -26,6 +26,7 @@ from coordinator.compile.records import JobStats
 from coordinator.spec import DatasetSpec, FieldType
 
 README_FILE = "README.md"
+MAX_CARD_NOTES = 40
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class CardFacts:
     files: list[str]
     exports: list[ExportFormat] = field(default_factory=list)
     dropped_duplicates: int = 0
+    spec_notes: tuple[str, ...] = ()
+    """How the request was read into the spec: the rules' guesses and the spec task's merge."""
 
 
 def size_category(n: int) -> str:
@@ -167,6 +170,9 @@ def render_card(facts: CardFacts) -> str:
         out.append(
             f"| {_cell(f.name)} | {f.type.value} | {_cell(_bounds(spec, f.name))} | {filled} | {_cell(f.description)} |"
         )
+    if facts.spec_notes:
+        out += ["", "How the request was read (rules first, then the `spec` task's draft where it ran):", ""]
+        out += [f"- {_cell(note)}" for note in facts.spec_notes[:MAX_CARD_NOTES]]
     out += ["", "## How it was made", "", "### Models", "", "| model | sha256 | rows |", "|---|---|---|"]
     for digest, n in sorted(facts.models.items(), key=lambda kv: -kv[1]):
         out.append(f"| {_cell(job.models.get(digest, 'unnamed'))} | `{digest}` | {n} |")

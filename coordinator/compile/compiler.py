@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -189,11 +189,13 @@ def compile_dataset(
     created_at_ms: int,
     documents: Sequence[Document] = (),
     formats: Sequence[ExportFormat] = (),
+    spec_notes: Sequence[str] = (),
 ) -> CompiledDataset:
     """Write the dataset directory `out_dir` (which must not exist, or be empty); CompileError if a row is bad.
 
     documents: full texts of cited documents; when given they are written to sources.jsonl so that
     `verify_directory` can check content digests and evidence offsets against the whole document.
+    spec_notes: how the request was read into the spec (the planner's notes), for the card.
     """
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -260,6 +262,7 @@ def compile_dataset(
             dropped,
             len(cited),
         )
+        facts = replace(facts, spec_notes=tuple(spec_notes))
         (tmp / README_FILE).write_text(render_card(facts), encoding="utf-8", newline="\n")
         files.insert(0, README_FILE)
         entries = {name: _sha256_file(tmp / name) for name in files}

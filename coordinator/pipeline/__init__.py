@@ -1,7 +1,8 @@
 """From a spec to a dataset: the stages of a job, each a batch of network tasks.
 
-question_gen -> search -> retrieve -> curate -> synthesize -> compile, one
-module per stage (ungrounded specs skip search, retrieve and curate). Each
+spec -> question_gen -> search -> retrieve -> curate -> synthesize -> compile,
+one module per stage (ungrounded specs skip search, retrieve and curate; jobs
+handed in as a spec file skip spec). Each
 stage module turns the verified outputs of the stage before it into task
 payloads; `job.py` drives them through the scheduler and persists progress.
 """

@@ -113,4 +113,5 @@ def run(
         coordinator=coordinator,
         created_at_ms=now_ms,
         documents=[d for d in documents if d.content_sha256 in cited],
+        spec_notes=[str(n) for n in ctx.store.job(ctx.job_id).spec.get("spec_notes", [])],
     )

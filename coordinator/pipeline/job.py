@@ -20,6 +20,7 @@ import trio
 from coordinator.compile import CompiledDataset
 from coordinator.pipeline import compile as compile_stage
 from coordinator.pipeline import curate, question_gen, retrieve, search, synthesize
+from coordinator.pipeline import spec as spec_stage
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskSpec
 from coordinator.runtime import CoordinatorRuntime
@@ -54,11 +55,16 @@ class JobRunner:
         self.spec = DatasetSpec.model_validate(job.spec["spec"])
         self.ctx = JobContext(self.store, job_id, self.spec, str(job.spec.get("request", "")))
         self.out_dir = Path(str(job.spec["out_dir"]))
+        self.llm_spec = bool(job.spec.get("llm_spec", False))
+        self.rows_given = job.spec.get("rows_given")
         self.started_ms = job.created_ms
         self.models = models
 
     async def run(self) -> CompiledDataset | None:
         try:
+            if self.llm_spec:
+                await self._stage(TaskKind.SPEC, lambda: spec_stage.tasks(self.ctx))
+                await self._refine_spec()
             if self.spec.grounded:
                 await self._stage(TaskKind.QUESTION_GEN, lambda: question_gen.tasks(self.ctx))
                 await self._stage(TaskKind.SEARCH, lambda: search.tasks(self.ctx))
@@ -75,6 +81,26 @@ class JobRunner:
             log.error("job %s failed: %s", self.job_id, exc)
             await self.rt.call(self._set_state, "failed", str(exc))
             return None
+
+    async def _refine_spec(self) -> None:
+        """Merge the spec stage's verified draft into the job's spec, once (the merge is pure, so a
+        restart between the stage and this write merges the same draft again)."""
+        job = await self.rt.call(self.store.job, self.job_id)
+        if job.spec.get("spec_refined"):
+            return
+        rows = self.rows_given if isinstance(self.rows_given, int) else None
+        parsed = await self.rt.call(spec_stage.refined, self.ctx, rows)
+        changes = {
+            "spec": parsed.spec.model_dump(mode="json"),
+            "grounded": parsed.spec.grounded,
+            "spec_notes": list(parsed.notes),
+            "spec_refined": True,
+        }
+        await self.rt.call(lambda: self.store.update_job_spec(self.job_id, changes, now_ms=now_ms()))
+        if parsed.spec != self.spec:
+            log.info("job %s: spec refined by the spec task: %s", self.job_id, parsed.spec.model_dump(mode="json"))
+        self.spec = parsed.spec
+        self.ctx = JobContext(self.store, self.job_id, self.spec, self.ctx.request)
 
     def _set_state(self, state: str, error: str = "") -> None:
         if error:

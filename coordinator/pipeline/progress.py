@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from coordinator.store import Store, TaskState
 from protocol.tasks import TaskKind
 
-STAGE_ORDER = [k.value for k in (TaskKind.QUESTION_GEN, TaskKind.SEARCH, TaskKind.RETRIEVE, TaskKind.CURATE,
-                                 TaskKind.SYNTHESIZE, TaskKind.VALIDATE)] + ["compile"]  # fmt: skip
+STAGE_ORDER = [k.value for k in (TaskKind.SPEC, TaskKind.QUESTION_GEN, TaskKind.SEARCH, TaskKind.RETRIEVE,
+                                 TaskKind.CURATE, TaskKind.SYNTHESIZE, TaskKind.VALIDATE)] + ["compile"]  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ from protocol.tasks import (
     RetrievePayload,
     SearchOutput,
     SearchPayload,
+    SpecOutput,
+    SpecPayload,
     SynthesizeOutput,
     SynthesizePayload,
     TaskKind,
@@ -132,6 +134,10 @@ def _content_checks(result: Result, grant: Grant, limits: CheckLimits) -> list[F
                 Failure(Reason.OVERSIZED, f"{len(out.questions)} questions, at most {payload.n_questions} asked")
             )
         return fails
+    if isinstance(out, SpecOutput) and isinstance(payload, SpecPayload):
+        if len(out.fields) > payload.max_fields:
+            return [Failure(Reason.OVERSIZED, f"{len(out.fields)} fields, at most {payload.max_fields} asked")]
+        return []
     if isinstance(out, ValidateOutput) and isinstance(payload, ValidatePayload):
         return _validate(out, limits)
     return []

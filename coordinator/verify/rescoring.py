@@ -28,7 +28,7 @@ from rapidfuzz import fuzz
 from coordinator.verify.quorum import normalize_text
 from coordinator.verify.reasons import Failure, Reason
 from protocol.messages import Result
-from protocol.tasks import JudgePayload, QuestionGenPayload, SynthesizePayload, ValidateOutput, ValidatePayload
+from protocol.tasks import RescorablePayload, ValidateOutput, ValidatePayload
 
 K = TypeVar("K", bound=Hashable)
 
@@ -62,9 +62,7 @@ def compare_replicas(a: Result, b: Result, *, threshold: float = REPLICA_SIMILAR
 # --- prefill re-scoring -----------------------------------------------------------------
 
 
-def validate_payload_for(
-    result: Result, *, top_k: int = 10, task: QuestionGenPayload | SynthesizePayload | JudgePayload | None = None
-) -> ValidatePayload:
+def validate_payload_for(result: Result, *, top_k: int = 10, task: RescorablePayload | None = None) -> ValidatePayload:
     """The `validate` task that re-scores `result` (the scheduler grants it to a third node).
 
     Raises ValueError for a result that carries no model digest: it cannot be

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 EXECUTOR_CLASSES: dict[TaskKind, str] = {
+    TaskKind.SPEC: "node.executors.spec:SpecExecutor",
     TaskKind.QUESTION_GEN: "node.executors.question_gen:QuestionGenExecutor",
     TaskKind.SEARCH: "node.executors.search:SearchExecutor",
     TaskKind.RETRIEVE: "node.executors.retrieve:RetrieveExecutor",

@@ -11,9 +11,9 @@ import json
 from typing import Any
 
 from node.executors.base import ExecutionError, ExecutionResult
-from node.llm.engine import Engine, EngineError
+from node.executors.generated import generate_output
+from node.llm.engine import Engine
 from node.llm.schema import compile_schema
-from node.llm.structured import StructuredOutputError, generate_json
 from node.prompts import load_prompts
 from protocol.tasks import DecodingParams, Frozen, JudgeOutput, JudgePayload, TaskKind
 
@@ -49,17 +49,11 @@ class JudgeExecutor:
     ) -> ExecutionResult:
         if not isinstance(payload, JudgePayload):
             raise ExecutionError(f"judge executor got a {type(payload).__name__}")
-        try:
-            result = await generate_json(
-                self.engine, model_sha256, messages(payload), compile_schema(OUTPUT_SCHEMA), decoding
-            )
-        except (StructuredOutputError, EngineError) as exc:
-            raise ExecutionError(str(exc)) from None
-        output = JudgeOutput(score=result.value["score"], rationale=" ".join(result.value["rationale"].split()))
-        return ExecutionResult(
-            output=output,
-            model_sha256=result.model_sha256,
-            prompt=result.prompt,
-            raw_text=result.generation.text,
-            stats=result.stats,
+        return await generate_output(
+            self.engine,
+            model_sha256,
+            messages(payload),
+            compile_schema(OUTPUT_SCHEMA),
+            decoding,
+            lambda value: JudgeOutput(score=value["score"], rationale=" ".join(value["rationale"].split())),
         )

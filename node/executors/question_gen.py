@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from node.executors.base import ExecutionError, ExecutionResult
-from node.llm.engine import Engine, EngineError
+from node.executors.generated import generate_output
+from node.llm.engine import Engine
 from node.llm.schema import compile_schema
-from node.llm.structured import StructuredOutputError, generate_json
 from node.prompts import load_prompts
 from protocol.tasks import DecodingParams, Frozen, QuestionGenOutput, QuestionGenPayload, TaskKind
 
@@ -69,17 +69,11 @@ class QuestionGenExecutor:
     ) -> ExecutionResult:
         if not isinstance(payload, QuestionGenPayload):
             raise ExecutionError(f"question_gen executor got a {type(payload).__name__}")
-        try:
-            result = await generate_json(
-                self.engine, model_sha256, messages(payload), compile_schema(output_schema(payload)), decoding
-            )
-        except (StructuredOutputError, EngineError) as exc:
-            raise ExecutionError(str(exc)) from None
-        output = QuestionGenOutput(queries=_clean(result.value["queries"]), questions=_clean(result.value["questions"]))
-        return ExecutionResult(
-            output=output,
-            model_sha256=result.model_sha256,
-            prompt=result.prompt,
-            raw_text=result.generation.text,
-            stats=result.stats,
+        return await generate_output(
+            self.engine,
+            model_sha256,
+            messages(payload),
+            compile_schema(output_schema(payload)),
+            decoding,
+            lambda value: QuestionGenOutput(queries=_clean(value["queries"]), questions=_clean(value["questions"])),
         )

@@ -29,9 +29,10 @@ from typing import Any
 
 from node.executors.base import ExecutionError, ExecutionResult
 from node.executors.curate import bounded_pieces, sentence_spans
-from node.llm.engine import Engine, EngineError
+from node.executors.generated import generate_output
+from node.llm.engine import Engine
 from node.llm.schema import CompiledSchema, OutputInvalid, UnsupportedSchema, compile_schema
-from node.llm.structured import StructuredOutputError, generate_json, loads_strict
+from node.llm.structured import loads_strict
 from node.prompts import load_prompts
 from protocol.tasks import (
     DecodingParams,
@@ -175,21 +176,12 @@ class SynthesizeExecutor:
             row_check = compile_schema(payload.row_schema)
         except UnsupportedSchema as exc:
             raise ExecutionError(f"row_schema cannot be used: {exc}") from None
-        try:
-            result = await generate_json(
-                self.engine,
-                model_sha256,
-                messages(payload),
-                compiled,
-                decoding,
-                parse=lambda text: parse_rows(text, payload, candidates, row_check),
-            )
-        except (StructuredOutputError, EngineError) as exc:
-            raise ExecutionError(str(exc)) from None
-        return ExecutionResult(
-            output=SynthesizeOutput(rows=result.value),
-            model_sha256=result.model_sha256,
-            prompt=result.prompt,
-            raw_text=result.generation.text,
-            stats=result.stats,
+        return await generate_output(
+            self.engine,
+            model_sha256,
+            messages(payload),
+            compiled,
+            decoding,
+            lambda value: SynthesizeOutput(rows=value),
+            parse=lambda text: parse_rows(text, payload, candidates, row_check),
         )

@@ -20,8 +20,9 @@ from protocol.messages import GenerationStats
 from protocol.tasks import (
     DecodingParams,
     Frozen,
-    JudgePayload,
     QuestionGenPayload,
+    RescorablePayload,
+    SpecPayload,
     SynthesizePayload,
     TaskKind,
     ValidateOutput,
@@ -32,10 +33,12 @@ MAX_TOKEN_LOGPROBS = 8192
 """ValidateOutput's limit; the context already bounds the candidate below it on default settings."""
 
 
-def task_messages(task: QuestionGenPayload | SynthesizePayload | JudgePayload) -> list[dict[str, str]]:
+def task_messages(task: RescorablePayload) -> list[dict[str, str]]:
     """The chat messages the producer of `task` was given (same templates, same version)."""
-    from node.executors import judge, question_gen, synthesize
+    from node.executors import judge, question_gen, spec, synthesize
 
+    if isinstance(task, SpecPayload):
+        return spec.messages(task)
     if isinstance(task, SynthesizePayload):
         return synthesize.messages(task)
     if isinstance(task, QuestionGenPayload):

@@ -9,7 +9,9 @@ import httpx
 import pytest
 import trio
 
+from coordinator.planner import parse_request
 from coordinator.spec import DatasetSpec
+from network import now_ms
 from tests.api.support import Served, api_server, auth, issue, search_job, settle_search
 from tests.coordinator.test_compile_fixtures import spec as fixture_spec
 
@@ -44,6 +46,10 @@ async def test_submit_a_request_then_read_it_back(served: Served, client: httpx.
     # The real job runner put its first stage into the store: the API shows it.
     record = await served.call(served.coordinator.store.job, job["job_id"])
     assert record.spec["request"] == REQUEST
+    # A sentence starts with the LLM spec task, on the rules' reading (with its notes) until then.
+    assert record.spec["llm_spec"] is True and record.spec["rows_given"] == 12
+    assert record.spec["spec_notes"] == list(parse_request(REQUEST, rows=12).notes)
+    assert record.spec["submitted_spec"] == record.spec["spec"]
 
 
 async def test_submit_a_spec(served: Served, client: httpx.AsyncClient) -> None:
@@ -53,11 +59,15 @@ async def test_submit_a_spec(served: Served, client: httpx.AsyncClient) -> None:
     assert created.json()["job_id"] == "my-job.1" and created.json()["target"] == 3 and created.json()["grounded"]
     stored = await served.call(served.coordinator.store.job, "my-job.1")
     assert DatasetSpec.model_validate(stored.spec["spec"]).rows == 3
+    assert stored.spec["llm_spec"] is False  # a spec file is taken as it is
 
 
-async def test_job_id_retry_is_idempotent_and_a_clash_is_409(client: httpx.AsyncClient) -> None:
+async def test_job_id_retry_is_idempotent_and_a_clash_is_409(served: Served, client: httpx.AsyncClient) -> None:
     body = {"request": REQUEST, "job_id": "retry-me"}
     assert (await client.post("/v1/jobs", json=body)).status_code == 201
+    # The spec stage may have refined the job's spec since: a retry still matches what was submitted.
+    refined = fixture_spec(rows=99).model_dump(mode="json")
+    await served.call(lambda: served.coordinator.store.update_job_spec("retry-me", {"spec": refined}, now_ms=now_ms()))
     again = await client.post("/v1/jobs", json=body)
     assert again.status_code == 200 and again.json()["job_id"] == "retry-me"
     clash = await client.post("/v1/jobs", json={"request": "10 rows about tea", "job_id": "retry-me"})
@@ -147,6 +157,7 @@ async def test_spec_dry_run_by_query_and_body(client: httpx.AsyncClient) -> None
     assert preview["plan"]["total_tasks"] == sum(s["tasks"] for s in preview["plan"]["stages"])
 
     spec = fixture_spec(rows=7).model_dump(mode="json")
+    assert kinds[0] == "spec" and any("a `spec` task (an LLM node)" in n for n in preview["notes"])
     by_body = (await client.post("/v1/spec", json={"spec": spec})).json()
     assert by_body["spec"]["rows"] == 7 and by_body["plan"]["stages"][0]["kind"] == "question_gen"
     assert (await client.get("/v1/jobs")).json()["jobs"] == []  # nothing was submitted

@@ -93,7 +93,8 @@ def test_dry_run_prints_the_spec_and_plan_without_any_coordinator(tmp_path: Path
     assert "topic: printing press" in result.output or f"topic: {expected.topic}" in result.output
     assert "rows: 25" in result.output and "grounded: true" in result.output and "language: en" in result.output
     assert "max_length:" in result.output and "type: string" in result.output
-    assert plan(expected).render() in result.output
+    assert plan(expected, llm_spec=True).render() in result.output  # a sentence starts with the spec task
+    assert "a `spec` task (an LLM node) reads the request too" in result.output
 
 
 def test_dry_run_with_a_spec_file_and_a_bad_one(tmp_path: Path) -> None:
@@ -103,6 +104,7 @@ def test_dry_run_with_a_spec_file_and_a_bad_one(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "rows: 6" in result.output and "topic: Python's standard library" in result.output
     assert plan(fixture_spec(rows=6)).render() in result.output
+    assert "reads the request too" not in result.output  # a spec file skips the spec task
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("topic: tea\nrows: 5\nfields:\n  - name: Bad Name\n")

@@ -10,6 +10,8 @@ from protocol.envelope import Opened, open_envelope, seal
 from protocol.identity import Identity
 from protocol.messages import GenerationStats, Grant, MessageKind, Result
 from protocol.tasks import (
+    GENERATIVE_KINDS,
+    LLM_KINDS,
     DecodingParams,
     GeneratedRow,
     RetrieveOutput,
@@ -84,7 +86,7 @@ def grant(
     model: str | None = MODEL,
     dec: DecodingParams | None = None,
 ) -> Grant:
-    llm = payload.kind.value in ("synthesize", "question_gen", "judge", "validate")
+    llm = payload.kind in LLM_KINDS
     return Grant(
         task_id=task_id,
         job_id=job_id,
@@ -240,7 +242,7 @@ def claim_and_grant(
     slot = store.claim(task_id, node.peer_id, claim_deadline_ms=now_ms + 5_000, now_ms=now_ms)
     assert slot is not None, f"{node.peer_id} could not claim {task_id}"
     payload = store.task_payload(task_id)
-    llm = payload.kind.value in ("synthesize", "question_gen", "judge")
+    llm = payload.kind in GENERATIVE_KINDS
     store.grant(
         task_id,
         slot.replica,

@@ -1,58 +1,18 @@
-"""The LLM path: the prompt and schema we send, and merging what comes back (good and garbage)."""
+"""The LLM path's merge: a spec task's draft over the rule-based reading (good drafts and garbage).
+
+The prompt and grammar are the node's (tests/node/test_executor_spec.py runs them on the real model)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import jsonschema
 import pytest
 
-from coordinator.planner import (
-    LLM_SPEC_MAX_TOKENS,
-    RequestError,
-    build_spec_prompt,
-    merge_llm_spec,
-    parse_request,
-    spec_llm_schema,
-)
+from coordinator.planner import merge_llm_spec, parse_request
 from coordinator.spec import DatasetSpec, FieldSource, FieldType
 
 REQUEST = "300 question-answer pairs about Python's standard library, grounded in the docs"
-
-
-def _walk(schema: dict[str, Any]) -> list[dict[str, Any]]:
-    out = [schema]
-    for sub in schema.get("properties", {}).values():
-        out += _walk(sub)
-    if "items" in schema:
-        out += _walk(schema["items"])
-    return out
-
-
-def test_prompt_carries_the_request_and_a_bounded_schema() -> None:
-    prompt = build_spec_prompt(REQUEST)
-    assert prompt.messages[0]["role"] == "system"
-    assert prompt.messages[-1] == {"role": "user", "content": REQUEST}
-    # The worked example in the prompt is itself valid against the schema.
-    jsonschema.validate(json.loads(prompt.messages[2]["content"]), prompt.json_schema)
-    jsonschema.Draft202012Validator.check_schema(prompt.json_schema)
-    for node in _walk(prompt.json_schema):
-        if node.get("type") == "string" and "enum" not in node:
-            assert "maxLength" in node, node
-        if node.get("type") == "array":
-            assert "maxItems" in node, node
-        if node.get("type") == "object":
-            assert node["additionalProperties"] is False
-    assert prompt.max_tokens == LLM_SPEC_MAX_TOKENS <= 8192
-    assert prompt.json_schema == spec_llm_schema()
-
-
-def test_prompt_refuses_empty_and_oversized_requests() -> None:
-    with pytest.raises(RequestError):
-        build_spec_prompt("  ")
-    with pytest.raises(RequestError, match="over the 4000 limit"):
-        build_spec_prompt("x" * 5000)
 
 
 GOOD = {
@@ -88,14 +48,40 @@ def test_good_llm_output_fills_what_the_rules_defaulted() -> None:
 
 def test_explicit_request_values_beat_the_llm() -> None:
     rule = parse_request("300 rows about cats, JSON with question, answer")
-    llm = {**GOOD, "rows": 3000, "topic": "dogs", "language": "fr", "grounded": False}
+    llm = {**GOOD, "rows": 300, "topic": "dogs", "language": "fr", "grounded": False}
     merged = merge_llm_spec(llm, rule)
     assert merged.spec.rows == 300
     assert merged.spec.topic == "cats"
     assert merged.spec.field_names == ["question", "answer"]  # names and order from the request...
     assert merged.spec.field("answer").description == "A precise answer"  # ...detail from the LLM
     assert merged.spec.language == "fr"  # the rules only defaulted the language
-    assert any("`rows` = 3000 differs from the request's 300" in n for n in merged.notes)
+    assert any("`topic` = 'dogs' differs from the request's 'cats'" in n for n in merged.notes)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "draft", "misread"),
+    [
+        ("300 rows about cats, JSON with question, answer", {"rows": 3000}, "rows 3000 (the request says 300)"),
+        ("300 grounded rows about cats with question, answer", {"rows": 300, "grounded": False}, "grounded False"),
+        ("300 rows about cats in German, JSON with question, answer", {"rows": 300, "language": "en"}, "language 'en'"),
+        ("300 rows about cats, JSON with question, answer", {"rows": 300, "fields": GOOD["fields"][2:]},
+         "no field question, answer (the request names it)"),
+        ("300 rows about cats, JSON with question, answer", {"rows": "300"}, "rows '300'"),
+    ],
+)  # fmt: skip
+def test_a_draft_that_misreads_the_request_is_dropped_whole(
+    request_text: str, draft: dict[str, Any], misread: str
+) -> None:
+    rule = parse_request(request_text)
+    merged = merge_llm_spec({**GOOD, "grounded": rule.spec.grounded, **draft}, rule)
+    assert merged.spec == rule.spec
+    assert "llm: the draft misreads the request" in merged.notes[-1] and misread in merged.notes[-1]
+
+
+def test_a_row_count_given_apart_from_the_text_is_not_held_against_the_draft() -> None:
+    text = "rows about cats, JSON with question, answer"
+    merged = merge_llm_spec({**GOOD, "grounded": False}, parse_request(text, rows=40), said=parse_request(text))
+    assert merged.spec.rows == 40 and merged.spec.field("answer").description == "A precise answer"
 
 
 def test_question_answer_pairs_name_the_columns() -> None:
@@ -109,12 +95,25 @@ def test_llm_grounding_applies_when_the_request_is_silent() -> None:
     assert merged.spec.grounded and merged.spec.field_names == ["question", "answer", "source_url"]
 
 
-def test_llm_fills_rows_and_topic_when_the_request_has_neither() -> None:
+def test_llm_fills_the_topic_but_never_invents_a_row_count() -> None:
     rule = parse_request("Generate some stuff for my chatbot")
     merged = merge_llm_spec({**GOOD, "rows": 120, "topic": "chatbot small talk", "grounded": False}, rule)
-    assert merged.spec.rows == 120
+    assert merged.spec.rows == rule.spec.rows == 100  # the request names no count: the default stands
+    assert any("`rows` = 120 ignored: the request names no count" in n for n in merged.notes)
     assert merged.spec.topic == "chatbot small talk"
     assert "source_url" not in merged.spec.field_names
+
+
+def test_field_names_that_ignore_the_naming_rule_are_left_out() -> None:
+    # What SmolLM2-135M drafted for "trivia questions about volcanoes with difficulty levels".
+    draft = {**GOOD, "grounded": False, "fields": [
+        {"name": "difficultyLevels", "type": "enum", "description": "d", "max_length": 25, "choices": ["medium"]},
+        {"name": "levelOfEruptionType1", "type": "string", "description": "t", "max_length": 30, "choices": []},
+    ]}  # fmt: skip
+    rule = parse_request("Write some trivia questions about volcanoes")
+    merged = merge_llm_spec(draft, rule)
+    assert merged.spec.field_names == rule.spec.field_names
+    assert sum("is not lower_snake_case" in n for n in merged.notes) == 2
 
 
 @pytest.mark.parametrize(
@@ -157,13 +156,13 @@ def test_invalid_values_fall_back_one_by_one() -> None:
     spec = merged.spec
     assert spec.topic == rule.spec.topic and spec.rows == rule.spec.rows and spec.grounded is False
     assert spec.language == "en"  # "English" is mapped to its code
-    assert spec.field_names == ["answer_text", "stars"]
+    assert spec.field_names == ["stars"]  # "Answer Text" is not lower_snake_case
     assert spec.field("stars").type is FieldType.INTEGER
     notes = "\n".join(merged.notes)
     assert "`topic`" in notes and "`rows` = '-3' is invalid" in notes and "`grounded`" in notes
     assert "fields[0] (question) is invalid (max_length must be in [1, 2000] (got 50000))" in notes
     assert "fields[2] (mood) is invalid" in notes and "fields[3] (score) is invalid" in notes
-    assert "fields[4] has no name" in notes
+    assert "fields[4] has no name" in notes and "fields[1] name 'Answer Text' is not lower_snake_case" in notes
 
 
 def test_llm_fields_all_invalid_keep_the_rule_fields() -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.compile import verify_directory
+from coordinator.store import Store, TaskState
 
 ROWS = int(os.environ.get("DATASWARM_E2E_ROWS", "20"))
 TIMEOUT_S = 900
@@ -79,6 +80,23 @@ def test_demo_delivers_a_verified_dataset(demo_run: DemoRun) -> None:
     assert report.ok, report.summary()
     for name in ("data.jsonl", "data.parquet", "README.md", "provenance.jsonl", "manifest.json", "sources.jsonl"):
         assert (out / name).is_file(), name
+
+
+def test_the_job_started_with_a_verified_spec_task(demo_run: DemoRun) -> None:
+    # The real model read the request on the network; replicas agreed (greedy, same seed), and
+    # the draft was merged over the rules' reading (the 135M model's draft misreads this request
+    # and is dropped with a note). What the request said explicitly stands either way.
+    store = Store(demo_run.work / "coordinator" / "coordinator.db")
+    (job,) = store.jobs()
+    assert store.stages(job.job_id).get("spec") == "done"
+    (task,) = store.tasks(job.job_id, stage="spec")
+    assert task.state is TaskState.DONE, demo_run.diagnosis()
+    assert job.spec["llm_spec"] is True and job.spec["spec_refined"] is True
+    notes = job.spec["spec_notes"]
+    assert any(n.startswith("llm:") for n in notes) and not any("no verified draft" in n for n in notes)
+    spec = job.spec["spec"]
+    assert [f["name"] for f in spec["fields"]] == ["question", "answer", "source_url"] and spec["grounded"]
+    assert "How the request was read" in (demo_run.out / "README.md").read_text()
 
 
 def test_rows_are_schema_valid_and_grounded_verbatim(demo_run: DemoRun) -> None:

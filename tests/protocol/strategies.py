@@ -61,6 +61,7 @@ def chunks(draw: st.DrawFn) -> t.SourceChunk:
 documents = st.builds(t.Document, url=url, title=text, text=text, content_sha256=sha)
 
 payloads = st.one_of(
+    st.builds(t.SpecPayload, request=nonempty, max_fields=st.integers(1, t.SPEC_MAX_FIELDS)),
     st.builds(t.QuestionGenPayload, topic=nonempty, description=text, n_queries=st.integers(1, 20)),
     st.builds(t.SearchPayload, query=nonempty, max_results=st.integers(1, 50)),
     st.builds(t.RetrievePayload, url=url, max_bytes=st.integers(1, 50_000_000)),
@@ -73,7 +74,23 @@ payloads = st.one_of(
 )
 
 hits = st.builds(t.SearchHit, url=url, title=text, snippet=text, score=finite)
+field_drafts = st.builds(
+    t.SpecFieldDraft,
+    name=st.text(min_size=1, max_size=t.SPEC_FIELD_NAME_CHARS),
+    type=st.sampled_from(t.SPEC_FIELD_TYPES),
+    description=st.text(max_size=t.SPEC_DESCRIPTION_CHARS),
+    max_length=st.integers(1, t.MAX_FIELD_CHARS),
+    choices=st.lists(st.text(min_size=1, max_size=t.SPEC_CHOICE_CHARS), max_size=t.SPEC_MAX_CHOICES),
+)
 outputs = st.one_of(
+    st.builds(
+        t.SpecOutput,
+        topic=st.text(min_size=1, max_size=t.MAX_TOPIC_CHARS),
+        rows=st.integers(1, t.MAX_ROWS),
+        grounded=st.booleans(),
+        language=st.sampled_from(["en", "fr", "deu"]),
+        fields=st.lists(field_drafts, min_size=1, max_size=3),
+    ),
     st.builds(t.QuestionGenOutput, queries=st.lists(nonempty, max_size=5), questions=st.lists(nonempty, max_size=5)),
     st.builds(t.SearchOutput, backend=st.just("local"), hits=st.lists(hits, max_size=5)),
     st.builds(
