@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from coordinator.spec import asks
 from coordinator.store import Judgement, NewRow, NotFound, Store, TaskState
 from coordinator.store.db import ResultRecord, TaskRecord
 from coordinator.verify.checks import check_result
@@ -90,13 +91,13 @@ VALIDATE_MARK = ".v"
 """Validate task ids are `<parent task id>.v<result id>`: the link survives restarts without a table."""
 
 LIVE = (SlotState.OFFERED, SlotState.CLAIMED, SlotState.GRANTED)
+DEFER_WINDOW_MS = 5_000
+"""How long a node's claims for new work are refused while an audit it may take waits (see on_claim)."""
+VALIDATION_SCAN_MS = 250
+"""How often claims look for offered validate slots to send a node to (the runtime ticks every 250 ms)."""
 ACTIVE_JOB_STATES = frozenset({"open", "running"})
 LIVE_NODE_MS = 30_000
 """A node whose NodeStatus is older than this is not counted on to validate."""
-ASKING_FIELDS = ("question", "query", "prompt", "instruction")
-"""Fields that ask rather than state: they may use words the source lacks, so grounding support is
-measured on the other fields. Measured on 20 SmolLM2-135M rows of a demo run: checking every field
-at 0.6 passed 2; answer fields only at 0.5 passed 6, and every row dropped then was invented or generic."""
 CHARGED_REFUSALS = frozenset({"bad_signature", "sender_mismatch", "replayed", "stale_result"})
 """Refused requests that only a cheat sends (see `charge_refusal`)."""
 GROUNDING_MIN_SUPPORT = 0.5
@@ -184,6 +185,8 @@ class Scheduler:
         self._status: dict[str, NodeStatus] = {}
         self._seen_ms: dict[str, int] = {}
         self._spot_check: set[str] = set()
+        self._deferred: dict[tuple[str, tuple[str, int]], int] = {}
+        self._waiting_validations: tuple[int, list[tuple[str, int]]] = (-(10**12), [])
         self._dedup: dict[str, Deduplicator] = {}
         self.stats: Counter[str] = Counter()
         self.on_settled: Callable[[TaskRecord], None] | None = None
@@ -337,6 +340,13 @@ class Scheduler:
         capacity = max(1, status.total_slots) if status is not None else 1
         if self._held_by(peer_id) >= capacity:
             return reject(RejectReason.NO_CAPACITY, f"node already holds {capacity} lease(s)")
+        if task.kind in LLM_KINDS and task.kind is not TaskKind.VALIDATE:
+            waiting = self._validation_waiting_for(peer_id, now_ms)
+            if waiting is not None:
+                self._deferred.setdefault((peer_id, waiting), now_ms)
+                self._last_offer.pop(waiting, None)  # offered again on the next tick
+                self.stats["deferred"] += 1
+                return reject(RejectReason.DEFERRED, f"validate {waiting[0]} first: a finished result waits on it")
         slot = self.store.claim(
             task.task_id, peer_id, claim_deadline_ms=now_ms + self.config.claim_hold_ms, now_ms=now_ms
         )
@@ -548,6 +558,41 @@ class Scheduler:
                 out[r.result_id] = []
         return out
 
+    def _validation_waiting_for(self, peer_id: str, now_ms: int) -> tuple[str, int] | None:
+        """An offered validate slot this node may fill, and was not yet sent to: (task id, attempt).
+
+        A node with a free slot claims whichever offer reaches it first. Offers are re-gossiped every
+        `reoffer_ms`, and a wave of synthesize offers outnumbers the validations they produce, so a busy
+        network left audits untaken until the stall timer abandoned them (and the results they decide).
+        A node is sent to a given validation for DEFER_WINDOW_MS at most: other offers reach it before
+        the audit's does, and each is refused in that window; after it, a node that could not take the
+        audit after all gets work again (no livelock).
+        """
+        if len(self._deferred) > 10_000:
+            self._deferred = {k: t for k, t in self._deferred.items() if now_ms - t <= DEFER_WINDOW_MS}
+        at, keys = self._waiting_validations
+        if now_ms - at >= VALIDATION_SCAN_MS:  # one scan per tick, not one per claim
+            slots = self.store.offered_slots(limit=16, kinds=[TaskKind.VALIDATE])
+            keys = list(dict.fromkeys((x.task_id, x.attempt) for x in slots))
+            self._waiting_validations = (now_ms, keys)
+        for key in keys:
+            link = parent_of(key[0])
+            first = self._deferred.get((peer_id, key))
+            if (first is not None and now_ms - first > DEFER_WINDOW_MS) or link is None:
+                continue
+            slots = self.store.slots(key[0])
+            if not any(x.state is SlotState.OFFERED and x.attempt == key[1] for x in slots):
+                continue  # taken since the scan
+            payload = self.store.task_payload(key[0])
+            if payload.kind is not TaskKind.VALIDATE or not self._can_validate(peer_id, payload.model_sha256):
+                continue
+            involved = {r.node for r in self.store.results_for(link[0])}
+            involved |= {r.node for r in self.store.results_for(key[0])}
+            involved |= {x.node for x in slots if x.node}
+            if peer_id not in involved:
+                return key
+        return None
+
     def _can_validate(self, peer_id: str, model_sha256: str | None) -> bool:
         """Whether the node's last status says it runs validate tasks on this model."""
         status = self._status.get(peer_id)
@@ -632,7 +677,10 @@ class Scheduler:
 
     @staticmethod
     def _grounding_for(data: dict[str, object]) -> GroundingChecker:
-        stating = tuple(k for k in data if not any(a in k.lower() for a in ASKING_FIELDS))
+        # Fields that ask may use words the source lacks: support is measured on the others. Measured on
+        # 20 SmolLM2-135M rows of a demo run: checking every field at 0.6 passed 2; answer fields only at
+        # 0.5 passed 6, and every row dropped then was invented or generic.
+        stating = tuple(k for k in data if not asks(k))
         return LexicalGrounding(min_support=GROUNDING_MIN_SUPPORT, answer_fields=stating or None)
 
     def _dedup_for(self, job_id: str) -> Deduplicator:
@@ -685,7 +733,29 @@ class Scheduler:
                 log.warning("node %s blacklisted (score %.2f)", rep.peer_id, rep.score)
         if settled.task.state is not TaskState.OPEN:
             outgoing += self._after_close(settled.task, now_ms)
+        elif any(f is not None for _, f in verdicts) and self._exhausted(settled.task, now_ms):
+            # The rejected replica is offered again, but every live node that could run it already
+            # did: in a small network that slot would only wait for the job's 60 s stall timer.
+            log.info("task %s: no live node left that has not run it; abandoning it", task.task_id)
+            outgoing += self.abandon(task.task_id, now_ms)
         return outgoing
+
+    def _exhausted(self, task: TaskRecord, now_ms: int) -> bool:
+        """Whether no live node may take this task's next replica (False when no node is known live)."""
+        live = self.live_nodes(now_ms)
+        if not live or task.kind is TaskKind.VALIDATE:
+            return False
+        involved = {r.node for r in self.store.results_for(task.task_id)}
+        involved |= {x.node for x in self.store.slots(task.task_id) if x.node}
+        allowed = set(self.allowed_models(task))
+        for peer in live:
+            status = self._status.get(peer)
+            if peer in involved or status is None or task.kind not in status.task_kinds:
+                continue
+            if task.kind in LLM_KINDS and allowed and status.models and not {m.sha256 for m in status.models} & allowed:
+                continue
+            return False
+        return True
 
     def _after_close(self, task: TaskRecord, now_ms: int) -> list[Outgoing]:
         if self.on_settled is not None:

@@ -58,6 +58,15 @@ LICENSE_PATTERN = r"^[a-z0-9][a-z0-9.+\-]{0,63}$"
 """Hugging Face license identifiers look like this (cc-by-4.0, apache-2.0, mit, other)."""
 
 
+ASKING_FIELDS = ("question", "query", "prompt", "instruction")
+"""Field names (or parts of them) of fields that ask rather than state."""
+
+
+def asks(name: str) -> bool:
+    """Whether a field asks (a question, a prompt) rather than states what the source says."""
+    return any(a in name.lower() for a in ASKING_FIELDS)
+
+
 class FieldType(StrEnum):
     STRING = "string"
     INTEGER = "integer"

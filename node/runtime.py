@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 
 VERSION = "dataswarm-node/0.1.0"
 CLAIM_TIMEOUT_S = 15.0
-RETRYABLE = frozenset({RejectReason.ALREADY_FILLED, RejectReason.NO_CAPACITY})
+RETRYABLE = frozenset({RejectReason.ALREADY_FILLED, RejectReason.NO_CAPACITY, RejectReason.DEFERRED})
 RESULT_TIMEOUT_S = 60.0
 
 

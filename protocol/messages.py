@@ -117,6 +117,8 @@ class RejectReason(StrEnum):
     SENDER_MISMATCH = "sender_mismatch"
     LEASE_EXPIRED = "lease_expired"
     INVALID = "invalid"
+    DEFERRED = "deferred"
+    """Take the validate offer the coordinator is sending again now: a finished result waits on it."""
 
 
 class Reject(Frozen):

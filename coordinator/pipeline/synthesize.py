@@ -10,11 +10,13 @@ task id (hence its seed) differs, so the model writes something new.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from coordinator.pipeline import curate, question_gen
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskSpec
 from coordinator.planner import OVERGENERATION, ROWS_PER_SYNTHESIZE_TASK
+from coordinator.spec import DatasetSpec, asks
 from protocol.tasks import SynthesisSpec, SynthesizePayload, TaskKind
 
 MAX_TASKS_FACTOR = 8
@@ -43,10 +45,22 @@ def est_tokens(ctx: JobContext) -> int:
     return min(1024, chars // 3)
 
 
+def grounded_row_schema(spec: DatasetSpec) -> dict[str, Any]:
+    """The row schema with the fields that state listed first in `required`, the ones that ask last.
+
+    The node writes fields in `required` order, right after the evidence it quotes. Three 20-row demo
+    runs (SmolLM2-135M): answer first, 21 of 65 and 20 of 91 verified rows passed the grounding gate;
+    question first, 20 of 123 (the model answers its own question from memory). Runs vary a lot.
+    """
+    schema = spec.row_json_schema()
+    names: list[str] = schema["required"]
+    return {**schema, "required": [n for n in names if not asks(n)] + [n for n in names if asks(n)]}
+
+
 def tasks(ctx: JobContext, start: int, count: int) -> list[TaskSpec]:
     """Synthesize tasks number `start` .. `start + count - 1` (deterministic, so a restart re-creates the same)."""
     spec = ctx.spec
-    schema = spec.row_json_schema()
+    schema = grounded_row_schema(spec) if spec.grounded else spec.row_json_schema()
     out: list[TaskSpec] = []
     if spec.grounded:
         sources: list[SynthesisSpec] = [s for _, s in curate.synthesis_specs(ctx)]

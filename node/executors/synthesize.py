@@ -65,14 +65,27 @@ def evidence_key(row_schema: dict[str, Any]) -> str:
     return "evidence" if "evidence" not in props else "_evidence"
 
 
+def ordered_properties(row_schema: dict[str, Any]) -> dict[str, Any]:
+    """The row's properties in the order of its `required` list, then any others.
+
+    The wire's canonical encoding sorts object keys, so `properties` arrives alphabetical; a
+    list keeps its order, so the coordinator says in `required` which field the model writes
+    first (the order changes what small models write, see coordinator/pipeline/synthesize.py)."""
+    props: dict[str, Any] = row_schema["properties"]
+    required = row_schema.get("required")
+    first = [k for k in required if isinstance(k, str) and k in props] if isinstance(required, list) else []
+    return {k: props[k] for k in dict.fromkeys([*first, *props])}
+
+
 def output_schema(payload: SynthesizePayload) -> tuple[dict[str, Any], list[str]]:
     """The schema the model writes to, and the evidence candidates it may quote."""
     rs = payload.row_schema
     if rs.get("type") != "object" or not isinstance(rs.get("properties"), dict) or not rs["properties"]:
         raise ExecutionError("row_schema must be an object schema with properties")
     n = payload.n_rows
+    props = ordered_properties(rs)
     if payload.chunk is None:
-        row = {"type": "object", "properties": dict(rs["properties"])}
+        row = {"type": "object", "properties": props}
         rows: dict[str, Any] = {"type": "array", "minItems": n, "maxItems": n, "items": row}
         return {"type": "object", "properties": {"rows": rows}}, []
     candidates = evidence_candidates(payload.chunk)
@@ -82,7 +95,7 @@ def output_schema(payload: SynthesizePayload) -> tuple[dict[str, Any], list[str]
     rows = {
         "type": "array",
         "prefixItems": [
-            {"type": "object", "properties": {key: {"enum": group}, **rs["properties"]}}
+            {"type": "object", "properties": {key: {"enum": group}, **props}}
             for group in evidence_groups(candidates, n)
         ],
         "items": False,
@@ -107,7 +120,7 @@ def evidence_groups(candidates: list[str], n_rows: int) -> list[list[str]]:
 def field_lines(row_schema: dict[str, Any]) -> str:
     prompts = load_prompts()
     lines = []
-    for name, sub in row_schema["properties"].items():
+    for name, sub in ordered_properties(row_schema).items():
         if not isinstance(sub, dict):
             sub = {}
         kind = str(sub.get("type", "value"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from coordinator.scheduler import Scheduler, parent_of, seed_for
+from coordinator.scheduler import DEFER_WINDOW_MS, Scheduler, parent_of, seed_for
 from coordinator.store import Store, TaskState
 from coordinator.verify.reasons import Reason
 from protocol.envelope import open_envelope, seal
@@ -299,3 +299,65 @@ def test_validators_are_counted_among_nodes_that_run_validate_on_the_model(tmp_p
     submit(s, result_for(gb, rows_output(GOOD_ROW), raw_text='{"answer": "x"}'), NODE_B)
     validations = s.store.tasks("j1", stage="validate")
     assert validations and all(len(s.store.slots(v.task_id)) == 1 for v in validations)
+
+
+def test_a_node_that_may_validate_is_sent_to_a_waiting_validation_first(tmp_path: Path) -> None:
+    """Audits decide finished work: a free validator takes them before new synthesize tasks."""
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    s.submit("t2", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga, gb = claim(s, "t1", NODE_A), claim(s, "t1", NODE_B)
+    assert isinstance(ga, Grant) and isinstance(gb, Grant)
+    submit(s, honest(ga), NODE_A)
+    submit(s, result_for(gb, rows_output(GOOD_ROW), raw_text='{"answer": "x"}'), NODE_B)  # divergent
+    validations = sorted(t.task_id for t in s.store.tasks("j1", stage="validate"))
+    assert len(validations) == 2
+    first_offers = {opened_offer(env).task_id for _, env in s.offers(T0 + 2000)}
+    assert set(validations) <= first_offers
+    assert not {opened_offer(env).task_id for _, env in s.offers(T0 + 2100)}  # nothing is due again yet
+
+    # C may validate: its claims for new work are refused, and the audit is offered again at once.
+    deferred = claim(s, "t2", NODE_C, now=T0 + 2200)
+    assert isinstance(deferred, Reject) and deferred.reason is RejectReason.DEFERRED
+    waiting = next(v for v in validations if v in deferred.detail)
+    assert [opened_offer(env).task_id for _, env in s.offers(T0 + 2300)] == [waiting]
+    again = claim(s, "t2", NODE_C, now=T0 + 2400)  # another offer reached C before the audit's did
+    assert isinstance(again, Reject) and again.reason is RejectReason.DEFERRED and waiting in again.detail
+    g = claim(s, waiting, NODE_C, now=T0 + 2500)
+    assert isinstance(g, Grant) and isinstance(g.payload, ValidatePayload)
+    # D is sent to the audits still waiting, but only for DEFER_WINDOW_MS: then it gets new work.
+    d = claim(s, "t2", NODE_D, now=T0 + 2600)
+    assert isinstance(d, Reject) and d.reason is RejectReason.DEFERRED
+    later = T0 + 2600 + DEFER_WINDOW_MS + 1  # (it may be sent to the other waiting audit first, once)
+    answers = [claim(s, "t2", NODE_D, now=later), claim(s, "t2", NODE_D, now=later + DEFER_WINDOW_MS + 1)]
+    assert any(isinstance(a, Grant) for a in answers), answers  # no livelock
+    # A producer cannot validate its own task's candidates: it is never deferred for them.
+    s.submit("t3", "j1", "synthesize", synth_payload(), now_ms=T0)
+    assert isinstance(claim(s, "t3", NODE_A, now=T0 + 2800), Grant)
+
+
+def opened_offer(envelope: bytes) -> TaskOffer:
+    offer = open_envelope(envelope, now_ms=T0 + 2000, replay_cache=None).message
+    assert isinstance(offer, TaskOffer)
+    return offer
+
+
+def test_a_task_every_live_node_has_run_is_given_up_at_once_not_after_the_stall_timer(tmp_path: Path) -> None:
+    s = new_scheduler(tmp_path, live=2)  # A and B: both produce, nobody is left to audit or retry
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga, gb = claim(s, "t1", NODE_A), claim(s, "t1", NODE_B)
+    assert isinstance(ga, Grant) and isinstance(gb, Grant)
+    submit(s, honest(ga), NODE_A)
+    submit(s, result_for(gb, rows_output(GOOD_ROW), raw_text='{"answer": "x"}'), NODE_B)
+    assert s.store.task("t1").state is TaskState.FAILED
+    assert all(x.state is not SlotState.OFFERED for x in s.store.slots("t1"))
+    assert s.stats["abandoned"] == 1
+
+    # With a third live node the rejected replica is offered again instead.
+    s2 = new_scheduler(tmp_path / "three", live=3)
+    s2.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    g1, g2 = claim(s2, "t1", NODE_A), claim(s2, "t1", NODE_B)
+    assert isinstance(g1, Grant) and isinstance(g2, Grant)
+    submit(s2, result_for(g1, rows_output(GOOD_ROW), raw_text=HONEST_TEXT, model_sha256="ee" * 32), NODE_A)
+    assert s2.store.task("t1").state is TaskState.OPEN and s2.stats["abandoned"] == 0
+    assert any(x.state is SlotState.OFFERED and x.attempt == 1 for x in s2.store.slots("t1"))  # for C

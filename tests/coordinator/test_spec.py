@@ -207,3 +207,16 @@ def test_spec_invariants() -> None:
     with pytest.raises(ValidationError, match="whole number"):
         FieldSpec(name="x", type=FieldType.INTEGER, maximum=2.5)
     assert DatasetSpec(topic="  many   spaces ", fields=[FieldSpec(name="text")]).topic == "many spaces"
+
+
+def test_grounded_rows_are_written_stating_fields_first() -> None:
+    from coordinator.pipeline.synthesize import grounded_row_schema
+    from coordinator.planner import parse_request
+    from coordinator.spec import asks
+
+    spec = parse_request("20 grounded rows about heapq, JSON with question, answer, module_name, source_url").spec
+    schema = grounded_row_schema(spec)
+    assert schema["required"] == ["answer", "module_name", "question"]  # the question comes last
+    assert schema["properties"] == spec.row_json_schema()["properties"]
+    assert spec.row_json_schema()["required"] == ["question", "answer", "module_name"]  # the spec's order
+    assert asks("follow_up_question") and asks("Prompt") and not asks("answer")

@@ -26,12 +26,19 @@ from node.executors.base import ExecutionError, ExecutionResult
 from node.executors.curate import CurateExecutor, chunk_spans
 from node.executors.judge import JudgeExecutor
 from node.executors.question_gen import QuestionGenExecutor
-from node.executors.synthesize import SynthesizeExecutor, evidence_candidates, evidence_groups
+from node.executors.synthesize import (
+    SynthesizeExecutor,
+    evidence_candidates,
+    evidence_groups,
+    field_lines,
+    output_schema,
+)
 from node.executors.validate import ValidateExecutor
 from node.llm.backend import LlamaBackend
 from node.llm.engine import Engine, LoadedModel
 from node.llm.hardware import ModelPlan
 from node.prompts import PROMPTS_VERSION, load_prompts
+from protocol import encoding
 from protocol.tasks import (
     LLM_KINDS,
     CurateOutput,
@@ -117,6 +124,22 @@ def test_rows_of_one_task_quote_different_parts_of_the_chunk(
         raw_rows = json.loads(result.raw_text)["rows"]
         for raw_row, group in zip(raw_rows, groups, strict=True):
             assert raw_row["evidence"] in group
+
+
+async def test_fields_are_written_in_the_order_of_required_after_the_wire_sorted_them(engine: Engine) -> None:
+    # Canonical encoding sorts object keys: "answer" now comes before "question" in `properties`.
+    wire = encoding.decode(encoding.encode(synth_payload(1).model_dump(mode="json")), limit=1 << 20)
+    payload = SynthesizePayload.model_validate(wire)
+    assert list(payload.row_schema["properties"]) == ["answer", "difficulty", "question"]
+    schema, _ = output_schema(payload)
+    assert list(schema["properties"]["rows"]["prefixItems"][0]["properties"]) == [
+        "evidence", "question", "answer", "difficulty"
+    ]  # fmt: skip
+    lines = field_lines(payload.row_schema).splitlines()
+    assert [line.split(" ")[1] for line in lines] == ["question", "answer", "difficulty"]
+    result = await SynthesizeExecutor(engine).execute(payload, DecodingParams(seed=5, temperature=0.0), None)
+    raw = result.raw_text
+    assert raw.index('"question"') < raw.index('"answer"') < raw.index('"difficulty"'), raw
 
 
 def test_evidence_candidates_are_verbatim_bounded_sentences() -> None:
