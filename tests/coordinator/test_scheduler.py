@@ -361,3 +361,26 @@ def test_a_task_every_live_node_has_run_is_given_up_at_once_not_after_the_stall_
     submit(s2, result_for(g1, rows_output(GOOD_ROW), raw_text=HONEST_TEXT, model_sha256="ee" * 32), NODE_A)
     assert s2.store.task("t1").state is TaskState.OPEN and s2.stats["abandoned"] == 0
     assert any(x.state is SlotState.OFFERED and x.attempt == 1 for x in s2.store.slots("t1"))  # for C
+
+
+def test_token_ceilings_cover_what_the_nodes_grammar_admits_for_pipeline_payloads() -> None:
+    """A grant below the grammar's bound is raised by the node, and the result then fails as oversized."""
+    from coordinator.pipeline.synthesize import grounded_row_schema
+    from coordinator.planner import parse_request
+    from coordinator.scheduler import SchedulerConfig
+    from node.executors import judge, question_gen, spec, synthesize
+    from node.llm.schema import compile_schema
+    from node.llm.structured import TOKEN_SLACK
+    from protocol.tasks import QuestionGenPayload, SpecPayload
+
+    qa = parse_request("question-answer pairs about heapq, grounded in the docs").spec
+    payload = synth_payload().model_copy(update={"row_schema": grounded_row_schema(qa)})
+    bounds = {
+        TaskKind.SPEC: compile_schema(spec.output_schema(SpecPayload(request="x"))).max_chars,
+        TaskKind.QUESTION_GEN: compile_schema(question_gen.output_schema(QuestionGenPayload(topic="x"))).max_chars,
+        TaskKind.JUDGE: compile_schema(judge.OUTPUT_SCHEMA).max_chars,
+        TaskKind.SYNTHESIZE: compile_schema(synthesize.output_schema(payload)[0]).max_chars,
+    }
+    ceilings = SchedulerConfig().max_tokens
+    for kind, bound in bounds.items():
+        assert ceilings[kind] >= bound + TOKEN_SLACK, (kind, bound)
