@@ -57,13 +57,15 @@ class JobRunner:
         self.out_dir = Path(str(job.spec["out_dir"]))
         self.llm_spec = bool(job.spec.get("llm_spec", False))
         self.rows_given = job.spec.get("rows_given")
+        self.spec_skipped = ""
         self.started_ms = job.created_ms
         self.models = models
 
     async def run(self) -> CompiledDataset | None:
         try:
             if self.llm_spec:
-                await self._stage(TaskKind.SPEC, lambda: spec_stage.tasks(self.ctx))
+                if await self._spec_runnable():
+                    await self._stage(TaskKind.SPEC, lambda: spec_stage.tasks(self.ctx))
                 await self._refine_spec()
             if self.spec.grounded:
                 await self._stage(TaskKind.QUESTION_GEN, lambda: question_gen.tasks(self.ctx))
@@ -82,6 +84,21 @@ class JobRunner:
             await self.rt.call(self._set_state, "failed", str(exc))
             return None
 
+    async def _spec_runnable(self) -> bool:
+        """Whether to run the spec stage: it has started before, or a live node serves spec tasks
+        (otherwise it would only wait for the stall timer)."""
+        if TaskKind.SPEC.value in await self.rt.call(self.store.stages, self.job_id):
+            return True
+        if (await self.rt.call(self.store.job, self.job_id)).spec.get("spec_refined"):
+            return False  # decided without it before a restart
+        sched = self.rt.scheduler
+        statuses = sched.node_statuses()
+        if any(TaskKind.SPEC in statuses[p].task_kinds for p in sched.live_nodes(now_ms()) if p in statuses):
+            return True
+        log.info("job %s: no live node serves spec tasks; keeping the rule-based spec", self.job_id)
+        self.spec_skipped = "no live node serves spec tasks"
+        return False
+
     async def _refine_spec(self) -> None:
         """Merge the spec stage's verified draft into the job's spec, once (the merge is pure, so a
         restart between the stage and this write merges the same draft again)."""
@@ -89,7 +106,7 @@ class JobRunner:
         if job.spec.get("spec_refined"):
             return
         rows = self.rows_given if isinstance(self.rows_given, int) else None
-        parsed = await self.rt.call(spec_stage.refined, self.ctx, rows)
+        parsed = await self.rt.call(lambda: spec_stage.refined(self.ctx, rows, skipped=self.spec_skipped))
         changes = {
             "spec": parsed.spec.model_dump(mode="json"),
             "grounded": parsed.spec.grounded,

@@ -25,15 +25,17 @@ def tasks(ctx: JobContext) -> list[TaskSpec]:
     return [TaskSpec(ctx.task_id(TaskKind.SPEC, 0), SpecPayload(request=request), EST_TOKENS)]
 
 
-def refined(ctx: JobContext, rows: int | None) -> ParsedRequest:
+def refined(ctx: JobContext, rows: int | None, *, skipped: str = "") -> ParsedRequest:
     """The job's spec after this stage: the verified draft merged over the rules' reading.
 
     rows: the row count the requester gave apart from the sentence (it beats both readings).
+    skipped: why the stage did not run, if it did not.
     """
     rule = parse_request(ctx.request, rows=rows)
-    drafts = ctx.outputs(TaskKind.SPEC, SpecOutput)
+    drafts = [] if skipped else ctx.outputs(TaskKind.SPEC, SpecOutput)
     if not drafts:
-        note = "llm: the spec task produced no verified draft; using the rule-based spec"
+        why = f"the spec task did not run ({skipped})" if skipped else "the spec task produced no verified draft"
+        note = f"llm: {why}; using the rule-based spec"
         return ParsedRequest(spec=rule.spec, notes=(*rule.notes, note), explicit=rule.explicit)
     _, draft = drafts[0]
     said = parse_request(ctx.request) if rows is not None else rule  # the draft read the text, not --rows

@@ -70,6 +70,11 @@ def test_without_a_verified_draft_the_rules_reading_stands(tmp_path: Path) -> No
     refined = spec_stage.refined(ctx, rows=None)
     assert refined.spec == rule.spec
     assert refined.notes[-1].startswith("llm: the spec task produced no verified draft")
+    skipped = spec_stage.refined(ctx, rows=None, skipped="no live node serves spec tasks")
+    assert skipped.spec == rule.spec
+    assert skipped.notes[-1] == (
+        "llm: the spec task did not run (no live node serves spec tasks); using the rule-based spec"
+    )
 
 
 def test_a_draft_with_more_fields_than_asked_is_rejected(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ async def test_cheaters_are_caught_and_the_job_completes(tmp_path: Path) -> None
         addr, peer = coord.peer_addrs[0], coord.identity.peer_id
         for i in range(HONEST):
             cmd = node_command(i, tmp_path, addr, peer, tmp_path / "none.sqlite", "http://127.0.0.1:1/", 1)
-            cmd += ["--kind", "question_gen", "--kind", "synthesize", "--kind", "validate"]
+            cmd += ["--kind", "spec", "--kind", "question_gen", "--kind", "synthesize", "--kind", "validate"]
             procs.append(_spawn(cmd, tmp_path / f"honest-{i}.log"))
         cheat_cmd = [sys.executable, "-m", "tests.e2e.cheaters", "--bootstrap", addr, "--trust", peer,
                      "--workdir", str(tmp_path), *BEHAVIOURS]  # fmt: skip
