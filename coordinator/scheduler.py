@@ -34,12 +34,12 @@ import hashlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.spec import asks
 from coordinator.store import Judgement, NewRow, NotFound, Store, TaskState
-from coordinator.store.db import ResultRecord, TaskRecord
+from coordinator.store.db import ResultRecord, SlotRecord, TaskRecord
 from coordinator.verify.checks import check_result
 from coordinator.verify.gates import Deduplicator, GroundingChecker, LexicalGrounding, gate_row, row_text
 from coordinator.verify.quorum import QuorumPolicy, QuorumStatus, quorum
@@ -588,21 +588,28 @@ class Scheduler:
             if not any(x.state is SlotState.OFFERED and x.attempt == key[1] for x in slots):
                 continue  # taken since the scan
             payload = self.store.task_payload(key[0])
-            if payload.kind is not TaskKind.VALIDATE or not self._can_validate(peer_id, payload.model_sha256):
+            if payload.kind is not TaskKind.VALIDATE or not self.serves(
+                peer_id, TaskKind.VALIDATE, [payload.model_sha256]
+            ):
                 continue
-            involved = {r.node for r in self.store.results_for(link[0])}
-            involved |= {r.node for r in self.store.results_for(key[0])}
-            involved |= {x.node for x in slots if x.node}
+            involved = self._involved(key[0], slots) | {r.node for r in self.store.results_for(link[0])}
             if peer_id not in involved:
                 return key
         return None
 
-    def _can_validate(self, peer_id: str, model_sha256: str | None) -> bool:
-        """Whether the node's last status says it runs validate tasks on this model."""
+    def serves(self, peer_id: str, kind: TaskKind, models: Collection[str | None] = ()) -> bool:
+        """Whether the node's last status lists `kind` and, if `models` names any, holds one of them
+        (a node whose status lists no models is taken at its word)."""
         status = self._status.get(peer_id)
-        if status is None or TaskKind.VALIDATE not in status.task_kinds:
+        if status is None or kind not in status.task_kinds:
             return False
-        return model_sha256 is None or not status.models or any(m.sha256 == model_sha256 for m in status.models)
+        named = {m for m in models if m}
+        return not named or not status.models or any(m.sha256 in named for m in status.models)
+
+    def _involved(self, task_id: str, slots: Sequence[SlotRecord] | None = None) -> set[str]:
+        """Nodes that produced a result for the task or hold one of its slots: no other replica for them."""
+        nodes = {r.node for r in self.store.results_for(task_id)}
+        return nodes | {x.node for x in (self.store.slots(task_id) if slots is None else slots) if x.node}
 
     def _create_validation(self, task: TaskRecord, record: ResultRecord, result: Result, now_ms: int) -> bool:
         """Create the validate task for one candidate; False when no live node is eligible to run it."""
@@ -621,7 +628,9 @@ class Scheduler:
         est = max(1, len(result.prompt) // 4 + len(result.raw_text) // 4)
         producers = {r.node for r in self.store.results_for(task.task_id)}
         eligible = [
-            p for p in self.live_nodes(now_ms) if p not in producers and self._can_validate(p, result.model_sha256)
+            p
+            for p in self.live_nodes(now_ms)
+            if p not in producers and self.serves(p, TaskKind.VALIDATE, [result.model_sha256])
         ]
         if not eligible:
             return False
@@ -749,17 +758,9 @@ class Scheduler:
         live = self.live_nodes(now_ms)
         if not live or task.kind is TaskKind.VALIDATE:
             return False
-        involved = {r.node for r in self.store.results_for(task.task_id)}
-        involved |= {x.node for x in self.store.slots(task.task_id) if x.node}
-        allowed = set(self.allowed_models(task))
-        for peer in live:
-            status = self._status.get(peer)
-            if peer in involved or status is None or task.kind not in status.task_kinds:
-                continue
-            if task.kind in LLM_KINDS and allowed and status.models and not {m.sha256 for m in status.models} & allowed:
-                continue
-            return False
-        return True
+        involved = self._involved(task.task_id)
+        models = self.allowed_models(task) if task.kind in LLM_KINDS else []
+        return not any(p not in involved and self.serves(p, task.kind, models) for p in live)
 
     def _after_close(self, task: TaskRecord, now_ms: int) -> list[Outgoing]:
         if self.on_settled is not None:

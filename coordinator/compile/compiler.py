@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -261,8 +261,8 @@ def compile_dataset(
             list(dict.fromkeys(formats)),
             dropped,
             len(cited),
+            tuple(spec_notes),
         )
-        facts = replace(facts, spec_notes=tuple(spec_notes))
         (tmp / README_FILE).write_text(render_card(facts), encoding="utf-8", newline="\n")
         files.insert(0, README_FILE)
         entries = {name: _sha256_file(tmp / name) for name in files}
@@ -307,6 +307,7 @@ def _card_facts(
     formats: list[ExportFormat],
     dropped: int,
     documents: int,
+    spec_notes: tuple[str, ...],
 ) -> CardFacts:
     producers = {line.producer.peer_id for line in lines} | {r.peer_id for line in lines for r in line.replicas}
     validators = {v.peer_id for line in lines for v in line.validators}
@@ -337,4 +338,5 @@ def _card_facts(
         files=files,
         exports=formats,
         dropped_duplicates=dropped,
+        spec_notes=spec_notes,
     )

@@ -55,18 +55,19 @@ class JobRunner:
         self.spec = DatasetSpec.model_validate(job.spec["spec"])
         self.ctx = JobContext(self.store, job_id, self.spec, str(job.spec.get("request", "")))
         self.out_dir = Path(str(job.spec["out_dir"]))
-        self.llm_spec = bool(job.spec.get("llm_spec", False))
-        self.rows_given = job.spec.get("rows_given")
-        self.spec_skipped = ""
+        self.spec_pending = bool(job.spec.get("llm_spec")) and not job.spec.get("spec_refined")
+        rows_given = job.spec.get("rows_given")
+        self.rows_given = rows_given if isinstance(rows_given, int) else None
         self.started_ms = job.created_ms
         self.models = models
 
     async def run(self) -> CompiledDataset | None:
         try:
-            if self.llm_spec:
-                if await self._spec_runnable():
+            if self.spec_pending:
+                skipped = await self._spec_skipped()
+                if not skipped:
                     await self._stage(TaskKind.SPEC, lambda: spec_stage.tasks(self.ctx))
-                await self._refine_spec()
+                await self._refine_spec(skipped)
             if self.spec.grounded:
                 await self._stage(TaskKind.QUESTION_GEN, lambda: question_gen.tasks(self.ctx))
                 await self._stage(TaskKind.SEARCH, lambda: search.tasks(self.ctx))
@@ -84,29 +85,21 @@ class JobRunner:
             await self.rt.call(self._set_state, "failed", str(exc))
             return None
 
-    async def _spec_runnable(self) -> bool:
-        """Whether to run the spec stage: it has started before, or a live node serves spec tasks
-        (otherwise it would only wait for the stall timer)."""
+    async def _spec_skipped(self) -> str:
+        """Why the spec stage is not run ("" to run it): once started it goes on; before that, it needs a
+        live node that serves spec tasks (otherwise it would only wait for the stall timer)."""
         if TaskKind.SPEC.value in await self.rt.call(self.store.stages, self.job_id):
-            return True
-        if (await self.rt.call(self.store.job, self.job_id)).spec.get("spec_refined"):
-            return False  # decided without it before a restart
+            return ""
         sched = self.rt.scheduler
-        statuses = sched.node_statuses()
-        if any(TaskKind.SPEC in statuses[p].task_kinds for p in sched.live_nodes(now_ms()) if p in statuses):
-            return True
+        if any(sched.serves(p, TaskKind.SPEC) for p in sched.live_nodes(now_ms())):
+            return ""
         log.info("job %s: no live node serves spec tasks; keeping the rule-based spec", self.job_id)
-        self.spec_skipped = "no live node serves spec tasks"
-        return False
+        return "no live node serves spec tasks"
 
-    async def _refine_spec(self) -> None:
+    async def _refine_spec(self, skipped: str) -> None:
         """Merge the spec stage's verified draft into the job's spec, once (the merge is pure, so a
         restart between the stage and this write merges the same draft again)."""
-        job = await self.rt.call(self.store.job, self.job_id)
-        if job.spec.get("spec_refined"):
-            return
-        rows = self.rows_given if isinstance(self.rows_given, int) else None
-        parsed = await self.rt.call(lambda: spec_stage.refined(self.ctx, rows, skipped=self.spec_skipped))
+        parsed = await self.rt.call(lambda: spec_stage.refined(self.ctx, self.rows_given, skipped=skipped))
         changes = {
             "spec": parsed.spec.model_dump(mode="json"),
             "grounded": parsed.spec.grounded,
