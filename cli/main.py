@@ -7,6 +7,7 @@ only with --debug).
 
 from __future__ import annotations
 
+import faulthandler
 from pathlib import Path
 
 import platformdirs
@@ -46,6 +47,8 @@ def main(
     Settings.debug = debug
     Settings.verbose = verbose
     setup_logging(verbose)
+    # A crash in native code (llama.cpp, libxml2) then leaves every thread's Python stack in the log.
+    faulthandler.enable()
 
 
 @keys_app.command("generate")

@@ -32,10 +32,18 @@ class RetrieverConfig:
     """Deadline for the whole fetch: resolution, every redirect hop and the body (not extraction)."""
     content_types: frozenset[str] = TEXT_CONTENT_TYPES
     user_agent: str = USER_AGENT
+    extract_timeout_s: float = 30.0
+    """Deadline for extracting one page's text; past it the worker process is killed."""
+    extract_workers: int = 1
+    """Extraction processes at most (each costs 80-160 MB; a page takes ~55 ms)."""
 
     def __post_init__(self) -> None:
         if self.max_bytes < 1:
             raise ValueError("max_bytes must be positive")
+        if self.extract_timeout_s <= 0:
+            raise ValueError("extract_timeout_s must be positive")
+        if self.extract_workers < 1:
+            raise ValueError("extract_workers must be >= 1")
         if self.max_redirects < 0:
             raise ValueError("max_redirects must be >= 0")
 

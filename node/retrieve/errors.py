@@ -88,5 +88,9 @@ class HttpStatusError(FetchFailed):
         self.status = status
 
 
+class ExtractionFailed(RetrieveError):
+    """The page was fetched but extracting its text crashed the parser or ran past its deadline."""
+
+
 class NoContentError(RetrieveError):
     """The page was fetched but no main text could be extracted from it."""

@@ -1,21 +1,29 @@
-"""URL in, `RetrieveOutput` out: fetch (guarded), extract (in a worker thread), bound, digest.
+"""URL in, `RetrieveOutput` out: fetch (guarded), extract (in a worker process), bound, digest.
 
 Owns: the assembly of a retrieve task's output, including the truncation to protocol
 bounds and `content_sha256` (sha256 of the final `text` as UTF-8, what evidence offsets
-refer to). Fetching rules live in `fetch.py`, extraction in `extract.py`.
+refer to), and where extraction runs. Fetching rules live in `fetch.py`, extraction in
+`extract.py`.
+
+Extraction runs in a worker process (trio-parallel), not a thread: trafilatura's libxml2
+segfaulted in concurrent worker threads of our nodes (SIGSEGV in lxml's etree.so, seen in
+CI and in this machine's kernel log; trafilatura issues 840 and 925), and a page that
+crashes or hangs the parser must cost one task, not the volunteer's whole node.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import signal
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
 import trio
+import trio_parallel
 
 from node.retrieve.config import RetrieverConfig
-from node.retrieve.errors import NoContentError
+from node.retrieve.errors import ExtractionFailed, NoContentError
 from node.retrieve.extract import ExtractedText, extract_document
 from node.retrieve.fetch import ClockMs, FetchedPage, Fetcher, wall_clock_ms
 from node.retrieve.ssrf import GuardedNetworkBackend
@@ -23,6 +31,9 @@ from protocol.tasks import MAX_DOCUMENT_CHARS, RetrieveOutput
 
 MAX_TITLE_CHARS = 512
 MAX_CONTENT_TYPE_CHARS = 512
+
+Extractor = Callable[[bytes, str, str | None, str], ExtractedText]
+"""`extract_document`'s signature; it must be importable by name (it is pickled to a worker)."""
 
 
 def content_sha256(text: str) -> str:
@@ -51,8 +62,8 @@ class Retriever:
 
     `async with Retriever(cfg) as r:` shares one connection pool across calls (the
     benchmark and the crawler do this); an un-entered Retriever works too, opening a
-    client per call. Extraction runs in worker threads, at most `extract_threads` at once:
-    it is CPU-bound Python, so more threads than cores only add memory.
+    client per call. Extraction runs in at most `config.extract_workers` worker processes
+    at once; `extractor` replaces `extract_document` (tests: a parser that crashes or hangs).
     """
 
     def __init__(
@@ -61,11 +72,12 @@ class Retriever:
         *,
         backend: GuardedNetworkBackend | None = None,
         clock_ms: ClockMs = wall_clock_ms,
-        extract_threads: int | None = None,
+        extractor: Extractor = extract_document,
     ) -> None:
         self.config = config or RetrieverConfig()
         self.fetcher = Fetcher(self.config, backend=backend, clock_ms=clock_ms)
-        self._extract_limiter = trio.CapacityLimiter(extract_threads or os.cpu_count() or 1)
+        self._extractor = extractor
+        self._extract_limiter = trio.CapacityLimiter(self.config.extract_workers)
 
     async def __aenter__(self) -> Self:
         await self.fetcher.__aenter__()
@@ -79,12 +91,39 @@ class Retriever:
     async def retrieve(self, url: str, *, max_bytes: int | None = None) -> RetrieveOutput:
         """Fetch `url` and return its main text. Raises a `RetrieveError` subclass on any refusal or failure."""
         page = await self.fetcher.fetch(url, max_bytes=max_bytes)
-        extracted = await trio.to_thread.run_sync(
-            extract_document,
-            page.body,
-            page.content_type,
-            page.charset,
-            page.final_url,
-            limiter=self._extract_limiter,
-        )
-        return build_output(page, extracted)
+        return build_output(page, await self.extract(page))
+
+    async def extract(self, page: FetchedPage) -> ExtractedText:
+        """`page`'s title and main text, from a worker process; ExtractionFailed if the parser dies or hangs."""
+        timeout = self.config.extract_timeout_s
+        try:
+            with trio.fail_after(timeout):
+                extracted: ExtractedText = await trio_parallel.run_sync(
+                    self._extractor,
+                    page.body,
+                    page.content_type,
+                    page.charset,
+                    page.final_url,
+                    kill_on_cancel=True,  # the only way to stop a parser stuck in C
+                    limiter=self._extract_limiter,
+                )
+        except trio.TooSlowError:
+            raise ExtractionFailed(
+                f"{page.final_url}: extracting the text took over {timeout:g} s; the parser was stopped"
+            ) from None
+        except trio_parallel.BrokenWorkerError as exc:
+            raise ExtractionFailed(
+                f"{page.final_url}: the HTML parser crashed on this page ({_death(exc)}); this node carries on"
+            ) from None
+        return extracted
+
+
+def _death(exc: trio_parallel.BrokenWorkerError) -> str:
+    """How the worker died, from the exit code trio-parallel attaches (negative: killed by that signal)."""
+    code = next((a.exitcode for a in exc.args if hasattr(a, "exitcode")), None)
+    if isinstance(code, int) and code < 0:
+        try:
+            return f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker killed by signal {-code}"
+    return "worker process died" if code is None else f"worker exited with code {code}"

@@ -55,13 +55,20 @@ def query(db: Path, sql: str) -> list[tuple[object, ...]]:
         conn.close()
 
 
-def wait_for(predicate: object, timeout: float, what: str, procs: list[subprocess.Popen[bytes]]) -> None:
+def wait_for(
+    predicate: object, timeout: float, what: str, procs: list[subprocess.Popen[bytes]], logs: dict[int, Path]
+) -> None:
+    """`logs`: each process's log by pid, whose tail (a faulthandler dump after a crash) a failure shows."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
             return
         for p in procs:
-            assert p.poll() is None, f"a process exited early ({p.args[:6]}) while waiting for {what}"
+            if p.poll() is not None:
+                tail = logs[p.pid].read_text(errors="replace")[-6000:] if p.pid in logs else ""
+                raise AssertionError(
+                    f"a process exited early ({p.args[:6]}, exit {p.returncode}) while waiting for {what}:\n{tail}"
+                )
         time.sleep(1)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
@@ -95,12 +102,16 @@ def test_coordinator_killed_mid_synthesize_resumes_the_same_job(tmp_path: Path) 
             )
             for i in range(NODES)
         ]
+        logs = {first.pid: tmp_path / "coordinator.log"} | {
+            p.pid: tmp_path / f"node-{i}.log" for i, p in enumerate(nodes)
+        }
         try:
             wait_for(
                 lambda: query(db, "SELECT COUNT(*) FROM rows")[:1] not in ([], [(0,)]),
                 900,
                 "the first accepted row",
                 [first, *nodes],
+                logs,
             )
             before_rows = set(query(db, "SELECT task_id, idx, result_id, row_sha256 FROM rows"))
             done_before = dict(
@@ -115,11 +126,13 @@ def test_coordinator_killed_mid_synthesize_resumes_the_same_job(tmp_path: Path) 
             first.wait()
 
             second = subprocess.Popen(coord_cmd, stdout=log, stderr=subprocess.STDOUT)
+            logs[second.pid] = tmp_path / "coordinator.log"
             wait_for(
                 lambda: len(query(db, "SELECT task_id FROM rows")) > len(before_rows),
                 900,
                 "a row accepted after the restart",
                 [second, *nodes],
+                logs,
             )
             for p in nodes[NODES // 2 :]:
                 os.killpg(p.pid, signal.SIGKILL)  # leases they hold lapse and are offered again

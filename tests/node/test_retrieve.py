@@ -6,12 +6,16 @@ that nothing but 127.0.0.1 was ever dialled: the guard refuses before connecting
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import re
+import time
 from dataclasses import replace
 from ipaddress import ip_address
 
 import pytest
+import trio
+import trio_parallel
 
 from node.executors.base import ExecutionError
 from node.executors.retrieve import RetrieveExecutor
@@ -23,6 +27,7 @@ from node.retrieve import (
     ContentEncodingError,
     ContentTypeError,
     CredentialsInUrlError,
+    ExtractionFailed,
     GuardedNetworkBackend,
     HttpStatusError,
     InvalidUrlError,
@@ -31,6 +36,7 @@ from node.retrieve import (
     SchemeNotAllowedError,
     TooManyRedirectsError,
 )
+from node.retrieve.extract import ExtractedText, extract_document
 from node.retrieve.ssrf import forbidden_reason
 from node.search.corpus_server import CorpusServer
 from protocol.tasks import MAX_DOCUMENT_CHARS, RetrieveOutput, RetrievePayload, SearchPayload
@@ -54,12 +60,16 @@ class DialLog:
         assert all(ip_address(address).is_loopback for _, address, _ in self.dials), self.dials
 
 
-def make_retriever(policy: AddressPolicy, log: DialLog, *, max_bytes: int | None = None) -> Retriever:
-    config = RetrieverConfig(policy=policy)
+def make_retriever(
+    policy: AddressPolicy, log: DialLog, *, max_bytes: int | None = None, **extraction: object
+) -> Retriever:
+    """`extraction`: `extractor=` for the Retriever, other keys replace RetrieverConfig fields."""
+    extractor = extraction.pop("extractor", extract_document)
+    config = replace(RetrieverConfig(policy=policy), **extraction)  # type: ignore[arg-type]
     if max_bytes is not None:
         config = replace(config, max_bytes=max_bytes)
     backend = GuardedNetworkBackend(policy, on_connect=log)
-    return Retriever(config, backend=backend, clock_ms=lambda: FIXED_NOW_MS)
+    return Retriever(config, backend=backend, clock_ms=lambda: FIXED_NOW_MS, extractor=extractor)  # type: ignore[arg-type]
 
 
 LOOPBACK = AddressPolicy.loopback()
@@ -328,6 +338,62 @@ async def test_non_text_content_is_refused(scripted_site: ScriptedSite, path: st
         await make_retriever(LOOPBACK, DialLog()).retrieve(scripted_site.url(path))
 
 
+# --- extraction runs in a worker process ------------------------------------------------------
+# The two parsers below stand in for a page that crashes or hangs libxml2: no such page is known
+# on demand. The crash is a real SIGSEGV in the worker, as libxml2's was in threads of our nodes.
+
+
+def segfaulting_parser(body: bytes, content_type: str, charset: str | None, url: str) -> ExtractedText:
+    ctypes.string_at(0)
+    raise AssertionError("unreachable: reading address 0 segfaults")
+
+
+def hanging_parser(body: bytes, content_type: str, charset: str | None, url: str) -> ExtractedText:
+    time.sleep(600)
+    raise AssertionError("unreachable: the deadline kills the worker first")
+
+
+async def test_a_parser_crash_costs_the_page_not_the_node(corpus_server: CorpusServer) -> None:
+    url = corpus_server.url("library/heapq.html")
+    with pytest.raises(ExtractionFailed, match=r"heapq\.html: the HTML parser crashed .*SIGSEGV"):
+        await make_retriever(LOOPBACK, DialLog(), extractor=segfaulting_parser).retrieve(url)
+    out = await make_retriever(LOOPBACK, DialLog()).retrieve(url)  # this process lived on
+    assert "priority queue algorithm" in out.text
+
+
+async def test_a_parser_that_hangs_is_killed_at_the_deadline(corpus_server: CorpusServer) -> None:
+    url = corpus_server.url("library/heapq.html")
+    hangs = make_retriever(LOOPBACK, DialLog(), extractor=hanging_parser, extract_timeout_s=1.0)
+    with pytest.raises(ExtractionFailed, match=r"took over 1 s; the parser was stopped"):
+        await hangs.retrieve(url)
+    assert trio_parallel.default_context_statistics().running_workers == 0
+    assert "priority queue algorithm" in (await make_retriever(LOOPBACK, DialLog()).retrieve(url)).text
+
+
+async def test_concurrent_retrievals_extract_the_same_text_as_one_at_a_time(corpus_server: CorpusServer) -> None:
+    pages = ["heapq", "json", "re", "os", "asyncio-task", "collections", "itertools", "functools"] * 3
+    urls = [corpus_server.url(f"library/{name}.html") for name in pages]
+    async with make_retriever(LOOPBACK, DialLog(), extract_workers=2) as retriever:
+        one_at_a_time = {url: (await retriever.retrieve(url)).content_sha256 for url in urls[:8]}
+        together: list[tuple[str, str]] = []
+
+        async def fetch(url: str) -> None:
+            together.append((url, (await retriever.retrieve(url)).content_sha256))
+
+        async with trio.open_nursery() as nursery:
+            for url in urls:
+                nursery.start_soon(fetch, url)
+    assert len(together) == len(urls)
+    assert all(digest == one_at_a_time[url] for url, digest in together)
+
+
+def test_extraction_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="extract_timeout_s"):
+        RetrieverConfig(extract_timeout_s=0)
+    with pytest.raises(ValueError, match="extract_workers"):
+        RetrieverConfig(extract_workers=0)
+
+
 # --- the executor ----------------------------------------------------------------------------
 
 
@@ -346,3 +412,10 @@ async def test_executor_turns_refusals_into_execution_errors() -> None:
         await executor.execute(RetrievePayload(url="http://169.254.169.254/"), None, None)
     with pytest.raises(ExecutionError, match="not a RetrievePayload"):
         await executor.execute(SearchPayload(query="x"), None, None)
+
+
+async def test_executor_reports_a_parser_crash_as_an_execution_error(corpus_server: CorpusServer) -> None:
+    retriever = make_retriever(LOOPBACK, DialLog(), extractor=segfaulting_parser)
+    payload = RetrievePayload(url=corpus_server.url("library/json.html"))
+    with pytest.raises(ExecutionError, match=r"ExtractionFailed.*crashed"):
+        await RetrieveExecutor(retriever=retriever).execute(payload, None, None)
