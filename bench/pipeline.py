@@ -63,7 +63,7 @@ SINGLE_NODE = (
     "   another node may run, so every task waits for the job runner to abandon its replica (60 s) and the\n"
     "   generative ones then need a validator other than their producer. So the 1-node job is stopped at its cap."
 )
-GROUNDING_REASONS = {"evidence_not_found", "unsupported_answer"}
+GROUNDING_REASONS = {"evidence_not_found", "unsupported_answer", "question_off_source"}
 DUPLICATE_REASONS = {"duplicate", "near_duplicate"}
 
 

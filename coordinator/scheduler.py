@@ -115,7 +115,9 @@ class SchedulerConfig:
     of a 6-row demo run (all dropped by the grounding gate); grounding, not sampling, gives the variety.
     The spec task is a reading of the request, not a creative one: greedy."""
     top_k: int = 40
-    max_tokens: dict[TaskKind, int] = field(  # ceilings: the node stops at the grammar's end well before
+    # Ceilings: the node stops at the grammar's end well before. A row schema whose bound is higher
+    # (long fields) gets its bound from the node, and the checks allow it (verify.receipts.token_allowance).
+    max_tokens: dict[TaskKind, int] = field(
         default_factory=lambda: {
             TaskKind.SPEC: 8192,
             TaskKind.QUESTION_GEN: 4096,
@@ -694,7 +696,10 @@ class Scheduler:
         # 20 SmolLM2-135M rows of a demo run: checking every field at 0.6 passed 2; answer fields only at
         # 0.5 passed 6, and every row dropped then was invented or generic.
         stating = tuple(k for k in data if not asks(k))
-        return LexicalGrounding(min_support=GROUNDING_MIN_SUPPORT, answer_fields=stating or None)
+        asking = tuple(k for k in data if asks(k))
+        return LexicalGrounding(
+            min_support=GROUNDING_MIN_SUPPORT, answer_fields=stating or None, question_fields=asking
+        )
 
     def _dedup_for(self, job_id: str) -> Deduplicator:
         if job_id not in self._dedup:

@@ -19,6 +19,9 @@ small typed interface of str peer IDs, str multiaddrs, envelope bytes and
 - #9 duplicates are suppressed by the host-wide replay cache (sender, nonce);
 - pubsub seqnos start from time.time_ns(), not seconds, so a peer restarted with
   the same key does not reuse message IDs (receivers dropped them as seen);
+- a host's own messages go to every peer subscribed to the topic (go-libp2p's
+  flood publish, on by default there), not to six "fanout" peers: a coordinator's
+  other nodes got its offers only through IHAVE gossip, a heartbeat late;
 - the listening socket is closed explicitly on exit (py-libp2p leaked it), and
   a busy port is refused up front (py-libp2p's SO_REUSEPORT shares it silently);
 - #10 connected peers are added to the DHT routing table by hand;
@@ -34,10 +37,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
@@ -138,6 +142,8 @@ class GossipConfig:
     max_buffered: int = DEFAULT_MAX_ITEMS
     """Per subscription; beyond it messages are refused and counted as `delivery_queue_full`."""
     seen_ttl: int = 120
+    flood_max: int = 64
+    """A host's own message goes to every subscribed peer, or to this many drawn at random per message."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +253,44 @@ class _DataswarmPubsub(Pubsub):
         self._on_message(publish_message)
 
 
+class _FloodPublishGossipSub(GossipSub):
+    """GossipSub that sends what this host publishes to every subscribed peer, as go-libp2p does by default.
+
+    py-libp2p sends a message published on a topic its host has not joined (a coordinator's
+    offers) to `degree` fanout peers, and keeps the same ones while it publishes. Nodes dial
+    the coordinator, so with ten of them four heard offers only through IHAVE gossip, a
+    heartbeat late, and lost every race for work: in the adversarial e2e test a node got its
+    first task after 7 minutes. Forwarding other peers' messages is unchanged (mesh only).
+    Past `flood_max` subscribers each message goes to a fresh random sample of that many (and
+    the fanout peers), which bounds a coordinator's upload per offer.
+    """
+
+    def __init__(self, *args: Any, flood_max: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flood_max = flood_max
+
+    def _get_peers_to_send(
+        self, topic_ids: Iterable[str], msg_forwarder: ID, origin: ID, msg_id: bytes | None = None
+    ) -> Iterable[ID]:
+        peers = set(super()._get_peers_to_send(topic_ids, msg_forwarder, origin, msg_id))
+        if self.pubsub is None or origin != self.pubsub.my_id:
+            return peers
+        for topic in topic_ids:
+            subscribed = [
+                peer
+                for peer in self.pubsub.peer_topics.get(topic, ())
+                if peer in self.peer_protocol and peer not in (origin, msg_forwarder) and self._may_send(peer, topic)
+            ]
+            # Past flood_max a fresh random sample per message: every node still hears a share of the offers.
+            peers.update(subscribed if len(subscribed) <= self.flood_max else random.sample(subscribed, self.flood_max))
+        return peers
+
+    def _may_send(self, peer: ID, topic: str) -> bool:
+        """The score gate the base class applies to mesh and fanout peers."""
+        scorer = self.scorer
+        return scorer is None or (scorer.allow_gossip(peer, [topic]) and not scorer.is_graylisted(peer, [topic]))
+
+
 class _Notifee(INotifee):
     def __init__(self, host: SwarmHost) -> None:
         self._host = host
@@ -314,7 +358,7 @@ class SwarmHost:
         self._libp2p_id: ID = self._host.get_id()
         self.peer_id: str = str(self._libp2p_id.to_base58())
         g = config.gossip
-        self._gossipsub = GossipSub(
+        self._gossipsub = _FloodPublishGossipSub(
             # Not /meshsub/1.2.0: py-libp2p sends an IDONTWANT to every mesh peer for every
             # message, which doubled the CPU per delivered offer (1.27 s vs 0.65 s per message
             # across 50 in-process hosts, bench/network.py). Our gossip messages are small.
@@ -323,6 +367,7 @@ class SwarmHost:
             degree_low=g.degree_low,
             degree_high=g.degree_high,
             heartbeat_interval=g.heartbeat_interval,
+            flood_max=g.flood_max,
             spam_protection_enabled=False,
             eclipse_protection_enabled=False,
             # Every connected peer not (yet) subscribed to a topic gets each message of it queued,

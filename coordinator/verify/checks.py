@@ -30,6 +30,7 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
 from coordinator.verify.reasons import Failure, Reason
+from coordinator.verify.receipts import token_allowance
 from protocol import encoding
 from protocol.messages import Grant, Result
 from protocol.state import LATE_GRACE_MS, LeaseStatus, lease_status
@@ -224,11 +225,13 @@ def _model_checks(result: Result, grant: Grant, kind: TaskKind, allowed: Collect
     if result.stats.finish_reason == "length":
         fails.append(Failure(Reason.TRUNCATED, "generation stopped at max_tokens"))
     if grant.decoding is not None:
-        if result.stats.completion_tokens > grant.decoding.max_tokens:
+        allowance = token_allowance(grant.decoding.max_tokens, result.raw_text)
+        if result.stats.completion_tokens > allowance:
             fails.append(
                 Failure(
                     Reason.OVERSIZED,
-                    f"{result.stats.completion_tokens} completion tokens, max_tokens {grant.decoding.max_tokens}",
+                    f"{result.stats.completion_tokens} completion tokens: max_tokens is {grant.decoding.max_tokens}"
+                    f" and the text accounts for {allowance}",
                 )
             )
         if grant.decoding.json_schema is not None and result.raw_text:

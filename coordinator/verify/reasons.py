@@ -44,6 +44,8 @@ class Reason(StrEnum):
     WRONG_LANGUAGE = "wrong_language"
     REPETITIVE = "repetitive"
     """A field loops on itself ("the answer is that the answer is that ..."): a small-model failure."""
+    QUESTION_OFF_SOURCE = "question_off_source"
+    """A field that asks shares no content word with its source ("What does it do?"): generic or off topic."""
 
 
 @dataclass(frozen=True)

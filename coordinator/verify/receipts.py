@@ -35,14 +35,25 @@ def result_sha256(result: Result) -> str:
     return hashlib.sha256(encode_message(result)).hexdigest()
 
 
+def token_allowance(max_tokens: int, raw_text: str) -> int:
+    """The completion tokens a result may claim: the grant's max_tokens, or more when its text accounts for them.
+
+    A node raises a grant below its grammar's bound to that bound (node/llm/structured.py), so a
+    long row schema can honestly take more tokens than the grant; the text is held to the grant's
+    JSON schema by the checks. Under a grammar every token writes at least one byte (llama.cpp
+    refuses empty pieces), plus one for the end-of-generation token.
+    """
+    return max(max_tokens, len(raw_text.encode("utf-8")) + 1)
+
+
 def work_units(kind: TaskKind, result: Result) -> float:
-    """Credit for a result: completion tokens for generative kinds (capped at the
-    granted max_tokens, so a node cannot inflate its claim), prompt + scored tokens
-    for validate (prefill work), 1 for everything else."""
+    """Credit for a result: completion tokens for generative kinds (capped at `token_allowance`,
+    so a node cannot inflate its claim), prompt + scored tokens for validate (prefill work),
+    1 for everything else."""
     if kind in GENERATIVE_KINDS:
         tokens = result.stats.completion_tokens
         if result.decoding is not None:
-            tokens = min(tokens, result.decoding.max_tokens)
+            tokens = min(tokens, token_allowance(result.decoding.max_tokens, result.raw_text))
         return float(tokens)
     if kind is TaskKind.VALIDATE:
         return float(result.stats.prompt_tokens + result.stats.completion_tokens)

@@ -93,6 +93,7 @@ _NEUTRAL_REASONS = frozenset(
         Reason.UNSUPPORTED_ANSWER,
         Reason.UNVERIFIABLE,
         Reason.REPETITIVE,
+        Reason.QUESTION_OFF_SOURCE,
     }
 )
 

@@ -124,6 +124,22 @@ def test_sizes_are_bounded(g: Grant) -> None:
     assert _reasons(_check(result_for(g, rows_output(GOOD_ROW), stats=too_many_tokens), g)) == [Reason.OVERSIZED]
 
 
+def test_more_tokens_than_granted_pass_when_the_text_accounts_for_them(g: Grant) -> None:
+    """A node raises a grant below its grammar's bound (a long row schema) to that bound: honest, not oversized."""
+    assert g.decoding is not None
+    text = json.dumps({"question": "q" * 600})
+    assert len(text) + 1 > g.decoding.max_tokens
+
+    def claiming(tokens: int) -> Result:
+        stats = GenerationStats(prompt_tokens=40, completion_tokens=tokens, mean_logprob=-1.2, finish_reason="stop")
+        return result_for(g, rows_output(GOOD_ROW), raw_text=text, stats=stats)
+
+    assert _check(claiming(len(text) + 1), g) == []
+    fails = _check(claiming(len(text) + 2), g)  # more tokens than the text has bytes: inflated
+    assert _reasons(fails) == [Reason.OVERSIZED]
+    assert f"the text accounts for {len(text) + 1}" in fails[0].detail
+
+
 def test_model_must_be_the_granted_and_allowed_one(g: Grant) -> None:
     assert _reasons(_check(result_for(g, rows_output(GOOD_ROW), model_sha256=OTHER_MODEL), g)) == [
         Reason.MODEL_NOT_ALLOWED

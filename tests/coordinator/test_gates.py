@@ -72,6 +72,16 @@ def test_answer_fields_restrict_what_is_checked() -> None:
     assert LexicalGrounding(answer_fields=("answer",)).check(row, chunk()).ok
 
 
+def test_a_question_that_names_nothing_in_its_source_is_refused() -> None:
+    checker = LexicalGrounding(answer_fields=("answer",), question_fields=("question",))
+    assert checker.check(_row(question="What did Gutenberg develop?"), chunk()).ok
+    for generic in ("What does it do?", "What is the answer to this question?", "What does heapq.heappush do?"):
+        result = checker.check(_row(question=generic), chunk())
+        assert result.failure is not None and result.failure.reason is Reason.QUESTION_OFF_SOURCE, generic
+        assert repr(generic[:80]) in result.failure.detail
+    assert LexicalGrounding(answer_fields=("answer",)).check(_row(question="What does it do?"), chunk()).ok
+
+
 def test_the_grounding_checker_is_pluggable() -> None:
     @dataclass
     class AlwaysNo:

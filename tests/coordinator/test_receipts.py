@@ -100,7 +100,10 @@ def test_a_receipt_of_another_kind_is_refused() -> None:
 
 def test_work_units() -> None:
     capped = RESULT.model_copy(update={"stats": GenerationStats(completion_tokens=10_000)})
+    assert len(RESULT.raw_text) < 256
     assert work_units(TaskKind.SYNTHESIZE, capped) == 256.0  # capped at the granted max_tokens
+    long_row = capped.model_copy(update={"raw_text": "x" * 999})
+    assert work_units(TaskKind.SYNTHESIZE, long_row) == 1000.0  # or at what its text accounts for
     fetch = result_for(grant(retrieve_payload()), retrieve_output("text"))
     assert work_units(TaskKind.RETRIEVE, fetch) == 1.0
     scoring = RESULT.model_copy(update={"stats": GenerationStats(prompt_tokens=300, completion_tokens=40)})

@@ -364,7 +364,7 @@ def test_a_task_every_live_node_has_run_is_given_up_at_once_not_after_the_stall_
 
 
 def test_token_ceilings_cover_what_the_nodes_grammar_admits_for_pipeline_payloads() -> None:
-    """A grant below the grammar's bound is raised by the node, and the result then fails as oversized."""
+    """The grant states the real budget: a node raises a grant below its grammar's bound to that bound."""
     from coordinator.pipeline.synthesize import grounded_row_schema
     from coordinator.planner import parse_request
     from coordinator.scheduler import SchedulerConfig
