@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import pytest
 import trio
@@ -23,6 +25,7 @@ from network import (
     Refused,
     RemoteError,
     RequestTimeout,
+    Subscription,
     SwarmHost,
     WrongTopic,
     keep_connected,
@@ -114,39 +117,36 @@ async def test_a_consumer_far_behind_loses_no_gossip() -> None:
         assert n.stats.gossip_dropped == {}
 
 
-async def test_what_a_host_publishes_reaches_every_subscriber_at_once_not_six() -> None:
-    """A coordinator's offers go to every node that dialled it, not to gossipsub's `degree` (6) fanout peers.
-
-    The coordinator's heartbeat is slowed to 120 s, so nothing arrives through IHAVE gossip within
-    the test: without flood publish only six of the ten nodes get the offer.
-    """
+@contextlib.asynccontextmanager
+async def star(gossip: GossipConfig, n: int = 10) -> AsyncIterator[tuple[SwarmHost, list[Subscription]]]:
+    """A publisher (identity 0) that `n` subscribers dialled, as nodes dial a coordinator; its heartbeat
+    is slowed to 120 s so that nothing arrives through IHAVE gossip within a test."""
     coord = identity(0)
-    slow = GossipConfig(heartbeat_interval=120)
-    nodes = [identity(i) for i in range(1, 11)]
-    async with hosts(host_config(coord, gossip=slow), *(host_config(n) for n in nodes)) as (c, *ns):
-        subs = [await n.subscribe(OFFERS, trusted={coord.public_key}) for n in ns]
-        for n in ns:
-            await n.connect(c.listen_addrs[0])
-        await c.wait_for_subscribers(OFFERS, len(ns), timeout=20)
-        await c.publish(OFFERS, seal(coord, make_offer(7), now_ms=now_ms()))
+    config = host_config(coord, gossip=replace(gossip, heartbeat_interval=120))
+    async with hosts(config, *(host_config(identity(i)) for i in range(1, n + 1))) as (c, *ns):
+        subs = [await node.subscribe(OFFERS, trusted={coord.public_key}) for node in ns]
+        for node in ns:
+            await node.connect(c.listen_addrs[0])
+        await c.wait_for_subscribers(OFFERS, n, timeout=20)
+        yield c, subs
+
+
+async def test_what_a_host_publishes_reaches_every_subscriber_at_once_not_six() -> None:
+    """A coordinator's offers go to every node that dialled it, not to gossipsub's `degree` (6) fanout
+    peers: without flood publish only six of the ten nodes get the offer."""
+    async with star(GossipConfig()) as (c, subs):
+        await c.publish(OFFERS, seal(identity(0), make_offer(7), now_ms=now_ms()))
         with trio.move_on_after(10):
             while not all(len(sub) for sub in subs):
                 await trio.sleep(0.05)
-        assert sum(1 for sub in subs if len(sub)) == len(ns), f"{[len(sub) for sub in subs]} offers per node"
-        assert [(await sub.get()).message.task_id for sub in subs] == ["task-000007"] * len(ns)  # type: ignore[union-attr]
+        assert sum(1 for sub in subs if len(sub)) == len(subs), f"{[len(sub) for sub in subs]} offers per node"
+        assert [(await sub.get()).message.task_id for sub in subs] == ["task-000007"] * len(subs)  # type: ignore[union-attr]
 
 
 async def test_past_flood_max_each_message_goes_to_a_fresh_sample_so_every_node_hears_some() -> None:
-    coord = identity(0)
-    capped = GossipConfig(heartbeat_interval=120, flood_max=2)
-    nodes = [identity(i) for i in range(1, 11)]
-    async with hosts(host_config(coord, gossip=capped), *(host_config(n) for n in nodes)) as (c, *ns):
-        subs = [await n.subscribe(OFFERS, trusted={coord.public_key}) for n in ns]
-        for n in ns:
-            await n.connect(c.listen_addrs[0])
-        await c.wait_for_subscribers(OFFERS, len(ns), timeout=20)
+    async with star(GossipConfig(flood_max=2)) as (c, subs):
         for i in range(60):
-            await c.publish(OFFERS, seal(coord, make_offer(i), now_ms=now_ms()))
+            await c.publish(OFFERS, seal(identity(0), make_offer(i), now_ms=now_ms()))
         await trio.sleep(3)
         reached = [len(sub) for sub in subs]
         # Each offer reaches the 6 fanout peers and 2 drawn at random: at most 8 of 10 nodes, and
