@@ -7,7 +7,9 @@ only with --debug).
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import io
 from pathlib import Path
 
 import platformdirs
@@ -48,7 +50,8 @@ def main(
     Settings.verbose = verbose
     setup_logging(verbose)
     # A crash in native code (llama.cpp, libxml2) then leaves every thread's Python stack in the log.
-    faulthandler.enable()
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+        faulthandler.enable()  # not when stderr is no file (typer's CliRunner)
 
 
 @keys_app.command("generate")
