@@ -23,8 +23,9 @@ from coordinator.verify.reputation import DEFAULT_CONFIG
 from tests.e2e.cheaters import BEHAVIOURS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
-"""About 7 minutes on a 2-core machine. Forged and replayed results are charged the moment they are
-refused (the transport-authenticated peer sent them); a silent node is charged through its lapsed leases."""
+"""About 2 minutes on a 2-core machine (11 before offers reached every node: flood publish in
+network/host.py). Forged and replayed results are charged the moment they are refused (the
+transport-authenticated peer sent them); a silent node is charged through its lapsed leases."""
 
 HONEST = 3
 REQUEST = "question-answer pairs about Python lists and dictionaries, JSON with question and answer"
