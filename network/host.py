@@ -109,6 +109,17 @@ if not os.environ.get("LIBP2P_DEBUG"):
     for _name in [n for n in logging.root.manager.loggerDict if n == "libp2p" or n.startswith("libp2p.")]:
         logging.getLogger(_name).setLevel(logging.ERROR)
 
+
+class _RaisedAnyway(logging.Filter):
+    """Drops libp2p's ERROR line for a failed TCP dial: the caller gets the same failure as an exception
+    and decides whether it matters (a receipt pushed to a node that has left does not)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to open TCP stream")
+
+
+logging.getLogger("libp2p.transport.tcp.tcp").addFilter(_RaisedAnyway())
+
 NOISE = str(NOISE_PROTOCOL_ID)
 """The only security protocol a SwarmHost negotiates."""
 

@@ -18,6 +18,7 @@ from network import (
     TASK_REQUEST_KINDS,
     TASK_RESPONSE_KINDS,
     ConnectionLost,
+    DialError,
     GossipConfig,
     ListenError,
     PeerEventKind,
@@ -153,6 +154,18 @@ async def test_past_flood_max_each_message_goes_to_a_fresh_sample_so_every_node_
         # a node outside the fanout misses all 60 draws with probability 0.8^60 (1.5e-6).
         assert all(reached), reached
         assert sum(reached) <= 60 * 8, reached
+
+
+async def test_a_failed_dial_is_an_exception_not_an_error_line_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    gone = identity(5)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens on it once the socket is closed
+    async with hosts(host_config(identity(0))) as (h,):
+        with pytest.raises(DialError, match=str(port)):
+            await h.connect(f"/ip4/127.0.0.1/tcp/{port}/p2p/{gone.peer_id}", timeout=5)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_the_same_envelope_twice_is_delivered_once(caplog: pytest.LogCaptureFixture) -> None:
