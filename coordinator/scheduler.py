@@ -115,8 +115,6 @@ class SchedulerConfig:
     of a 6-row demo run (all dropped by the grounding gate); grounding, not sampling, gives the variety.
     The spec task is a reading of the request, not a creative one: greedy."""
     top_k: int = 40
-    # Ceilings: the node stops at the grammar's end well before. A row schema whose bound is higher
-    # (long fields) gets its bound from the node, and the checks allow it (verify.receipts.token_allowance).
     max_tokens: dict[TaskKind, int] = field(
         default_factory=lambda: {
             TaskKind.SPEC: 8192,
@@ -126,10 +124,12 @@ class SchedulerConfig:
             TaskKind.VALIDATE: 1,
         }
     )
-    """At least the longest text the node's grammar admits for the payloads the pipeline sends (the node
-    raises a lower grant to that bound, and results past the grant are rejected as oversized): spec 7,887,
-    question_gen 3,085 (5 + 5 items), judge 632, synthesize 1,539 characters for a question-answer row.
-    At 400, a 10-item question_gen of 433 tokens was rejected on both honest replicas (100-row run)."""
+    """Ceilings of at least the longest text the node's grammar admits for the payloads the pipeline sends:
+    spec 7,887, question_gen 3,085 (5 + 5 items), judge 632, synthesize 1,539 characters for a question-answer
+    row; the node stops at the grammar's end well before. A node raises a lower grant to its grammar's bound
+    (a row schema with long fields), and the checks allow what the text accounts for
+    (verify.receipts.token_allowance): at 400, before that, a 433-token question_gen was rejected on both
+    honest replicas of a 100-row run."""
     max_replicas: int = 3
     """Upper bound on slots per task (two replicas plus one tie-breaker)."""
     max_attempts: int = 4

@@ -3,8 +3,9 @@
 Owns: `extract_document` (what a retrieve task returns: trafilatura's main-text
 extraction, the text an evidence quote must come from) and `extract_for_index` (a
 structural lxml pass, ~7x faster: 8 against 55 ms a page on the Python docs in
-bench/retrieval.py; good enough to rank pages). Both are synchronous and CPU-bound: call them
-through `trio.to_thread.run_sync`, never on the event loop.
+bench/retrieval.py; good enough to rank pages). Both are synchronous and CPU-bound, never for the
+event loop. libxml2 under them has segfaulted in concurrent threads, so the retriever runs
+`extract_document` in a worker process (retriever.py); the indexer runs one thread at a time.
 
 What it must not do: any I/O, or decide what may be fetched.
 """
