@@ -9,8 +9,9 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEEL_CACHE ?= $(HOME)/.cache/dataswarm/wheels
 LLAMA_WHEEL_DIR := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 
-SYSTEM_PACKAGES := libgmp-dev python3.11-doc chromium docker-compose systemd
+SYSTEM_PACKAGES := libgmp-dev python3.11-doc sqlite3-doc chromium docker-compose systemd
 # libgmp-dev: libp2p's fastecdsa compiles against it. python3.11-doc: the demo's local corpus.
+# sqlite3-doc: the second corpus of bench/quality.py (with python3.11-doc).
 # chromium: the dashboard's browser test (driven by playwright, which never downloads a browser here).
 # docker-compose, systemd: static checks of deploy/ (compose config, systemd-analyze verify); no engine needed.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from cli import token_cmd
 from cli.errors import fail, friendly, until_signalled
-from cli.progress_view import follow
+from cli.progress_view import DELIVERED, follow, partial_line
 from coordinator.config import CoordinatorConfig, load_coordinator_config
 
 app = typer.Typer(no_args_is_help=True, help="Run a coordinator.")
@@ -82,6 +82,10 @@ async def _run(
 
         final = await follow(poll, console, live=console.is_terminal)  # type: ignore[arg-type]
         api.cancel_scope.cancel()
-        if final.state != "done":
+        if final.state not in DELIVERED:  # partial delivered fewer rows: a success, said so below
             fail(f"job {jid} {final.state}: {final.error or 'see the log'}")
+        if final.state == "partial":
+            # A plain store read (as poll's): the api nursery's scope, which this body runs in, is cancelled.
+            reason = str(coord.store.job(jid).spec.get("partial", ""))
+            console.print(partial_line(jid, final.rows, final.target, reason), highlight=False, markup=False)
         console.print(f"dataset: {final.out_dir}  ({final.rows} rows accepted)", highlight=False)

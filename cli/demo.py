@@ -28,9 +28,10 @@ from typing import IO
 
 import trio
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from cli.progress_view import follow
+from cli.progress_view import follow, partial_line
 from coordinator.api import serve_api
 from coordinator.compile import verify_directory
 from coordinator.config import CoordinatorConfig
@@ -119,6 +120,8 @@ class DemoResult:
     progress: JobProgress
     seconds: float
     verified: bool
+    partial_reason: str = ""
+    """Why a partial job delivered fewer rows than requested (empty unless its state is partial)."""
 
 
 def pydoc_corpus(target: Path) -> Path:
@@ -210,13 +213,14 @@ async def run_demo(
                     return coord.progress(jid)
 
                 final = await follow(poll, console, live=console.is_terminal)
+                partial = str(coord.store.job(jid).spec.get("partial", "")) if final.state == "partial" else ""
             finally:
                 api.cancel_scope.cancel()
                 stop_processes(procs)
                 for f in logs:
                     f.close()
     report = verify_directory(out) if (out / "manifest.json").exists() else None
-    return DemoResult(out, final, time.monotonic() - started, bool(report and report.ok))
+    return DemoResult(out, final, time.monotonic() - started, bool(report and report.ok), partial)
 
 
 async def _wait_for_nodes(coord: object, procs: list[subprocess.Popen[bytes]], n: int, workdir: Path,
@@ -297,6 +301,8 @@ def summary_table(result: DemoResult) -> Table:
     table = Table(title="dataswarm demo", show_header=False)
     table.add_row("dataset", str(result.out_dir))
     table.add_row("state", p.state + (f" ({p.error})" if p.error else ""))
+    if p.state == "partial":
+        table.add_row("partial", escape(partial_line(p.job_id, p.rows, p.target, result.partial_reason)))
     table.add_row("rows", f"{min(p.rows, p.target)} delivered of {p.target} requested ({p.rows} accepted)")
     table.add_row("verified", "yes: signatures, digests and Merkle root check out" if result.verified else "NO")
     table.add_row("time", f"{result.seconds / 60:.1f} min")

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 
 from cli.errors import friendly
+from cli.progress_view import DELIVERED
 
 if TYPE_CHECKING:
     from cli.api_client import ApiClient
@@ -87,6 +89,10 @@ def job_detail(view: JobView, eta: str = "") -> RenderableType:
         head.add_row("out dir", f"{view.out_dir}  (on the coordinator's machine)")
     if view.error:
         head.add_row("error", f"[red]{view.error}[/red]")
+    if view.state == "partial":
+        why = view.partial_reason or "fewer rows passed verification than were requested"
+        delivered = f"{min(view.rows, view.target)} of {view.target} rows delivered"
+        head.add_row("partial", f"[yellow]{delivered}: {escape(why)}[/yellow]")
     stages = Table("stage", "state", "done", "failed", "open", "tasks", title="stages", title_justify="left")
     for s in view.stages:
         stages.add_row(s.stage, s.state, str(s.done), str(s.failed), str(s.open), str(s.tasks))
@@ -106,7 +112,9 @@ def job_detail(view: JobView, eta: str = "") -> RenderableType:
 @friendly
 def jobs(
     ctx: typer.Context,
-    state: str | None = typer.Option(None, help="Only jobs in this state (running, done, failed, cancelled...)."),
+    state: str | None = typer.Option(
+        None, help="Only jobs in this state (running, done, partial, failed, cancelled...)."
+    ),
     limit: int = typer.Option(50, min=1, max=200, help="At most this many, newest first."),
     coordinator: str | None = COORDINATOR,
     token: str | None = TOKEN,
@@ -144,7 +152,7 @@ def show(
     with _from_parent(ctx, coordinator, token) as client:
         view = client.job(job_id)
         console.print(job_detail(view))
-        if view.state == "done":
+        if view.state in DELIVERED:
             console.print(f"dataset   {client.url}{view.links.dataset}  (`dataswarm request` downloads it)")
 
 

@@ -99,6 +99,7 @@ def demo(
     import time
 
     from cli.demo import DEFAULT_REQUEST, clear_workdir, run_demo, summary_table
+    from cli.progress_view import DELIVERED, partial_line
 
     if nodes < 1:
         fail("--nodes must be at least 1")
@@ -109,8 +110,11 @@ def demo(
         lambda: run_demo(rows=rows, nodes=nodes, out=target, workdir=work, request=request or DEFAULT_REQUEST)
     )
     console.print(summary_table(result))
-    if result.progress.state != "done" or not result.verified:
+    p = result.progress
+    if p.state not in DELIVERED or not result.verified:
         raise typer.Exit(1)
+    if p.state == "partial":  # a verified dataset with fewer rows than asked: still a success
+        console.print(partial_line(p.job_id, p.rows, p.target, result.partial_reason), highlight=False, markup=False)
 
 
 @app.command()

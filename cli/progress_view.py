@@ -10,7 +10,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from coordinator.pipeline.progress import JobProgress
 
-FINAL = ("done", "failed", "cancelled")
+FINAL = ("done", "partial", "failed", "cancelled")
+DELIVERED = ("done", "partial")
+"""Final states with a dataset: a partial job ran out of attempts and delivered fewer rows than asked."""
+
+
+def partial_line(job_id: str, rows: int, target: int, reason: str) -> str:
+    """What every command prints for a partial job: a success, with fewer rows, and why."""
+    why = reason or "fewer rows passed verification than were requested"
+    return f"job {job_id} is partial: {min(rows, target)} of {target} requested rows delivered. Why: {why}"
 
 
 async def follow(

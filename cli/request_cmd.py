@@ -24,7 +24,7 @@ from rich.table import Table
 
 from cli.errors import err, fail, friendly
 from cli.jobs_cmd import COORDINATOR, TOKEN, connect, job_detail, progress_line
-from cli.progress_view import FINAL
+from cli.progress_view import DELIVERED, FINAL, partial_line
 
 if TYPE_CHECKING:
     from cli.api_client import ApiClient
@@ -109,7 +109,7 @@ def request(
             raise typer.Exit(130) from None
         if final.state == "cancelled" and not final.error:
             fail(f"job {final.job_id} was cancelled before it was done: pass another --job-id to start it over")
-        if final.state != "done":
+        if final.state not in DELIVERED:  # partial is a success with fewer rows: downloaded like done
             fail(f"job {final.job_id} {final.state}: {final.error or 'the coordinator recorded no reason'}")
         client.download(final.job_id, out)
     _summary(out, final)
@@ -198,9 +198,15 @@ def _summary(out: Path, view: JobView | None) -> None:
         fail(f"{out / MANIFEST_FILE} cannot be read ({exc}): remove {out} and run the command again")
         return
     report = verify_directory(out)
+    requested = view.target if view is not None else manifest.spec.get("rows")
+    short = isinstance(requested, int) and manifest.rows < requested
+    # The coordinator's state says partial; offline (a re-run after the download) the manifest's spec does.
+    partial = view.state == "partial" if view is not None else short
     table = Table(title=f"dataset of job {manifest.job_id}", show_header=False, title_justify="left")
     table.add_row("directory", str(out.resolve()))
-    table.add_row("rows", f"{manifest.rows} (fields: {', '.join(f['name'] for f in manifest.spec.get('fields', []))})")
+    of = f" of {requested} requested" if short else ""
+    fields = ", ".join(f["name"] for f in manifest.spec.get("fields", []))
+    table.add_row("rows", f"{manifest.rows}{of} (fields: {fields})")
     table.add_row("files", ", ".join(sorted([*manifest.files, MANIFEST_FILE])))
     table.add_row("signed by", f"coordinator {manifest.coordinator.peer_id}")
     if view is not None and view.rejections:
@@ -208,5 +214,9 @@ def _summary(out: Path, view: JobView | None) -> None:
         table.add_row("rejected", f"{sum(view.rejections.values())} ({', '.join(f'{k} {v}' for k, v in top)})")
     table.add_row("verified", "yes: signatures, digests and Merkle root check out" if report.ok else "[red]NO[/red]")
     console.print(table)
+    if partial:
+        reason = view.partial_reason if view is not None else ""
+        line = partial_line(manifest.job_id, manifest.rows, int(requested or 0), reason)
+        console.print(line, highlight=False, markup=False)
     if not report.ok:
         fail(f"{out} does not verify: run `dataswarm verify {out}` to see every problem")

@@ -21,8 +21,14 @@ Verification flow per task (see shared/DESIGN.md, "Verification"):
   spot-check creates one `validate` task per candidate, granted only to a node
   that produced none of the candidates; the validators' prefill measurements
   decide which candidates the declared model would have produced.
-- Accepted synthesize rows then pass the quality gates (grounding, length,
-  language, near-duplicates) before they become dataset rows.
+- Answer-first synthesize tasks (question/answer rows, `SynthesizePayload.target`)
+  run once and are always audited: the validate task re-scores the output
+  (honesty) and runs the round trip (quality) in one signed pass, on a node
+  that did not produce it. A second replica would add nothing the audit does
+  not check, at the cost of a generation.
+- Accepted synthesize rows then pass the quality gates (the answer-first
+  question gates and the round trip, grounding, length, language,
+  near-duplicates) before they become dataset rows.
 
 Threading: the methods are synchronous and call the (locking) store; the
 runtime calls them from one worker thread so fsyncs never stall the loop.
@@ -41,7 +47,14 @@ from coordinator.spec import asks
 from coordinator.store import Judgement, NewRow, NotFound, Store, TaskState
 from coordinator.store.db import ResultRecord, SlotRecord, TaskRecord
 from coordinator.verify.checks import check_result
-from coordinator.verify.gates import Deduplicator, GroundingChecker, LexicalGrounding, gate_row, row_text
+from coordinator.verify.gates import (
+    Deduplicator,
+    GroundingChecker,
+    LexicalGrounding,
+    check_answer_first,
+    gate_row,
+    row_text,
+)
 from coordinator.verify.quorum import QuorumPolicy, QuorumStatus, quorum
 from coordinator.verify.reasons import Failure, Reason
 from coordinator.verify.receipts import build_receipt
@@ -55,7 +68,15 @@ from coordinator.verify.reputation import (
     plan_replication,
     update,
 )
-from coordinator.verify.rescoring import Agreement, Candidate, RescoreThresholds, compare_replicas, decide
+from coordinator.verify.rescoring import (
+    Agreement,
+    Candidate,
+    RescoreThresholds,
+    RoundTripThresholds,
+    compare_replicas,
+    decide,
+    roundtrip_failure,
+)
 from coordinator.verify.rescoring import validate_payload_for as rescoring_payload
 from protocol.envelope import Opened, seal
 from protocol.identity import Identity
@@ -150,6 +171,9 @@ class SchedulerConfig:
     """Honest validators on the same build compute the same prefill; the slack covers other CPUs."""
     quorum: QuorumPolicy = field(default_factory=QuorumPolicy)
     rescore: RescoreThresholds = field(default_factory=RescoreThresholds)
+    roundtrip: RoundTripThresholds = field(default_factory=RoundTripThresholds)
+    validator_margin_tolerance: float = 0.05
+    """Two validators' round-trip margins (nats/token) agree within this; their answer ranks must be equal."""
     reputation: ReputationConfig = DEFAULT_CONFIG
 
 
@@ -360,8 +384,9 @@ class Scheduler:
             return reject(RejectReason.ALREADY_FILLED, "no free replica for this node")
         if task.kind is not TaskKind.VALIDATE:
             plan = plan_replication(rep, draw=self.rng.random(), now_ms=now_ms, config=self.config.reputation)
+            replicas = 1 if self._audited(task) else plan.replicas
             have = len(self.store.slots(task.task_id))
-            for _ in range(max(0, min(plan.replicas, self.config.max_replicas) - have)):
+            for _ in range(max(0, min(replicas, self.config.max_replicas) - have)):
                 self.store.add_replica(task.task_id, now_ms=now_ms)
             if plan.spot_check:
                 self._spot_check.add(task.task_id)
@@ -466,11 +491,26 @@ class Scheduler:
 
     def _agree(self, a: ValidateOutput, b: ValidateOutput) -> bool:
         c = self.config
+        ta, tb = a.roundtrip, b.roundtrip
+        trips_agree = (ta is None and tb is None) or (
+            ta is not None
+            and tb is not None
+            and ta.answer_rank == tb.answer_rank
+            and abs(ta.margin - tb.margin) <= c.validator_margin_tolerance
+        )
         return (
             a.n_tokens == b.n_tokens
             and abs(a.mean_logprob - b.mean_logprob) <= c.validator_logprob_tolerance
             and abs(a.topk_rate - b.topk_rate) <= c.validator_topk_tolerance
+            and trips_agree
         )
+
+    def _audited(self, task: TaskRecord) -> bool:
+        """Whether every result of the task goes to a validator (answer-first synthesize tasks)."""
+        if task.kind is not TaskKind.SYNTHESIZE:
+            return False
+        payload = self.store.task_payload(task.task_id)
+        return isinstance(payload, SynthesizePayload) and payload.target is not None
 
     def _validator_quorum(
         self, task: TaskRecord, pending: list[ResultRecord], n_slots: int, now_ms: int
@@ -504,7 +544,9 @@ class Scheduler:
     def _generative(self, task: TaskRecord, pending: list[ResultRecord], now_ms: int) -> list[Outgoing]:
         messages = {r.result_id: self.store.result_message(r.result_id) for r in pending}
         validations = self._validations(task.task_id)
-        needs_rescore = task.task_id in self._spot_check or any(v is not None for v in validations.values())
+        needs_rescore = (
+            self._audited(task) or task.task_id in self._spot_check or any(v is not None for v in validations.values())
+        )
         if len(pending) >= 2 and not needs_rescore:
             first, *rest = pending
             agreement = [compare_replicas(messages[first.result_id], messages[r.result_id]) for r in rest]
@@ -538,7 +580,8 @@ class Scheduler:
         self._spot_check.discard(task.task_id)
         if not accepted:
             return self._settle(task, rejected, now_ms=now_ms)
-        return self._accept_generative(task, accepted, rejected, now_ms, credit=True)
+        audit = validations.get(accepted[0].result_id) or []
+        return self._accept_generative(task, accepted, rejected, now_ms, credit=True, audit=audit)
 
     def _validations(self, task_id: str) -> dict[int, list[ValidateOutput] | None]:
         """Per candidate result id: the validate outputs (None while its validate task is open)."""
@@ -659,13 +702,28 @@ class Scheduler:
         now_ms: int,
         *,
         credit: bool,
+        audit: Sequence[ValidateOutput] = (),
     ) -> list[Outgoing]:
         canonical = accepted[0]
         verdicts: list[tuple[ResultRecord, Failure | None]] = [(r, None) for r in accepted]
         verdicts += rejected
-        return self._settle(task, verdicts, canonical=canonical, now_ms=now_ms, credit=credit)
+        return self._settle(task, verdicts, canonical=canonical, now_ms=now_ms, credit=credit, audit=audit)
 
-    def _rows_for(self, task: TaskRecord, canonical: ResultRecord, now_ms: int) -> list[NewRow]:
+    def _answer_first_failure(
+        self, payload: SynthesizePayload, data: dict[str, object], audit: Sequence[ValidateOutput]
+    ) -> Failure | None:
+        """The answer-first gates, then the round trip (which only a validator can run)."""
+        target = payload.target
+        assert target is not None
+        question, answer = data.get(target.question_field), data.get(target.answer_field)
+        if not isinstance(question, str) or not isinstance(answer, str):
+            return Failure(Reason.ANSWER_MISMATCH, "the row lacks its question or answer field")
+        failure = check_answer_first(question, answer, target.sentence, max_chars=target.max_question_chars)
+        return failure or roundtrip_failure(audit, self.config.roundtrip)
+
+    def _rows_for(
+        self, task: TaskRecord, canonical: ResultRecord, now_ms: int, audit: Sequence[ValidateOutput] = ()
+    ) -> list[NewRow]:
         output = self.store.result_message(canonical.result_id).output
         if not isinstance(output, SynthesizeOutput):
             return []
@@ -675,7 +733,8 @@ class Scheduler:
         dedup = self._dedup_for(task.job_id)
         rows = []
         for idx, row in enumerate(output.rows):
-            failure = gate_row(
+            failure = self._answer_first_failure(payload, row.data, audit) if payload.target is not None else None
+            failure = failure or gate_row(
                 f"{task.task_id}/{idx}",
                 row,
                 chunk=payload.chunk,
@@ -717,6 +776,7 @@ class Scheduler:
         canonical: ResultRecord | None = None,
         now_ms: int,
         credit: bool = True,
+        audit: Sequence[ValidateOutput] = (),
     ) -> list[Outgoing]:
         judgements: list[Judgement] = []
         reputations: dict[str, NodeReputation] = {}
@@ -737,7 +797,7 @@ class Scheduler:
                 continue
             rep = reputations.get(record.node) or self._reputation(record.node, now_ms)
             reputations[record.node] = update(rep, outcome, now_ms=now_ms, config=self.config.reputation)
-        rows = self._rows_for(task, canonical, now_ms) if canonical is not None else []
+        rows = self._rows_for(task, canonical, now_ms, audit) if canonical is not None else []
         settled = self.store.settle(
             task.task_id,
             judgements,

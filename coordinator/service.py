@@ -34,6 +34,7 @@ from protocol.keyfile import load_or_create_identity
 log = logging.getLogger(__name__)
 
 ACTIVE = ("open", "running", "compiling")
+"""States a restart resumes. The final ones (done, partial, failed, cancelled) never run again."""
 
 
 class JobError(Exception):
@@ -128,7 +129,7 @@ class Coordinator:
         self.nursery.start_soon(run)
 
     async def wait(self, job_id: str) -> JobProgress:
-        """Until the job is done, failed or cancelled."""
+        """Until the job is done, partial, failed or cancelled."""
         await self._done.setdefault(job_id, trio.Event()).wait()
         return self.progress(job_id)
 

@@ -198,9 +198,19 @@ class CuratePayload(Frozen):
     max_tasks: int = Field(default=100, ge=1, le=1000)
 
 
+MAX_ANSWER_SENTENCES = 8
+ANSWER_SENTENCE_CHARS = 300
+"""An answer sentence is one evidence candidate, so it is bounded like one (node/executors/synthesize.py)."""
+
+
 class SynthesisSpec(Frozen):
     instruction: Annotated[str, Field(max_length=4000)]
     chunk: SourceChunk
+    answers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=ANSWER_SENTENCE_CHARS)]],
+        Field(max_length=MAX_ANSWER_SENTENCES),
+    ] = []
+    """The chunk's answer-bearing sentences, verbatim, best first (chosen without an LLM by curate)."""
 
 
 class CurateOutput(Frozen):
@@ -211,6 +221,17 @@ class CurateOutput(Frozen):
 # --- synthesize -------------------------------------------------------------
 
 
+class AnswerTarget(Frozen):
+    """Answer first (PAQ): the row's answer is this sentence of the chunk, and the model writes only
+    the question it answers. A validator must then recover the sentence from the question alone."""
+
+    sentence: Annotated[str, Field(min_length=1, max_length=ANSWER_SENTENCE_CHARS)]
+    """Verbatim from the chunk; it is the row's evidence and the value of `answer_field`."""
+    question_field: Annotated[str, Field(min_length=1, max_length=64)]
+    answer_field: Annotated[str, Field(min_length=1, max_length=64)]
+    max_question_chars: int = Field(default=150, ge=16, le=400)
+
+
 class SynthesizePayload(Frozen):
     kind: Literal[TaskKind.SYNTHESIZE] = TaskKind.SYNTHESIZE
     instruction: Annotated[str, Field(min_length=1, max_length=4000)]
@@ -218,6 +239,8 @@ class SynthesizePayload(Frozen):
     row_schema: JsonObject
     """JSON schema of one row; the node adds the evidence field and the grammar."""
     n_rows: int = Field(default=1, ge=1, le=10)
+    target: AnswerTarget | None = None
+    """Set for question/answer rows: see `AnswerTarget` (needs `chunk`, and n_rows 1)."""
 
 
 class GeneratedRow(Frozen):
@@ -234,6 +257,20 @@ class SynthesizeOutput(Frozen):
 # --- validate ---------------------------------------------------------------
 
 
+class RoundTrip(Frozen):
+    """A validator's reading of an answer-first row: which sentence of the chunk is the question
+    about? Each sentence's gain is how much it raises the question's likelihood over no sentence
+    (mean log P(question | sentence) - mean log P(question), nats per token)."""
+
+    answer_rank: int = Field(ge=0, le=1000)
+    """Rank of the row's answer sentence among the chunk's sentences (0: the validator recovered it)."""
+    margin: float
+    """Its gain minus the best other sentence's gain (> 0 when it ranks first)."""
+    gain: float = 0.0
+    """Its own gain (> 0: the question is more likely after the sentence than after nothing)."""
+    n_sentences: int = Field(ge=0, le=1000)
+
+
 class ValidateOutput(Frozen):
     kind: Literal[TaskKind.VALIDATE] = TaskKind.VALIDATE
     n_tokens: int = Field(ge=0)
@@ -243,6 +280,8 @@ class ValidateOutput(Frozen):
     token_logprobs: Annotated[list[float], Field(max_length=8192)]
     prompt_matches: bool | None = None
     """Whether the producer's claimed prompt equals the one rendered from the task (None: no task given)."""
+    roundtrip: RoundTrip | None = None
+    """Set when the task is an answer-first synthesize task (`SynthesizePayload.target`)."""
 
 
 # --- judge ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from coordinator.api.schemas import ActivityView, RejectionEvent, RejectionScope
+from coordinator.api.views import FINAL_STATES
 
 if TYPE_CHECKING:
     from coordinator.service import Coordinator
@@ -45,7 +46,7 @@ def read_sample(coordinator: Coordinator) -> Sample:
     store = coordinator.store
     jobs: dict[str, dict[tuple[RejectionScope, str], int]] = {}
     for job in store.jobs():
-        if job.state in ("done", "failed", "cancelled") and now_ms - job.updated_ms > RECENT_JOB_MS:
+        if job.state in FINAL_STATES and now_ms - job.updated_ms > RECENT_JOB_MS:
             continue
         counts: dict[tuple[RejectionScope, str], int] = {}
         for key, n in store.verdict_counts(job.job_id).items():

@@ -50,7 +50,7 @@ from coordinator.api.schemas import (
     SpecPreview,
     SpecQuery,
 )
-from coordinator.api.views import FINAL_STATES, JobViews, node_views, preview_spec, resolve_spec
+from coordinator.api.views import DELIVERED_STATES, FINAL_STATES, JobViews, node_views, preview_spec, resolve_spec
 from coordinator.planner import MAX_REQUEST_CHARS
 from coordinator.spec import MAX_ROWS
 
@@ -277,7 +277,7 @@ def build_app(
         tags=["jobs"],
     )
     async def job_events_stream(job_id: JobIdPath) -> StreamingResponse:
-        """Follow a job's progress until it is done, failed or cancelled."""
+        """Follow a job's progress until it is done, partial, failed or cancelled."""
         await call(state.views.job, job_id)  # 404 now, not inside the stream
         stream = job_events(
             coordinator, state.views, job_id, interval_s=settings.sse_interval_s, heartbeat_s=settings.sse_heartbeat_s
@@ -308,14 +308,15 @@ def build_app(
     async def job_dataset(
         job_id: JobIdPath, format: Annotated[ArchiveFormat, Query()] = ArchiveFormat.TAR_GZ
     ) -> FileResponse:
-        """Download a finished job's verified dataset (409 until it is done)."""
+        """Download a finished job's verified dataset (409 until it is done, or partial: fewer rows than asked)."""
         view: JobView = await call(state.views.job, job_id)
-        if view.state != "done":
+        if view.state not in DELIVERED_STATES:
             raise ApiError(409, f"job {job_id!r} is {view.state}: its dataset is ready once it is done")
         doc = await call(_job_doc, coordinator, job_id)
         out_dir = Path(str((doc or {}).get("out_dir", "")))
         if not (out_dir / "manifest.json").is_file():
-            raise ApiError(410, f"job {job_id!r} is done but its dataset directory is gone from the coordinator")
+            gone = f"job {job_id!r} is {view.state} but its dataset directory is gone from the coordinator"
+            raise ApiError(410, gone)
         state.tmp_dir.mkdir(parents=True, exist_ok=True)
         path: Path = await trio.to_thread.run_sync(
             lambda: write_archive(out_dir, format, root_name=job_id, tmp_dir=state.tmp_dir),

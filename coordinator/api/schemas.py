@@ -92,7 +92,11 @@ class JobLinks(BaseModel):
 
 class JobView(BaseModel):
     job_id: str
-    state: str = Field(examples=["running"], description="open, running, compiling, done, failed or cancelled.")
+    state: str = Field(
+        examples=["running"],
+        description="open, running, compiling, done, partial, failed or cancelled. partial is final: the "
+        "dataset was compiled with fewer rows than asked for (`partial_reason` says why) and can be downloaded.",
+    )
     topic: str
     request: str
     grounded: bool
@@ -101,6 +105,9 @@ class JobView(BaseModel):
     stages: list[StageView]
     rejections: dict[str, int] = Field(description="Rejected results and dropped rows, by reason.")
     error: str
+    partial_reason: str = Field(
+        "", description="Why a partial job delivered fewer rows than asked for (empty unless state is partial)."
+    )
     out_dir: str = Field(description="Where the coordinator writes the dataset directory.")
     created_ms: int
     updated_ms: int

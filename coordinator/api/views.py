@@ -34,7 +34,9 @@ from coordinator.verify.reputation import decayed_score
 if TYPE_CHECKING:
     from coordinator.service import Coordinator
 
-FINAL_STATES = frozenset({"done", "failed", "cancelled"})
+FINAL_STATES = frozenset({"done", "partial", "failed", "cancelled"})
+DELIVERED_STATES = frozenset({"done", "partial"})
+"""Final states with a compiled dataset: partial delivered fewer rows than asked (see `partial_reason`)."""
 PREFIX = "/v1"
 
 
@@ -116,6 +118,7 @@ class JobViews:
             stages=[StageView(**vars(s), open=s.open) for s in p.stages],
             rejections=dict(p.rejections),
             error=p.error,
+            partial_reason=str(doc.get("partial", "")) if p.state == "partial" else "",
             out_dir=str(doc.get("out_dir", "")),
             created_ms=record.created_ms,
             updated_ms=record.updated_ms,

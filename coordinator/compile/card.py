@@ -54,6 +54,10 @@ class CardFacts:
     dropped_duplicates: int = 0
     spec_notes: tuple[str, ...] = ()
     """How the request was read into the spec: the rules' guesses and the spec task's merge."""
+    checks: dict[str, int] = field(default_factory=dict)
+    """"+"-joined checks a row passed (provenance `checks`) -> delivered rows."""
+    pages: list[tuple[str, int]] = field(default_factory=list)
+    """Source URL -> delivered rows, most first."""
 
 
 def size_category(n: int) -> str:
@@ -134,6 +138,38 @@ def _bounds(spec: DatasetSpec, name: str) -> str:
     return ""
 
 
+def _grounded_line(facts: CardFacts) -> str:
+    if not facts.spec.grounded:
+        return "no"
+    if facts.job.answer_first:
+        return (
+            "yes: every answer is a sentence of a retrieved source, verbatim, and a validator that did not "
+            "write the row recovered that sentence from the question alone (round trip)"
+        )
+    return "yes: every row quotes evidence from a retrieved source"
+
+
+def _quality_lines(facts: CardFacts) -> list[str]:
+    """Which checks rows passed, what the rows cost, and why fewer rows were delivered."""
+    job = facts.job
+    lines: list[str] = []
+    if facts.checks:
+        lines.append("- checks each delivered row passed (provenance.jsonl `checks`):")
+        lines += [f"  - {_cell(combo.replace('+', ', '))}: {n} rows" for combo, n in sorted(facts.checks.items())]
+    if job.candidates:
+        per_row = f"{job.synthesize_seconds / facts.rows:.1f} s" if facts.rows else "n/a"
+        tokens = f"{job.synthesize_tokens / facts.rows:.0f}" if facts.rows else "n/a"
+        lines += [
+            f"- yield: {facts.rows} delivered rows of {job.candidates} synthesize runs "
+            f"({facts.rows / job.candidates:.0%}); most candidates are dropped by the checks above on purpose",
+            f"- generation cost per delivered row: {per_row} and {tokens} tokens of synthesize work, plus "
+            f"{job.validate_seconds / max(1, facts.rows):.1f} s of validation (node-reported)",
+        ]
+    if job.partial:
+        lines.append(f"- **partial**: {_cell(job.partial)}")
+    return lines
+
+
 def render_card(facts: CardFacts) -> str:
     spec, job, div = facts.spec, facts.job, facts.diversity
     yaml_text = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True)
@@ -158,7 +194,7 @@ def render_card(facts: CardFacts) -> str:
         "",
         f"- topic: {_cell(spec.topic)}",
         f"- rows requested: {spec.rows}; delivered: {facts.rows}",
-        f"- grounded: {'yes: every row quotes evidence from a retrieved source' if spec.grounded else 'no'}",
+        f"- grounded: {_grounded_line(facts)}",
         f"- language: {spec.language}",
         f"- license: {spec.license}",
         "",
@@ -198,6 +234,7 @@ def render_card(facts: CardFacts) -> str:
         out.append(f"- runs per generative task across the job: {job.replication:.2f}")
     out += [
         f"- delivered rows re-scored by an independent validator: {facts.validated_rows} of {facts.rows}",
+        *_quality_lines(facts),
         f"- tasks: {job.tasks}, runs: {job.executions}",
         f"- duplicates removed: {job.duplicates_removed + facts.dropped_duplicates}",
         "",
@@ -220,6 +257,13 @@ def render_card(facts: CardFacts) -> str:
     ]
     if spec.grounded or facts.documents:
         out += ["### Sources", "", f"{facts.documents} documents from {len(facts.domains)} domains.", ""]
+        if facts.pages:
+            top, n = facts.pages[0]
+            out += [
+                f"Delivered rows come from {len(facts.pages)} distinct pages; the largest share of one page is "
+                f"{n / max(1, facts.rows):.0%} ({n} rows, {_cell(top)}).",
+                "",
+            ]
         if facts.domains:
             out += ["| domain | rows |", "|---|---|"]
             out += [f"| {_cell(d)} | {n} |" for d, n in facts.domains[:20]]

@@ -37,6 +37,7 @@ from coordinator.compile.provenance import (
     PROVENANCE_FILE,
     SOURCES_FILE,
     ProvenanceLine,
+    RoundTripRef,
     SignedResultRef,
     SourceDocument,
     SourceRef,
@@ -49,7 +50,7 @@ from coordinator.spec import DatasetSpec
 from protocol.envelope import Opened
 from protocol.identity import Identity
 from protocol.messages import Result
-from protocol.tasks import Document, SourceChunk, SynthesizeOutput
+from protocol.tasks import Document, RoundTrip, SourceChunk, SynthesizeOutput, ValidateOutput
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,14 @@ def _prepare(
         for k, rec in enumerate(accepted.replicas)
     ]
     validators = []
+    trips: list[RoundTrip] = []
     for k, v in enumerate(accepted.validators):
         if v.envelope is not None:
             _, vres = _open_validator(f"{where} validator {k}", v.envelope, v.peer_id)
             if v.task_id is not None and vres.task_id != v.task_id:
                 raise CompileError(f"{where} validator {k}: envelope answers task {vres.task_id!r}, not {v.task_id!r}")
+            if isinstance(vres.output, ValidateOutput) and vres.output.roundtrip is not None:
+                trips.append(vres.output.roundtrip)
         validators.append(
             ValidatorRef(peer_id=v.peer_id, task_id=v.task_id, envelope=_b64(v.envelope) if v.envelope else None)
         )
@@ -155,9 +159,26 @@ def _prepare(
         producer=producer,
         replicas=replicas,
         validators=validators,
+        checks=_checks(replicas, validators, trips),
+        roundtrip=_weakest(trips),
         source=source,
     )
     return row, line, result.model_sha256
+
+
+def _checks(replicas: list[SignedResultRef], validators: list[ValidatorRef], trips: list[RoundTrip]) -> list[str]:
+    checks = ["signatures"]
+    checks += ["replicas_agree"] if replicas else []
+    checks += ["rescored"] if validators else []
+    checks += ["question_gates", "roundtrip"] if trips else []
+    return [*checks, "gates"]
+
+
+def _weakest(trips: list[RoundTrip]) -> RoundTripRef | None:
+    if not trips:
+        return None
+    t = max(trips, key=lambda t: (t.answer_rank, -t.margin))
+    return RoundTripRef(answer_rank=t.answer_rank, margin=t.margin, gain=t.gain, n_sentences=t.n_sentences)
 
 
 def _open_validator(where: str, raw: bytes, peer_id: str) -> tuple[Opened, Result]:
@@ -318,6 +339,8 @@ def _card_facts(
                 if key not in ("seed", "json_schema"):
                     decoding.setdefault(key, set()).add(value)
     domains = Counter(urlsplit(line.source.url).hostname or line.source.url for line in lines if line.source)
+    pages = Counter(line.source.url for line in lines if line.source)
+    checks = Counter("+".join(line.checks) for line in lines if line.checks)
     return CardFacts(
         spec=spec,
         request=request,
@@ -339,4 +362,6 @@ def _card_facts(
         exports=formats,
         dropped_duplicates=dropped,
         spec_notes=spec_notes,
+        checks=dict(checks),
+        pages=pages.most_common(),
     )

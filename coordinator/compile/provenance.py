@@ -12,6 +12,12 @@ fails with the key that is wrong). Line `i` describes data.jsonl row `i`:
                      model_sha256 and decoding (copied from the signed Result)
     replicas         other producers of the same task whose outputs agreed (same shape)
     validators       nodes that re-scored it: peer_id, task_id, envelope (or null)
+    checks           what the row passed, in order: "signatures", "replicas_agree" or
+                     "rescored" (a validator's prefill under the declared model),
+                     "question_gates" and "roundtrip" (answer-first rows), "gates"
+    roundtrip        null, or the validators' round trip of an answer-first row (the
+                     weakest of them): answer_rank (0: recovered), margin, gain, n_sentences;
+                     each validator's signed envelope carries its own
     source           null, or the chunk the row is grounded in: url, content_sha256
                      (of the whole document text), chunk_start/chunk_end (offsets of
                      the chunk in the document), chunk_text, evidence (the quote),
@@ -65,6 +71,13 @@ class SourceRef(_Line):
     evidence_end: int | None = Field(default=None, ge=0)
 
 
+class RoundTripRef(_Line):
+    answer_rank: int = Field(ge=0)
+    margin: float
+    gain: float = 0.0
+    n_sentences: int = Field(ge=0)
+
+
 class ProvenanceLine(_Line):
     row: int = Field(ge=0)
     row_sha256: Sha256Hex
@@ -74,6 +87,8 @@ class ProvenanceLine(_Line):
     producer: SignedResultRef
     replicas: list[SignedResultRef] = []
     validators: list[ValidatorRef] = []
+    checks: list[str] = []
+    roundtrip: RoundTripRef | None = None
     source: SourceRef | None = None
 
 

@@ -77,5 +77,15 @@ class JobStats(_Record):
     duplicates_removed: int = Field(default=0, ge=0)
     models: dict[Sha256Hex, str] = {}
     """Model digest -> human name (GGUF file name), for the card."""
+    candidates: int = Field(default=0, ge=0)
+    """Synthesize runs: each wrote at most one candidate row (answer first) or a few (the generic path)."""
+    synthesize_seconds: float = Field(default=0.0, ge=0.0)
+    """Generation time the nodes reported for every synthesize run, rejected ones included."""
+    synthesize_tokens: int = Field(default=0, ge=0)
+    validate_seconds: float = Field(default=0.0, ge=0.0)
+    answer_first: bool = False
+    """Rows were written answer first and checked by a round trip (coordinator/pipeline/synthesize.py)."""
+    partial: str = ""
+    """Why fewer rows than requested were delivered ("" when the quota was met)."""
     started_at_ms: int | None = Field(default=None, ge=0)
     finished_at_ms: int | None = Field(default=None, ge=0)

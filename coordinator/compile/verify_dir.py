@@ -53,7 +53,7 @@ from coordinator.compile.signed import EnvelopeInvalid, open_result_offline, res
 from coordinator.spec import DatasetSpec, format_validation_error
 from protocol.identity import public_key_from_peer_id
 from protocol.messages import Result
-from protocol.tasks import SynthesizeOutput
+from protocol.tasks import RoundTrip, SynthesizeOutput, ValidateOutput
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ class VerifyReport:
     rows: int = 0
     signatures_checked: int = 0
     evidence_checked: int = 0
+    roundtrips_checked: int = 0
+    """Answer-first rows whose signed validator output shows the answer recovered from the question."""
     merkle_root: str | None = None
     coordinator: str | None = None
 
@@ -94,6 +96,7 @@ class VerifyReport:
     def summary(self) -> str:
         head = (
             f"OK: {self.rows} rows, {self.signatures_checked} signatures, {self.evidence_checked} evidence quotes"
+            + (f", {self.roundtrips_checked} round trips" if self.roundtrips_checked else "")
             if self.ok
             else f"FAILED: {len(self.problems)} problem(s)"
         )
@@ -271,6 +274,7 @@ def _check_provenance_line(
     result = _check_ref(report, line.producer, j, "producer", line, job_id)
     for k, replica in enumerate(line.replicas):
         _check_ref(report, replica, j, f"replicas[{k}]", line, job_id)
+    trips: list[RoundTrip] = []
     for k, v in enumerate(line.validators):
         if v.envelope is None:
             continue
@@ -289,6 +293,9 @@ def _check_provenance_line(
             report.add(PROVENANCE_FILE, f"signed by {opened.sender_peer_id}, not {v.peer_id}", row=j, field=where)
         if v.task_id is not None and vres.task_id != v.task_id:
             report.add(PROVENANCE_FILE, f"answers task {vres.task_id!r}, not {v.task_id!r}", row=j, field=where)
+        if isinstance(vres.output, ValidateOutput) and vres.output.roundtrip is not None:
+            trips.append(vres.output.roundtrip)
+    _check_roundtrip(report, j, line, trips)
     _check_source(report, j, line)
     if result is None or spec is None:
         return expected
@@ -311,6 +318,21 @@ def _check_provenance_line(
     if expected.leaf.hex() != line.row_sha256:
         report.add(PROVENANCE_FILE, "is not the leaf hash of the row its producer signed", row=j, field="row_sha256")
     return expected
+
+
+def _check_roundtrip(report: VerifyReport, j: int, line: ProvenanceLine, trips: list[RoundTrip]) -> None:
+    """A round trip the line claims must be what the validators signed, and a recovered answer."""
+    if line.roundtrip is None:
+        if "roundtrip" in line.checks:
+            report.add(PROVENANCE_FILE, "claims a round trip but records none", row=j, field="roundtrip")
+        return
+    claimed = (line.roundtrip.answer_rank, line.roundtrip.margin, line.roundtrip.gain)
+    if not any((t.answer_rank, t.margin, t.gain) == claimed for t in trips):
+        report.add(PROVENANCE_FILE, "no signed validator output shows this round trip", row=j, field="roundtrip")
+    elif line.roundtrip.answer_rank != 0:
+        report.add(PROVENANCE_FILE, "the validator did not recover the answer", row=j, field="roundtrip")
+    else:
+        report.roundtrips_checked += 1
 
 
 def _check_source(report: VerifyReport, j: int, line: ProvenanceLine) -> None:

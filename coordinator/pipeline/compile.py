@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from coordinator.compile import AcceptedRow, CompiledDataset, JobStats, ProducerRecord, ValidatorRecord, compile_dataset
-from coordinator.pipeline import retrieve
+from coordinator.pipeline import retrieve, synthesize
 from coordinator.pipeline.context import JobContext
 from coordinator.scheduler import VALIDATE_MARK
 from coordinator.store import NotFound, TaskState
@@ -64,12 +64,21 @@ def job_stats(ctx: JobContext, *, models: dict[str, str], started_ms: int, finis
     nodes: set[str] = set()
     executions = 0
     per_generative: Counter[str] = Counter()
+    candidates, synth_s, synth_tokens, validate_s = 0, 0.0, 0, 0.0
     for t in tasks:
         for r in store.results_for(t.task_id):
             nodes.add(r.node)
             executions += 1
             if t.kind in GENERATIVE_KINDS:
                 per_generative[t.task_id] += 1
+            if t.kind in (TaskKind.SYNTHESIZE, TaskKind.VALIDATE):
+                stats = store.result_message(r.result_id).stats
+                if t.kind is TaskKind.SYNTHESIZE:
+                    candidates += 1
+                    synth_s += stats.seconds
+                    synth_tokens += stats.prompt_tokens + stats.completion_tokens
+                else:
+                    validate_s += stats.seconds
     rejections: Counter[str] = Counter()
     for key, n in store.verdict_counts(ctx.job_id).items():
         if key.startswith("rejected:"):
@@ -88,6 +97,12 @@ def job_stats(ctx: JobContext, *, models: dict[str, str], started_ms: int, finis
         rejections=dict(rejections),
         duplicates_removed=duplicates,
         models=models,
+        candidates=candidates,
+        synthesize_seconds=round(synth_s, 3),
+        synthesize_tokens=synth_tokens,
+        validate_seconds=round(validate_s, 3),
+        answer_first=synthesize.qa_fields(ctx.spec) is not None,
+        partial=str(store.job(ctx.job_id).spec.get("partial", "")),
         started_at_ms=started_ms,
         finished_at_ms=finished_ms,
     )

@@ -4,6 +4,10 @@ Owns: the order of stages, waiting for a stage's tasks to settle, synthesize
 waves until the requested rows are accepted, and the compile step.
 Must not: decide verdicts or talk to nodes (the scheduler and runtime do).
 
+Final states: "done" (every requested row delivered), "partial" (the synthesize
+attempt budget ran out with fewer rows: what passed is compiled and delivered,
+and the job's spec document says why under "partial"), "failed", "cancelled".
+
 Resume: stage states and every task live in the store, task ids are
 deterministic, and `Scheduler.submit` is idempotent, so running a job again
 after a crash re-submits nothing that exists and waits on what is open.
@@ -188,6 +192,7 @@ class JobRunner:
                     raise JobFailed("no source chunks to synthesize from")
                 await self._submit(kind, specs)
             elif room <= 0 and not in_flight:
+                # The attempt budget is spent: compile what passed; _compile marks the job partial.
                 log.warning("job %s: %d of %d rows after %d tasks; compiling what passed",
                             self.job_id, accepted, self.spec.rows, len(tasks))  # fmt: skip
                 break
@@ -198,10 +203,14 @@ class JobRunner:
 
     async def _compile(self) -> CompiledDataset | None:
         await self.rt.call(self._set_state, "compiling")
-        if not await self.rt.call(self.store.rows, self.job_id):
+        accepted = await self.rt.call(self.store.row_count, self.job_id)
+        if not accepted:
             raise JobFailed("no row passed verification; nothing to compile")
+        # Decided from the store, not from how _synthesize ended: after a restart that stage may
+        # already be done (or the dataset compiled), and the row count is the same either way.
+        final = await self._final_state(accepted)
         if (self.out_dir / "manifest.json").exists():
-            await self.rt.call(self._set_state, "done")  # compiled before a restart
+            await self.rt.call(self._set_state, final)  # compiled before a restart
             return None
         compiled = await self.rt.call(
             lambda: compile_stage.run(
@@ -213,5 +222,27 @@ class JobRunner:
                 now_ms=now_ms(),
             )
         )
-        await self.rt.call(self._set_state, "done")
+        await self.rt.call(self._set_state, final)
         return compiled
+
+    async def _final_state(self, accepted: int) -> str:
+        """The final state: "partial" when fewer rows than requested passed (recording why, once), else "done"."""
+        doc = (await self.rt.call(self.store.job, self.job_id)).spec
+        if doc.get("partial"):
+            return "partial"  # recorded before an earlier compile: that dataset has these rows
+        if accepted >= self.spec.rows:
+            return "done"
+        reason = await self.rt.call(self._shortfall_reason, accepted)
+        log.warning("job %s: %s", self.job_id, reason)
+        await self.rt.call(lambda: self.store.update_job_spec(self.job_id, {"partial": reason}, now_ms=now_ms()))
+        return "partial"
+
+    def _shortfall_reason(self, accepted: int) -> str:
+        """One sentence for the requester and the dataset card (worker thread: reads the store)."""
+        n_tasks = len(self.store.tasks(self.job_id, stage=TaskKind.SYNTHESIZE.value))
+        budget = synthesize.max_tasks(self.ctx)
+        return (
+            f"{accepted} of {self.spec.rows} rows passed verification after {n_tasks} synthesize tasks "
+            f"(the attempt budget: {budget} tasks, {synthesize.MAX_TASKS_FACTOR} per requested row); "
+            "fewer rows are delivered rather than rows that failed the checks"
+        )

@@ -5,6 +5,14 @@ others): the first wave asks for `OVERGENERATION` x the missing rows; each
 later wave asks for what is still missing, again with the factor. Sources are
 used round-robin; a source used again gets a variant instruction, and its
 task id (hence its seed) differs, so the model writes something new.
+
+Question/answer specs (grounded, one field that asks and one that states, both
+strings) are written answer first (PAQ): each task names one answer sentence
+that curate picked from a chunk, the node writes the question, and a third
+node's round trip decides whether the question leads back to that sentence.
+Tasks go through (chunk, sentence) pairs so that every document, then every
+chunk, gets its first sentence before any gets a second; a sentence is tried
+again, with another seed, only after every pair had its turn.
 """
 
 from __future__ import annotations
@@ -16,8 +24,8 @@ from coordinator.pipeline import curate, question_gen
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskSpec
 from coordinator.planner import OVERGENERATION, ROWS_PER_SYNTHESIZE_TASK
-from coordinator.spec import DatasetSpec, asks
-from protocol.tasks import SynthesisSpec, SynthesizePayload, TaskKind
+from coordinator.spec import DatasetSpec, FieldSpec, FieldType, asks
+from protocol.tasks import AnswerTarget, SynthesisSpec, SynthesizePayload, TaskKind
 
 MAX_TASKS_FACTOR = 8
 """Give up once this many times the requested rows were attempted: the sources cannot yield more.
@@ -57,11 +65,69 @@ def grounded_row_schema(spec: DatasetSpec) -> dict[str, Any]:
     return {**schema, "required": [n for n in names if not asks(n)] + [n for n in names if asks(n)]}
 
 
+MAX_QUESTION_CHARS = 150
+"""One sentence of a question; longer ones were run-ons in every demo run."""
+
+
+def qa_fields(spec: DatasetSpec) -> tuple[FieldSpec, FieldSpec] | None:
+    """(question field, answer field) when the spec's rows are written answer first, else None."""
+    fields = spec.generated_fields
+    if not spec.grounded or len(fields) != 2 or any(f.type is not FieldType.STRING for f in fields):
+        return None
+    asking = [f for f in fields if asks(f.name)]
+    stating = [f for f in fields if not asks(f.name)]
+    if len(asking) != 1 or len(stating) != 1:
+        return None
+    return asking[0], stating[0]
+
+
+def answer_pairs(ctx: JobContext, answer_field: FieldSpec) -> list[tuple[SynthesisSpec, str]]:
+    """(source, answer sentence) in the order tasks take them: documents, then chunks, then sentences."""
+    per_doc: dict[str, list[list[tuple[SynthesisSpec, str]]]] = {}
+    for _, src in curate.synthesis_specs(ctx):
+        fits = [a for a in src.answers if answer_field.min_length <= len(a) <= answer_field.max_length]
+        if fits:
+            per_doc.setdefault(src.chunk.content_sha256, []).append([(src, a) for a in fits])
+    return _interleave([_interleave(chunks) for chunks in per_doc.values()])
+
+
+def _interleave(lists: list[list[tuple[SynthesisSpec, str]]]) -> list[tuple[SynthesisSpec, str]]:
+    out: list[tuple[SynthesisSpec, str]] = []
+    for i in range(max((len(x) for x in lists), default=0)):
+        out += [x[i] for x in lists if i < len(x)]
+    return out
+
+
+def _answer_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[FieldSpec, FieldSpec]) -> list[TaskSpec]:
+    question, answer = fields
+    pairs = answer_pairs(ctx, answer)
+    if not pairs:
+        return []
+    schema = grounded_row_schema(ctx.spec)
+    max_chars = max(16, min(question.max_length, MAX_QUESTION_CHARS))
+    out: list[TaskSpec] = []
+    for i in range(start, start + count):
+        src, sentence = pairs[i % len(pairs)]
+        target = AnswerTarget(
+            sentence=sentence, question_field=question.name, answer_field=answer.name, max_question_chars=max_chars
+        )
+        payload = SynthesizePayload(
+            instruction=src.instruction, chunk=src.chunk, row_schema=schema, n_rows=1, target=target
+        )
+        out.append(TaskSpec(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens=max_chars // 3 + 8))
+    return out
+
+
 def tasks(ctx: JobContext, start: int, count: int) -> list[TaskSpec]:
     """Synthesize tasks number `start` .. `start + count - 1` (deterministic, so a restart re-creates the same)."""
     spec = ctx.spec
     schema = grounded_row_schema(spec) if spec.grounded else spec.row_json_schema()
     out: list[TaskSpec] = []
+    qa = qa_fields(spec)
+    if qa is not None:
+        answer_first = _answer_first_tasks(ctx, start, count, qa)
+        if answer_first:
+            return answer_first
     if spec.grounded:
         sources: list[SynthesisSpec] = [s for _, s in curate.synthesis_specs(ctx)]
         if not sources:

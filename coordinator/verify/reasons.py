@@ -46,6 +46,16 @@ class Reason(StrEnum):
     """A field loops on itself ("the answer is that the answer is that ..."): a small-model failure."""
     QUESTION_OFF_SOURCE = "question_off_source"
     """A field that asks shares no content word with its source ("What does it do?"): generic or off topic."""
+    QUESTION_MALFORMED = "question_malformed"
+    """Not one well-formed question: no wh-word or "?" at the end, debris (braces, quotes), several sentences."""
+    QUESTION_OFF_ANSWER = "question_off_answer"
+    """The question asks about something its answer sentence does not mention."""
+    QUESTION_GIVES_ANSWER = "question_gives_answer"
+    """The question already says most of what its answer says: nothing is left to answer."""
+    ROUNDTRIP_FAILED = "roundtrip_failed"
+    """A validator reading the question and the chunk, without the answer, did not land on the row's answer."""
+    ANSWER_MISMATCH = "answer_mismatch"
+    """An answer-first row whose answer is not the sentence the task named."""
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,10 @@ class RescoreThresholds:
     """
 
     min_topk_rate: float = 0.82
+    max_topk_misses_allowed: int = 2
+    """A candidate may miss the top-k this often whatever its rate: a rate over a few tokens is coarse. In a
+    20-row demo run, 2 of 51 honest answer-first questions (10 tokens) had 8 inside the top-10, a rate of
+    0.80; shuffled or foreign text misses far more often (rate 0.15 and 0.76 on longer outputs)."""
     """Share of candidate tokens inside the validator's top-k."""
     min_mean_logprob: float = -4.0
     """Mean per-token logprob (nats) of the candidate under the declared model."""
@@ -168,7 +172,8 @@ def decide(candidate: Candidate[K], thresholds: RescoreThresholds = RescoreThres
         return reject("the prompt it reports is not the task's prompt: generated for another input")
     if n_tokens < thresholds.min_tokens:
         return reject(f"{n_tokens} tokens re-scored, need {thresholds.min_tokens}")
-    if topk < thresholds.min_topk_rate:
+    misses = round(n_tokens * (1.0 - topk))
+    if topk < thresholds.min_topk_rate and misses > thresholds.max_topk_misses_allowed:
         return reject(f"top-k rate {topk:.3f} < {thresholds.min_topk_rate}")
     if mean_lp < thresholds.min_mean_logprob:
         return reject(f"mean logprob {mean_lp:.3f} < {thresholds.min_mean_logprob}")
@@ -181,6 +186,46 @@ def decide(candidate: Candidate[K], thresholds: RescoreThresholds = RescoreThres
             f"{thresholds.max_claim_excess})"
         )
     return RescoreDecision(candidate.key, True, None, topk, mean_lp)
+
+
+@dataclass(frozen=True)
+class RoundTripThresholds:
+    """When a validator's round trip says "the question leads back to its answer".
+
+    First measured on the bundled model over 30 answer-first questions on SQLite documentation
+    pages: the answer sentence ranked first among the 2-17 sentences of its chunk for 7 of 30; of
+    the rows that also passed the question gates, every one was acceptable, while rows ranked
+    lower held some acceptable ones too. Precision first: rank 0 only. bench/quality.py measures
+    this on the labelled set.
+    """
+
+    max_rank: int = 0
+    min_margin: float = 0.0
+    """Nats per token by which the answer's gain must beat the best other sentence's."""
+    min_gain: float = 0.0
+    """The answer sentence must make the question more likely than no sentence does."""
+
+
+def roundtrip_failure(
+    validations: Sequence[ValidateOutput], thresholds: RoundTripThresholds = RoundTripThresholds()
+) -> Failure | None:
+    """Why an answer-first row fails its round trip, or None. Every validator must recover the answer:
+    one validator waving a row through cannot outvote another that did not land on it."""
+    trips = [v.roundtrip for v in validations]
+    if not trips or any(t is None for t in trips):
+        return Failure(Reason.ROUNDTRIP_FAILED, "no validator ran the round trip")
+    worst = max((t for t in trips if t is not None), key=lambda t: (t.answer_rank, -t.margin))
+    if (
+        worst.answer_rank > thresholds.max_rank
+        or worst.margin <= thresholds.min_margin
+        or worst.gain <= thresholds.min_gain
+    ):
+        return Failure(
+            Reason.ROUNDTRIP_FAILED,
+            f"a reader of the question picked another sentence: the answer ranked {worst.answer_rank + 1} of "
+            f"{worst.n_sentences} (margin {worst.margin:+.3f}, gain {worst.gain:+.3f})",
+        )
+    return None
 
 
 def decide_all(

@@ -13,6 +13,16 @@ anywhere. Chunks shorter than `MIN_CHUNK_CHARS` carry too little to ground a
 row and are dropped. When `max_tasks` cuts the list, documents take turns
 (round-robin), so one long page cannot crowd out the others.
 
+Answer sentences (PAQ's first step, "pick answer-bearing passages"): each
+chunk also names up to `ANSWERS_PER_CHUNK` of its sentences that can stand
+as the answer of a question on their own: a complete declarative sentence of
+moderate length, no code debris, that opens with the thing it talks about
+(a subject phrase followed by a verb) rather than with a pronoun or a
+connective that points at another sentence. Definitions ("X is a ...") come
+first: the question they answer ("What is X?") is the one a reader asks most.
+The rules are English; a chunk in another language yields no answers and its
+rows are written the generic way.
+
 An LLM is not needed: choosing chunks by structure is reproducible across
 nodes and free, while an LLM pass would cost a generation per document and
 make curate a generative kind that needs re-scoring.
@@ -37,6 +47,12 @@ from protocol.tasks import (
 )
 
 MIN_CHUNK_CHARS = 80
+ANSWERS_PER_CHUNK = 4
+"""Rows per chunk are capped by this too: a chunk's answers are spread over the job, not spent at once."""
+ANSWER_MIN_WORDS = 6
+ANSWER_MAX_WORDS = 45
+ANSWER_MAX_CHARS = 300
+"""The evidence bound (synthesize.EVIDENCE_MAX_CHARS): an answer is always one whole evidence candidate."""
 
 Span = tuple[int, int]
 
@@ -109,6 +125,103 @@ def chunk_spans(text: str, max_chars: int, min_chars: int = MIN_CHUNK_CHARS) -> 
     return [(s, e) for s, e in _pack(text, units, max_chars) if e - s >= min_chars]
 
 
+# Words that make a sentence lean on another one ("It returns ...", "However, ..."), or that open
+# something that is not a statement about a subject.
+_DEPENDENT_OPENER_TEXT = (
+    "this that these those it its they them their there here he she his her we our you your i however "
+    "but and or so then also thus hence therefore otherwise instead still yet such for if when while "
+    "because although though unless since as see note example e.g i.e both each either neither all "
+    "some any many most other another one none no not to on in at by with from under over after "
+    "before during within without through upon via per"
+)
+_DEPENDENT_OPENERS = frozenset(_DEPENDENT_OPENER_TEXT.split())
+_AUXILIARY_TEXT = (
+    "is are was were can cannot may might must will would should shall could does do did has have had"
+)
+_AUXILIARIES = frozenset(_AUXILIARY_TEXT.split())
+_FUNCTION_WORD_TEXT = (
+    "the a an to of in on at by with from for and or as into onto than prior below above which who "
+    "whose"
+)
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split())
+_PHRASE_WORD = re.compile(r"^[\w.()\[\]'`:-]+$")
+_DEFINITION = re.compile(r"\s(?:is|are)\s+(?:a|an|one|used|the(?!\s+same\b))\b")
+_DEBRIS = re.compile(r"[{};=<>|$\\]|https?:|\.\.\.|\s[-*•]\s")
+_WORD_CHARS = re.compile(r"\w")
+_MAX_SUBJECT_WORDS = 7
+_IMPERATIVE_NEXT = frozenset(["the", "a", "an", "to", "this", "these", "that", "your", "all", "any", "each"])
+
+
+def _inflected(word: str) -> bool:
+    """A third-person verb form (returns, provides). No lexicon, so a plural noun looks the same; endings
+    verbs rarely have (class, status, analysis) do not count."""
+    w = word.lower()
+    return len(w) > 3 and w.isalpha() and w.endswith("s") and not w.endswith(("ss", "us", "is"))
+
+
+_SHORT_SUBJECT_WORDS = 4
+"""A subject found by an inflected verb alone (no auxiliary) must be this short and hold no plural-looking
+word: "The functions mirror definitions" would otherwise read as subject "The functions mirror"."""
+
+
+def sentence_subject(sentence: str) -> str:
+    """The phrase a sentence opens with and talks about ("The lookaside allocator" in "The lookaside
+    allocator is ..."), or "" when it does not open with one: an opener that leans on another
+    sentence, an adverb ("Generally"), a gerund, a label ("Note:"), or a verb (an instruction or a
+    fragment: "Returns a list of ...", "Refer to the ...").
+
+    The verb is the first auxiliary (is, can, must, does, ...) after a plausible subject; failing that,
+    an inflected verb after a short one. Past tenses ("-ed") are not taken for verbs: in documentation
+    they are mostly participles ("The modules described in this chapter provide ...")."""
+    words = sentence.split()
+    first = words[0].lower() if words else ""
+    if len(words) < 3 or first.strip(",") in _DEPENDENT_OPENERS or first.endswith(("ly", "ing")):
+        return ""
+    if words[1].lower() in _IMPERATIVE_NEXT and "_" not in first and "(" not in first:
+        return ""  # "Refer to ...", "Use the ...": an instruction, or a verb-first fragment
+    limit = min(_MAX_SUBJECT_WORDS, len(words) - 1)
+    for i in range(1, limit + 1):
+        if words[i].lower() in _AUXILIARIES:
+            return _subject(words[:i])
+    for i in range(1, min(_SHORT_SUBJECT_WORDS, limit) + 1):
+        if _inflected(words[i]) and not any(_inflected(w) for w in words[:i]):
+            return _subject(words[:i])
+    return ""
+
+
+def _subject(head: list[str]) -> str:
+    last = head[-1].lower()
+    if not all(_PHRASE_WORD.match(w) and not w.endswith(":") for w in head):
+        return ""
+    if last in _FUNCTION_WORDS or last in _DEPENDENT_OPENERS:
+        return ""
+    subject = " ".join(head)
+    return subject if len(subject) >= 3 and _WORD_CHARS.search(subject) else ""
+
+
+def is_definition(sentence: str) -> bool:
+    """ "X is a ...": the sentence says what its subject is."""
+    subject = sentence_subject(sentence)
+    return bool(subject) and _DEFINITION.match(sentence, len(subject)) is not None
+
+
+def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK) -> list[str]:
+    """The sentences of `text` that can answer a question on their own, definitions first."""
+    picked: list[tuple[int, int, str]] = []
+    for order, (s, e) in enumerate(sentence_spans(text)):
+        sentence = text[s:e]
+        n_words = len(sentence.split())
+        if not (ANSWER_MIN_WORDS <= n_words <= ANSWER_MAX_WORDS) or len(sentence) > ANSWER_MAX_CHARS:
+            continue
+        first = sentence.split()[0]
+        if not (first[0].isupper() or "_" in first) or not sentence.endswith("."):
+            continue
+        if _DEBRIS.search(sentence) or "\n" in sentence or not sentence_subject(sentence):
+            continue
+        picked.append((0 if is_definition(sentence) else 1, order, sentence))
+    return list(dict.fromkeys(s for _, _, s in sorted(picked)))[:limit]
+
+
 class CurateExecutor:
     kind = TaskKind.CURATE
 
@@ -137,6 +250,7 @@ def _document_tasks(doc: Document, payload: CuratePayload) -> list[SynthesisSpec
         SynthesisSpec(
             instruction=payload.instruction,
             chunk=SourceChunk(url=doc.url, content_sha256=doc.content_sha256, start=s, end=e, text=doc.text[s:e]),
+            answers=answer_sentences(doc.text[s:e]),
         )
         for s, e in chunk_spans(doc.text, payload.chunk_chars)
     ]

@@ -20,21 +20,32 @@ what the model produced, with no post-processing between them.
 Rows are checked one by one against the caller's row schema (jsonschema) and
 dropped when they fail (keywords such as `pattern` are not enforced by the
 grammar) or repeat an earlier row; an empty `rows` list is a valid result.
+
+Answer first (`SynthesizePayload.target`, question/answer rows): the answer is
+the target sentence, verbatim, and the model writes only the question, as a
+plain completion under a grammar that admits one question and nothing else
+(a wh-word, bounded text without quotes, braces or newlines, one "?" at the
+end). The row is {question field: the question, answer field: the sentence},
+its evidence the sentence. A question that repeats a content word of the
+prompt's examples that its source lacks is leakage, and the row is dropped.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from node.executors.base import ExecutionError, ExecutionResult
-from node.executors.curate import bounded_pieces, sentence_spans
+from node.executors.curate import bounded_pieces, is_definition, sentence_spans, sentence_subject
 from node.executors.generated import generate_output
-from node.llm.engine import Engine
+from node.llm.backend import ContextOverflow, SamplingParams
+from node.llm.engine import Engine, EngineError
 from node.llm.schema import CompiledSchema, OutputInvalid, UnsupportedSchema, compile_schema
-from node.llm.structured import loads_strict
+from node.llm.structured import REPEAT_PENALTY, TOKEN_SLACK, generation_stats, loads_strict
 from node.prompts import load_prompts
 from protocol.tasks import (
+    AnswerTarget,
     DecodingParams,
     Frozen,
     GeneratedRow,
@@ -172,6 +183,161 @@ def parse_rows(
     return rows
 
 
+# --- answer first: the model writes the question its target sentence answers ----------------------
+
+QUESTION_WORDS = ("What", "Which", "How", "Why", "When", "Where", "Who")
+QUESTION_MIN_CHARS = 12
+_QUESTION_CHARS = "[a-zA-Z0-9 ,'()_./:+*#-]"
+"""No quotes, braces, brackets, newlines or question marks inside: the debris the JSON path let
+through (`','case':'...`, `}],`) cannot be written."""
+_LEAK_WORD = re.compile(r"[a-z0-9']{4,}")
+_FRAME_WORDS = frozenset(
+    [
+        "what",
+        "when",
+        "where",
+        "which",
+        "does",
+        "sentence",
+        "subject",
+        "question",
+        "answers",
+        "about",
+        "into",
+        "that",
+        "with",
+        "from",
+    ]
+)
+
+
+def question_prompt(payload: SynthesizePayload) -> str:
+    target = _target(payload)
+    prompts = load_prompts()
+    return prompts.render(
+        "question",
+        "prompt",
+        examples=prompts.text("question", "examples"),
+        sentence=" ".join(target.sentence.split()),
+        subject=sentence_subject(target.sentence) or target.sentence.split()[0],
+    )
+
+
+MAX_TAIL_WORDS = 4
+_MODALS = frozenset(["can", "cannot", "may", "might", "must", "will", "would", "should", "shall", "could"])
+_COPULAS = frozenset(["is", "are", "was", "were"])
+_DETERMINERS = frozenset(["the", "a", "an"])
+_VP_WORD = "[a-z0-9_()'-]"
+
+
+def question_frames(sentence: str, source: str = "") -> list[str]:
+    """GBNF alternatives for the questions `sentence` answers, built on its own subject and verb.
+
+    A question that keeps the sentence's subject and asks with its verb ("The checksum is added as
+    each page is written" -> "When is the checksum ...?", "X returns ..." -> "What does X ...?")
+    is about what the sentence says by construction; the model picks the wh-word and writes the
+    rest. A negated verb stays negated ("X must not close ..." -> "What must X not ...?": asked
+    without it, the sentence would answer the opposite). "What is X?" is offered only where the
+    sentence says what X is (a definition). The subject's first word is lowercased when it is a
+    determiner or a word that `source` also uses in lowercase (a common noun, not a name)."""
+    subject = sentence_subject(sentence)
+    if not subject:
+        return []
+    words = subject.split()
+    first = words[0]
+    common = first.isalpha() and first[1:].islower() and re.search(rf"\b{first.lower()}\b", source) is not None
+    if first.lower() in _DETERMINERS or common:
+        words[0] = first.lower()
+    asked = json.dumps(" ".join(words))
+    rest = sentence.split()[len(subject.split()) :]
+    verb = rest[0].lower()
+    negated = verb == "cannot" or (len(rest) > 1 and rest[1].lower() in ("not", "never"))
+    if verb == "cannot":
+        verb = "can"
+    wh = '("What" | "When" | "How" | "Why" | "Where" | "Which")'
+    after = [w.lower() for w in rest[1:3]]
+    passive = verb in _MODALS and ("be" in after[:1] or after == ["not", "be"])
+    # "X can be extended" asked without "be" flips the voice ("What can X extend?").
+    tail = '" not" ' if negated else ""
+    tail = f'{tail}" be " vp' if passive else f'{tail}" " vp'
+    if verb in _COPULAS and is_definition(sentence) and not negated:
+        return [f'"What {verb} " {asked}']
+    if verb in _COPULAS or verb in _MODALS or verb in ("does", "do", "did"):
+        return [f'{wh} " {verb} " {asked} {tail}']
+    aux = "did" if verb.endswith("ed") else ("does" if verb.endswith("s") else "do")
+    return [f'{wh} " {aux} " {asked} {tail}']
+
+
+def question_grammar(sentence: str, max_chars: int, source: str = "") -> str:
+    """GBNF for one question: " " then a frame of `question_frames`, then "?" and the end."""
+    frames = question_frames(sentence, source)
+    if not frames:
+        raise ExecutionError("the target sentence does not open with a subject to ask about")
+    # A wh-word stands for what is asked; a long tail after the verb restates the answer instead.
+    vp_words = max(1, min(MAX_TAIL_WORDS, (max_chars - len(sentence_subject(sentence)) - 12) // 6))
+    return (
+        f'root ::= " " ({" | ".join(frames)}) "?"\n'
+        f'vp ::= {_VP_WORD}{{1,24}} (" " {_VP_WORD}{{1,24}}){{0,{vp_words - 1}}}\n'
+    )
+
+
+def leaked_words(question: str, source: str) -> list[str]:
+    """Content words of the prompt's examples that `question` repeats and `source` does not contain."""
+    examples = set(_LEAK_WORD.findall(load_prompts().text("question", "examples").lower())) - _FRAME_WORDS
+    have = set(_LEAK_WORD.findall(source.lower()))
+    return [w for w in dict.fromkeys(_LEAK_WORD.findall(question.lower())) if w in examples and w not in have]
+
+
+def _target(payload: SynthesizePayload) -> AnswerTarget:
+    target, chunk = payload.target, payload.chunk
+    if target is None or chunk is None:
+        raise ExecutionError("an answer-first task needs a target sentence and its source chunk")
+    if target.sentence not in chunk.text:
+        raise ExecutionError("the target sentence does not occur in the source chunk")
+    if set(payload.row_schema.get("properties", {})) != {target.question_field, target.answer_field}:
+        raise ExecutionError("an answer-first row_schema must have exactly the question and answer fields")
+    return target
+
+
+async def write_question(
+    engine: Engine, payload: SynthesizePayload, decoding: DecodingParams | None, model_sha256: str | None
+) -> ExecutionResult:
+    target = _target(payload)
+    assert payload.chunk is not None
+    decoding = decoding or DecodingParams(seed=0)
+    prompt = question_prompt(payload)
+    params = SamplingParams(
+        seed=decoding.seed,
+        temperature=decoding.temperature,
+        top_k=decoding.top_k,
+        top_p=decoding.top_p,
+        max_tokens=max(decoding.max_tokens, target.max_question_chars + TOKEN_SLACK),
+        repeat_penalty=REPEAT_PENALTY,
+    )
+    try:
+        lm = engine.model(model_sha256)
+        grammar = question_grammar(target.sentence, target.max_question_chars, payload.chunk.text)
+        result = await engine.generate(lm.sha256, prompt, params, grammar=grammar)
+    except (EngineError, ContextOverflow) as exc:
+        raise ExecutionError(str(exc)) from None
+    if result.finish_reason != "stop":
+        raise ExecutionError(
+            f"question generation ended by {result.finish_reason} after {result.completion_tokens} tokens"
+        )
+    question = result.text.strip()
+    rows = []
+    if not leaked_words(question, payload.chunk.text):
+        data = {target.question_field: question, target.answer_field: target.sentence}
+        rows.append(GeneratedRow(data=data, evidence=target.sentence))
+    return ExecutionResult(
+        output=SynthesizeOutput(rows=rows),
+        model_sha256=lm.sha256,
+        prompt=prompt,
+        raw_text=result.text,
+        stats=generation_stats(result),
+    )
+
+
 class SynthesizeExecutor:
     kind = TaskKind.SYNTHESIZE
 
@@ -183,6 +349,8 @@ class SynthesizeExecutor:
     ) -> ExecutionResult:
         if not isinstance(payload, SynthesizePayload):
             raise ExecutionError(f"synthesize executor got a {type(payload).__name__}")
+        if payload.target is not None:
+            return await write_question(self.engine, payload, decoding, model_sha256)
         schema, candidates = output_schema(payload)
         try:
             compiled = compile_schema(schema)

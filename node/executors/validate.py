@@ -7,6 +7,19 @@ thresholds on the top-k rate) is the coordinator's.
 
 No chat template is needed: the payload carries the exact rendered prompt,
 so a base model can validate outputs produced under its own digest.
+
+Round trip (answer-first synthesize tasks, PAQ's filter): in the same task,
+the validator reads the candidate's question against every sentence of the
+chunk: the gain of each sentence is how much it raises the question's
+log-likelihood over no sentence at all (mean nats per question token, the
+pointwise mutual information of question and sentence). It reports where the
+row's answer sentence ranks and by what margin; the coordinator keeps the row
+only when that sentence comes first, with a positive gain. A question written
+for another sentence of the chunk, or about nothing in particular, fails.
+Whether the sentence *answers* the question is not measured here but by the
+coordinator's question gates (coordinator/verify/gates.py), which need no
+model: the question is built on the sentence's own subject and verb and asks
+only about words the sentence contains.
 """
 
 from __future__ import annotations
@@ -15,13 +28,15 @@ import math
 
 from node.executors.base import ExecutionError, ExecutionResult
 from node.llm.backend import ContextOverflow
-from node.llm.engine import Engine, ModelNotLoaded
+from node.llm.engine import Engine, EngineError, ModelNotLoaded
+from node.prompts import load_prompts
 from protocol.messages import GenerationStats
 from protocol.tasks import (
     DecodingParams,
     Frozen,
     QuestionGenPayload,
     RescorablePayload,
+    RoundTrip,
     SpecPayload,
     SynthesizePayload,
     TaskKind,
@@ -46,6 +61,43 @@ def task_messages(task: RescorablePayload) -> list[dict[str, str]]:
     return judge.messages(task)
 
 
+def task_prompt(engine: Engine, sha256: str, task: RescorablePayload) -> str:
+    """The exact prompt the producer of `task` was given."""
+    from node.executors import synthesize
+
+    if isinstance(task, SynthesizePayload) and task.target is not None:
+        return synthesize.question_prompt(task)
+    return engine.render_chat(sha256, task_messages(task))
+
+
+async def round_trip(engine: Engine, sha256: str, task: SynthesizePayload, candidate: str) -> RoundTrip:
+    """Where the row's answer sentence ranks among the chunk's sentences as the one `candidate` (the
+    question) is about."""
+    from node.executors import synthesize
+
+    assert task.target is not None and task.chunk is not None
+    sentences = synthesize.evidence_candidates(task.chunk)
+    if task.target.sentence not in sentences:
+        raise ExecutionError("the target sentence is not one of the chunk's sentences")
+    prompts = load_prompts()
+    question = " " + " ".join(candidate.split())
+
+    async def score(sentence: str) -> float:
+        prompt = prompts.render("roundtrip", "prompt", sentence=" ".join(sentence.split()))
+        return (await engine.rescore(sha256, prompt, question, 1)).mean_logprob
+
+    base = await score("")
+    gains = [await score(s) - base for s in sentences]
+    mine = sentences.index(task.target.sentence)
+    others = [g for i, g in enumerate(gains) if i != mine]
+    return RoundTrip(
+        answer_rank=sum(g >= gains[mine] for g in others),
+        margin=round(gains[mine] - max(others, default=0.0), 4),
+        gain=round(gains[mine], 4),
+        n_sentences=len(sentences),
+    )
+
+
 class ValidateExecutor:
     kind = TaskKind.VALIDATE
 
@@ -61,15 +113,15 @@ class ValidateExecutor:
             raise ExecutionError(f"grant names model {model_sha256} but the payload declares {payload.model_sha256}")
         try:
             lm = self.engine.model(payload.model_sha256)
-            prompt, matches = payload.prompt, None
+            prompt, matches, trip = payload.prompt, None, None
             if payload.task is not None:
                 # Re-score under the prompt the task really has, not the one the producer reports.
-                prompt = self.engine.render_chat(lm.sha256, task_messages(payload.task))
+                prompt = task_prompt(self.engine, lm.sha256, payload.task)
                 matches = prompt == payload.prompt
             result = await self.engine.rescore(lm.sha256, prompt, payload.candidate, payload.top_k)
-        except ModelNotLoaded as exc:
-            raise ExecutionError(f"cannot validate: {exc}") from None
-        except ContextOverflow as exc:
+            if isinstance(payload.task, SynthesizePayload) and payload.task.target is not None:
+                trip = await round_trip(self.engine, lm.sha256, payload.task, payload.candidate)
+        except (ModelNotLoaded, ContextOverflow, EngineError) as exc:
             raise ExecutionError(f"cannot validate: {exc}") from None
         mean = result.mean_logprob
         output = ValidateOutput(
@@ -78,6 +130,7 @@ class ValidateExecutor:
             topk_rate=result.topk_rate,
             token_logprobs=[x if math.isfinite(x) else -1e9 for x in result.token_logprobs[:MAX_TOKEN_LOGPROBS]],
             prompt_matches=matches,
+            roundtrip=trip,
         )
         return ExecutionResult(
             output=output,

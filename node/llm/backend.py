@@ -377,17 +377,24 @@ class LlamaBackend:
         return self.rescore_many(prompt, [candidate], top_k, candidate_batch=candidate_batch)[0]
 
     def rescore_many(
-        self, prompt: str, candidates: Sequence[str], top_k: int, *, candidate_batch: int = 128
+        self,
+        prompt: str,
+        candidates: Sequence[str],
+        top_k: int,
+        *,
+        candidate_batch: int = 128,
+        max_tokens: int | None = None,
     ) -> list[RescoreResult]:
         """`rescore` for several candidates of one prompt, prefilling the prompt once.
 
         Each candidate continues from the same prompt state (its positions are removed
         from the KV cache afterwards), so each result equals a separate `rescore`.
+        `max_tokens` scores only each candidate's first tokens (a round trip needs no more).
         """
         with self._exclusive():
             t0 = time.perf_counter()
             p = self.tokenize_prompt(prompt)
-            cands = [self.tokenize_text(c) for c in candidates]
+            cands = [self.tokenize_text(c)[:max_tokens] for c in candidates]
             longest = max((len(c) for c in cands), default=0)
             if len(p) + longest > self.n_ctx:
                 raise ContextOverflow(

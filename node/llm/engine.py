@@ -215,10 +215,12 @@ class Engine:
         return await self.run(sha256, lambda backend, _stop: backend.rescore(prompt, candidate, top_k))
 
     async def rescore_many(
-        self, sha256: str | None, prompt: str, candidates: Sequence[str], top_k: int
+        self, sha256: str | None, prompt: str, candidates: Sequence[str], top_k: int, *, max_tokens: int | None = None
     ) -> list[RescoreResult]:
         """Re-score several candidates (e.g. disagreeing replicas) of one prompt, prefilling it once."""
-        return await self.run(sha256, lambda backend, _stop: backend.rescore_many(prompt, candidates, top_k))
+        return await self.run(
+            sha256, lambda backend, _stop: backend.rescore_many(prompt, candidates, top_k, max_tokens=max_tokens)
+        )
 
     async def run(self, sha256: str | None, fn: Callable[[LlamaBackend, threading.Event], T]) -> T:
         """Run `fn(backend, stop)` on a worker thread with an idle slot of the model."""

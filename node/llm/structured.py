@@ -49,15 +49,19 @@ class StructuredResult:
 
     @property
     def stats(self) -> GenerationStats:
-        g = self.generation
-        mean = g.mean_logprob
-        return GenerationStats(
-            prompt_tokens=g.prompt_tokens,
-            completion_tokens=g.completion_tokens,
-            mean_logprob=round(mean, 6) if mean is not None else None,
-            seconds=round(g.prefill_seconds + g.decode_seconds, 4),
-            finish_reason=g.finish_reason,
-        )
+        return generation_stats(self.generation)
+
+
+def generation_stats(g: GenerationResult) -> GenerationStats:
+    """What a Result reports about one generation."""
+    mean = g.mean_logprob
+    return GenerationStats(
+        prompt_tokens=g.prompt_tokens,
+        completion_tokens=g.completion_tokens,
+        mean_logprob=round(mean, 6) if mean is not None else None,
+        seconds=round(g.prefill_seconds + g.decode_seconds, 4),
+        finish_reason=g.finish_reason,
+    )
 
 
 REPEAT_PENALTY = 1.15

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +26,18 @@ import trio
 from coordinator.api import ApiSettings, serve_api
 from coordinator.api.auth import Scope, TokenStore
 from coordinator.config import CoordinatorConfig
+from coordinator.pipeline import synthesize
+from coordinator.pipeline.context import JobContext
 from coordinator.scheduler import Scheduler
 from coordinator.service import Coordinator, open_coordinator
+from coordinator.spec import DatasetSpec
 from network import now_ms
 from protocol.envelope import open_envelope, seal
 from protocol.identity import Identity
 from protocol.messages import Claim, Grant, ModelInfo, NodeStatus, Result
 from protocol.tasks import SearchHit, SearchOutput, SearchPayload, TaskKind
+from tests.coordinator.factories import GOOD_ROW, MODEL, result_for, rows_output, synth_payload
+from tests.coordinator.test_compile_fixtures import spec as fixture_spec
 
 T = TypeVar("T")
 FAST = ApiSettings(sse_interval_s=0.05, sse_heartbeat_s=0.3, activity_interval_s=0.1)
@@ -135,6 +141,51 @@ def settle_search(coordinator: Coordinator, task_id: str, *, dissent: bool = Fal
         _submit_search(sched, task_id, node(3), GOOD_URLS)
 
 
+ROW_TEXT = '{"question": "Who developed the printing press?", "answer": "Johannes Gutenberg developed it."}'
+BEFORE_SYNTHESIZE = (TaskKind.QUESTION_GEN, TaskKind.SEARCH, TaskKind.RETRIEVE, TaskKind.CURATE)
+
+
+def budget_spent_job(
+    coordinator: Coordinator, job_id: str, *, rows: int, accepted: int, out_dir: Path, request: str = ""
+) -> DatasetSpec:
+    """Worker thread: an open job (grounded, `rows` requested) whose synthesize attempt budget is spent:
+    every earlier stage is done, all `synthesize.max_tasks` tasks exist, `accepted` of them were settled by
+    two agreeing new nodes through the real scheduler (one real row each), the rest were abandoned. No runner
+    drives it yet: `Coordinator.resume_jobs` starts the real JobRunner, which finds the budget spent.
+    Returns the job's spec (what `dataswarm request --spec` must submit to attach to it)."""
+    store = coordinator.store
+    sched: Scheduler = coordinator.runtime.scheduler
+    now = now_ms()
+    spec = fixture_spec(rows=rows)
+    spec_doc = spec.model_dump(mode="json")
+    doc = {"request": request, "spec": spec_doc, "submitted_spec": spec_doc, "grounded": True,
+           "llm_spec": False, "out_dir": str(out_dir)}  # fmt: skip
+    store.create_job(job_id, doc, allowed_models=[MODEL], now_ms=now)
+    for kind in BEFORE_SYNTHESIZE:
+        store.add_stage(job_id, kind.value, now_ms=now)
+        store.set_stage_state(job_id, kind.value, "done", now_ms=now)
+    store.add_stage(job_id, TaskKind.SYNTHESIZE.value, now_ms=now)
+    budget = synthesize.max_tasks(JobContext(store, job_id, spec, request))
+    ids = [f"{job_id}.synthesize.{i}" for i in range(budget)]
+    for task_id in ids:
+        sched.submit(task_id, job_id, TaskKind.SYNTHESIZE.value, synth_payload(), est_tokens=100, now_ms=now)
+    for i, task_id in enumerate(ids):
+        if i < accepted:
+            # A distinct question per task: identical rows would be dropped as duplicates.
+            row = (f"{GOOD_ROW[0][:-1]} (asked {i + 1} times)?", GOOD_ROW[1], GOOD_ROW[2])
+            for who in (node(10), node(11)):  # new nodes: replicated at r = 2, accepted when they agree
+                g = sched.on_claim(
+                    Claim(task_id=task_id, attempt=0, model_sha256=MODEL, free_slots=1, tok_s=50.0), who.peer_id, now
+                )
+                assert isinstance(g, Grant), f"{who.peer_id} was refused {task_id}: {g}"
+                result = result_for(g, rows_output(row), raw_text=ROW_TEXT)
+                sched.on_result(open_envelope(seal(who, result, now_ms=now), now_ms=now, replay_cache=None), now)
+        else:
+            sched.abandon(task_id, now)
+    assert store.row_count(job_id) == accepted, store.row_drops(job_id)
+    return spec
+
+
 def report_status(coordinator: Coordinator, who: Identity, *, free: int = 2, tok_s: float = 42.5) -> None:
     """Worker thread: what a node's status gossip does when it reaches the coordinator."""
     status = NodeStatus(
@@ -188,6 +239,19 @@ class LiveApi:
         """Run `fn` on the coordinator's worker thread, from this (foreign) thread."""
         assert self._token is not None
         return trio.from_thread.run(lambda: self.coordinator.runtime.call(fn, *args, **kwargs), trio_token=self._token)
+
+    def resume_jobs(self) -> list[str]:
+        """Start every unfinished job's runner on the coordinator's loop (what a restart does)."""
+        assert self._token is not None
+        return trio.from_thread.run_sync(self.coordinator.resume_jobs, trio_token=self._token)
+
+    def wait_for_state(self, job_id: str, state: str, timeout_s: float = 30.0) -> None:
+        """Poll the store from this (foreign) thread until the job is in `state`."""
+        deadline = time.monotonic() + timeout_s
+        while (now := self.call(self.coordinator.store.job, job_id).state) != state:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is {now}, not {state}, after {timeout_s} s")
+            time.sleep(0.05)
 
     def _main(self) -> None:
         try:

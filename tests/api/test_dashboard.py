@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.support import LiveApi, node, report_status, search_job, settle_search
+from tests.api.support import LiveApi, budget_spent_job, node, report_status, search_job, settle_search
 
 CHROMIUM = Path(os.environ.get("DATASWARM_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
@@ -91,6 +91,30 @@ def test_dashboard_shows_a_job_moving(live: LiveApi, tmp_path: Path) -> None:
             shot = shots / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_dashboard_shows_a_partial_job_and_why(live: LiveApi, tmp_path: Path) -> None:
+    coord = live.coordinator
+    live.call(budget_spent_job, coord, "short-job", rows=2, accepted=1, out_dir=tmp_path / "dataset")
+    live.resume_jobs()
+    live.wait_for_state("short-job", "partial")
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{live.url}/?interval=250")
+            expect = playwright_sync.expect
+            row = page.locator('tr[data-job-id="short-job"]')
+            expect(row.locator(".state.partial")).to_have_text("partial", timeout=10_000)
+            expect(row).to_contain_text("1 of 2 rows passed verification after 16 synthesize tasks")
+            expect(row.locator('[data-stage="rows"] .count')).to_have_text("1/2")
+            colour = row.locator(".state").evaluate("el => getComputedStyle(el).backgroundColor")
+            assert colour == "rgb(251, 233, 198)"  # its own colour: neither done's green nor failed's red
             assert errors == []
         finally:
             browser.close()

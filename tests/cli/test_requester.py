@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ from coordinator.api.auth import Scope
 from coordinator.api.events import format_event
 from coordinator.planner import parse_request, plan
 from network import now_ms
-from tests.api.support import LiveApi, issue, node, report_status, search_job, settle_search
+from tests.api.support import LiveApi, budget_spent_job, issue, node, report_status, search_job, settle_search
 from tests.coordinator.test_compile_fixtures import JOB, compile_into
 from tests.coordinator.test_compile_fixtures import spec as fixture_spec
 
@@ -258,6 +258,47 @@ def test_request_on_a_failed_job_exits_with_its_error(live: LiveApi, tmp_path: P
     no_traceback(result)
 
 
+def test_request_on_a_partial_job_downloads_it_says_how_many_rows_and_exits_0(live: LiveApi, tmp_path: Path) -> None:
+    """The real runner ends the job partial (1 of 2 rows: its synthesize attempt budget is spent) while the CLI
+    follows it: that is a success with fewer rows, downloaded and verified like a done job."""
+    coordinator_out = tmp_path / "on-coordinator"
+    spec = live.call(budget_spent_job, live.coordinator, "short-run", rows=2, accepted=1, out_dir=coordinator_out)
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec.model_dump(mode="json")))
+
+    def drive() -> None:
+        time.sleep(0.6)  # the CLI has attached to the open job
+        live.resume_jobs()
+
+    out = tmp_path / "mine"
+    args = ["request", "--spec", str(spec_file), "--out", str(out), "--job-id", "short-run"]
+    driver = in_background(drive)
+    result = cli(*args, *at(live, live.token))
+    driver.join(10)
+    assert result.exit_code == 0, result.output
+    assert "attached to job short-run (open)" in result.output
+    assert any(line.startswith("job short-run partial: rows 1/2") for line in result.output.splitlines())
+    reason = "1 of 2 rows passed verification after 16 synthesize tasks (the attempt budget: 16 tasks"
+    assert f"job short-run is partial: 1 of 2 requested rows delivered. Why: {reason}" in result.output
+    assert "1 of 2 requested" in result.output  # the summary's rows line
+    assert "yes: signatures, digests and Merkle root check out" in result.output
+    assert (out / "data.jsonl").read_bytes() == (coordinator_out / "data.jsonl").read_bytes()
+    assert len((out / "data.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+
+    again = cli(*args, "--coordinator", f"http://127.0.0.1:{closed_port()}")  # offline: the manifest says it
+    assert again.exit_code == 0, again.output
+    assert "job short-run is already downloaded" in again.output
+    assert "job short-run is partial: 1 of 2 requested rows delivered" in again.output
+
+    listed = cli("jobs", "--state", "partial", *at(live))
+    assert listed.exit_code == 0 and "short-run" in listed.output and "1/2" in listed.output
+    shown = cli("jobs", "show", "short-run", *at(live))
+    assert shown.exit_code == 0, shown.output
+    assert "1 of 2 rows delivered" in shown.output and "passed verification" in shown.output
+    assert "/v1/jobs/short-run/dataset" in shown.output  # downloadable, as a done job's
+    no_traceback(shown)
+
+
 def test_the_live_view_draws_stages_and_rows(live: LiveApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a terminal the view redraws in place (rich Live) instead of printing lines."""
     text = "4 question-answer pairs about type foundries"
@@ -280,6 +321,30 @@ def test_the_live_view_draws_stages_and_rows(live: LiveApi, tmp_path: Path, monk
 
 
 # --- pieces -------------------------------------------------------------------------------------
+
+
+def test_demo_accepts_a_partial_result_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dataswarm demo` with the network run replaced by its result (a verified partial dataset): exit 0, and
+    the summary and a closing line say how many rows of how many were delivered, and why."""
+    from cli import demo as demo_mod
+    from coordinator.pipeline.progress import JobProgress
+
+    reason = "1 of 2 rows passed verification after 16 synthesize tasks"
+
+    def ending(state: str) -> Callable[..., Awaitable[demo_mod.DemoResult]]:
+        async def run(*, out: Path, **_: object) -> demo_mod.DemoResult:
+            progress = JobProgress(job_id="demo-1", state=state, rows=1, target=2)
+            return demo_mod.DemoResult(out, progress, 60.0, verified=True, partial_reason=reason)
+
+        return run
+
+    for state, code in (("partial", 0), ("done", 0), ("failed", 1)):
+        monkeypatch.setattr(demo_mod, "run_demo", ending(state))
+        result = cli("demo", "--rows", "2", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "o"))
+        assert result.exit_code == code, (state, result.output)
+        said = f"job demo-1 is partial: 1 of 2 requested rows delivered. Why: {reason}" in result.output
+        assert said == (state == "partial"), result.output
+        no_traceback(result)
 
 
 def test_sse_parsing_reads_the_servers_wire_format() -> None:

@@ -66,6 +66,12 @@ class OtherPrompt(Cheater):
         payload = grant.payload
         if isinstance(payload, SynthesizePayload):
             other = payload.model_copy(update={"instruction": "Write a question and answer about cooking pasta."})
+            if payload.target is not None and payload.chunk is not None:
+                # An answer-first prompt holds only the target sentence: ask about another one.
+                sentence = "Pasta is cooked in a large pot of boiling salted water."
+                target = payload.target.model_copy(update={"sentence": sentence})
+                chunk = payload.chunk.model_copy(update={"text": sentence})
+                other = other.model_copy(update={"target": target, "chunk": chunk})
             grant = grant.model_copy(update={"payload": other})
         result = await super()._execute(grant)
         return result  # its `prompt` is the other prompt: what a cheater would report

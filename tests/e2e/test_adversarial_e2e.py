@@ -64,7 +64,7 @@ async def test_cheaters_are_caught_and_the_job_completes(tmp_path: Path) -> None
 
             first = await coord.submit(REQUEST, rows=8, out_dir=tmp_path / "dataset-1")
             final = await coord.wait(first)
-            assert final.state == "done", final
+            assert final.state in ("done", "partial"), final  # partial: fewer rows passed, none padded
             jobs = [first]
             with trio.move_on_after(900):
                 while not _all_caught(coord, cheaters.values()):

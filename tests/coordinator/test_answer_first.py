@@ -1,0 +1,177 @@
+"""Answer-first question/answer rows through the real scheduler and store: run once, always audited by a
+node that did not write them, and kept only when the audit's round trip recovered the answer."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from coordinator.scheduler import Scheduler
+from coordinator.store import Store, TaskState
+from coordinator.verify.gates import check_answer_first, check_question
+from coordinator.verify.reasons import Reason
+from coordinator.verify.rescoring import roundtrip_failure
+from protocol.identity import Identity
+from protocol.messages import Grant, NodeStatus, Verdict
+from protocol.tasks import (
+    AnswerTarget,
+    GeneratedRow,
+    RoundTrip,
+    SynthesizeOutput,
+    SynthesizePayload,
+    TaskKind,
+    ValidateOutput,
+    ValidatePayload,
+)
+from tests.coordinator.factories import COORDINATOR, MODEL, NODE_A, NODE_B, NODE_C, T0, chunk, result_for
+from tests.coordinator.test_scheduler import claim, submit
+
+SENTENCE = "The printing press was developed by Johannes Gutenberg around 1440 in Mainz."
+QUESTION = "Who developed the printing press?"
+SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "maxLength": 500}, "question": {"type": "string", "maxLength": 300}},
+    "required": ["answer", "question"],
+}
+
+
+def payload() -> SynthesizePayload:
+    target = AnswerTarget(sentence=SENTENCE, question_field="question", answer_field="answer")
+    return SynthesizePayload(instruction="Write a question.", chunk=chunk(), row_schema=SCHEMA, target=target)
+
+
+def scheduler(tmp_path: Path, live: int) -> Scheduler:
+    store = Store(tmp_path / "c.db")
+    store.create_job("j1", {"topic": "printing", "grounded": True}, allowed_models=[MODEL], now_ms=T0)
+    s = Scheduler(store, COORDINATOR, rng=random.Random(1))
+    status = NodeStatus(version="test", models=[], task_kinds=list(TaskKind), free_slots=1, total_slots=1)
+    for seed in range(live):
+        s.note_status(Identity.from_seed(bytes([0x0A + seed]) * 32).peer_id, status, T0)
+    return s
+
+
+def audit(trip: RoundTrip | None) -> ValidateOutput:
+    return ValidateOutput(n_tokens=8, mean_logprob=-1.1, topk_rate=0.95, token_logprobs=[-1.1] * 8, roundtrip=trip)
+
+
+def produce(s: Scheduler, question: str) -> Grant:
+    s.submit("t1", "j1", "synthesize", payload(), now_ms=T0)
+    g = claim(s, "t1", NODE_A)
+    assert isinstance(g, Grant)
+    assert len(s.store.slots("t1")) == 1  # an untrusted node, yet one run: the audit checks it
+    row = GeneratedRow(data={"question": question, "answer": SENTENCE}, evidence=SENTENCE)
+    submit(s, result_for(g, SynthesizeOutput(rows=[row]), raw_text=" " + question), NODE_A)
+    return g
+
+
+def run_audit(s: Scheduler, trip: RoundTrip | None, validators: tuple[Identity, ...] = (NODE_B,)) -> None:
+    (vid,) = [t.task_id for t in s.store.tasks("j1", stage="validate")]
+    for node in validators:
+        g = claim(s, vid, node)
+        assert isinstance(g, Grant) and isinstance(g.payload, ValidatePayload)
+        assert g.payload.task is not None and g.payload.task.kind is TaskKind.SYNTHESIZE  # the validator sees the task
+        submit(s, result_for(g, audit(trip)), node, now=T0 + 2000)
+
+
+def test_a_recovered_answer_is_delivered_after_one_run_and_one_audit(tmp_path: Path) -> None:
+    s = scheduler(tmp_path, live=2)  # a producer and one validator: the smallest network that can audit
+    produce(s, QUESTION)
+    assert s.store.task("t1").state is TaskState.OPEN  # never accepted without its audit
+    run_audit(s, RoundTrip(answer_rank=0, margin=0.4, gain=1.2, n_sentences=2))
+    assert s.store.task("t1").state is TaskState.DONE
+    assert [r.data for r in s.store.rows("j1")] == [{"question": QUESTION, "answer": SENTENCE}]
+
+
+def test_a_question_that_leads_elsewhere_is_dropped_and_the_honest_node_is_not_charged(tmp_path: Path) -> None:
+    s = scheduler(tmp_path, live=2)
+    produce(s, QUESTION)
+    run_audit(s, RoundTrip(answer_rank=1, margin=-0.2, n_sentences=2))
+    assert s.store.task("t1").state is TaskState.DONE and s.store.rows("j1") == []
+    assert s.store.row_drops("j1") == {Reason.ROUNDTRIP_FAILED.value: 1}
+    (result,) = s.store.results_for("t1")
+    verdict = s.store.verdict(result.result_id)
+    assert verdict is not None and verdict.verdict is Verdict.ACCEPTED  # honest compute, a weak question
+    rep = s.store.reputation(NODE_A.peer_id)
+    assert rep is not None and rep.score >= 0.5
+
+
+def test_debris_is_dropped_before_the_round_trip_counts(tmp_path: Path) -> None:
+    s = scheduler(tmp_path, live=2)
+    produce(s, "What is it','case':'A clear question?")
+    run_audit(s, RoundTrip(answer_rank=0, margin=0.4, gain=1.2, n_sentences=2))
+    assert s.store.rows("j1") == [] and s.store.row_drops("j1") == {Reason.QUESTION_MALFORMED.value: 1}
+
+
+def test_validators_that_disagree_on_the_round_trip_do_not_settle_it(tmp_path: Path) -> None:
+    s = scheduler(tmp_path, live=4)
+    produce(s, QUESTION)
+    (vid,) = [t.task_id for t in s.store.tasks("j1", stage="validate")]
+    trips = {NODE_B: RoundTrip(answer_rank=0, margin=0.4, gain=1.2, n_sentences=2), NODE_C: None}
+    for node, trip in trips.items():
+        g = claim(s, vid, node)
+        assert isinstance(g, Grant)
+        submit(s, result_for(g, audit(trip)), node, now=T0 + 2000)
+    assert s.store.task("t1").state is TaskState.OPEN and s.store.rows("j1") == []
+    assert len(s.store.slots(vid)) == 3  # a tie-breaking validator is asked
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "}],",
+        "^D",
+        "What is it','case':'A clear, self-contained question about the topic'",
+        "What does it do? It pushes the item.",
+        "What does {x} do?",
+        "what is the press",
+        "The printing press?",
+        'What is "the press"?',
+    ],
+)
+def test_debris_and_non_questions_are_refused(question: str) -> None:
+    failure = check_question(question)
+    assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("question", "reason"),
+    [
+        ("What does heapq.heappush do?", Reason.QUESTION_OFF_ANSWER),  # the old prompt's leaked example
+        ("Who developed the printing press in Berlin?", Reason.QUESTION_OFF_ANSWER),
+        ("Where was the printing press developed by Johannes Gutenberg around 1440?", Reason.QUESTION_GIVES_ANSWER),
+    ],
+)
+def test_a_question_must_ask_about_its_answer_and_leave_it_unsaid(question: str, reason: Reason) -> None:
+    failure = check_answer_first(question, SENTENCE, SENTENCE)
+    assert failure is not None and failure.reason is reason
+
+
+def test_the_honest_question_passes_and_a_changed_answer_does_not() -> None:
+    assert check_answer_first(QUESTION, SENTENCE, SENTENCE) is None
+    assert check_answer_first("When was the printing press developed?", SENTENCE, SENTENCE) is None
+    mismatch = check_answer_first(QUESTION, "Gutenberg.", SENTENCE)
+    assert mismatch is not None and mismatch.reason is Reason.ANSWER_MISMATCH
+
+
+def test_every_validator_must_recover_the_answer() -> None:
+    good, bad = (
+        RoundTrip(answer_rank=0, margin=0.3, gain=1.0, n_sentences=5),
+        RoundTrip(answer_rank=2, margin=-0.1, n_sentences=5),
+    )
+    assert roundtrip_failure([audit(good), audit(good)]) is None
+    for outputs in ([audit(good), audit(bad)], [audit(None)], []):
+        failure = roundtrip_failure(outputs)
+        assert failure is not None and failure.reason is Reason.ROUNDTRIP_FAILED
+    tie = RoundTrip(answer_rank=0, margin=0.0, gain=1.0, n_sentences=5)  # no better than another sentence
+    assert roundtrip_failure([audit(tie)]) is not None
+    unlikely = RoundTrip(answer_rank=0, margin=0.2, gain=-0.1, n_sentences=5)  # first, yet no likelier than alone
+    assert roundtrip_failure([audit(unlikely)]) is not None
+
+
+def test_a_negated_answer_needs_a_negated_question() -> None:
+    sentence = "A busy handler must not close the database connection that invoked it."
+    failure = check_answer_first("What must a busy handler do?", sentence, sentence)
+    assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER
+    assert check_answer_first("What must a busy handler not close?", sentence, sentence) is None

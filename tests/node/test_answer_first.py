@@ -1,0 +1,120 @@
+"""Answer-first rows on the real bundled model and real documentation paragraphs: curate picks the
+answer sentences, synthesize writes one well-formed question per sentence, and the validator's round trip
+recovers an honest question's sentence and refuses a question paired with another sentence."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordinator.verify.gates import check_question
+from node.executors.curate import answer_sentences, sentence_subject
+from node.executors.synthesize import evidence_candidates, leaked_words, question_frames, write_question
+from node.executors.validate import ValidateExecutor, round_trip
+from node.llm.engine import Engine
+from node.prompts import load_prompts
+from protocol.tasks import (
+    AnswerTarget,
+    DecodingParams,
+    SynthesizeOutput,
+    SynthesizePayload,
+    ValidateOutput,
+    ValidatePayload,
+)
+from tests.node.conftest import PYDOC_PARAGRAPHS, make_chunk
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "maxLength": 500}, "question": {"type": "string", "maxLength": 300}},
+    "required": ["answer", "question"],
+}
+# Hand-written questions, each answered by one sentence of a paragraph (the index).
+HONEST = [
+    (5, "What is the str() function meant to return?", 0),
+    (5, "How many distinct representations do strings have?", 3),
+    (3, "What can objects contain?", 3),
+    (3, "When are classes created?", 4),
+    (7, "What value does the decimal fraction 0.125 have?", 1),
+    (9, "How can you check whether command line editing is supported?", 1),
+]
+
+
+def payload(paragraph: int, sentence: str) -> SynthesizePayload:
+    target = AnswerTarget(sentence=sentence, question_field="question", answer_field="answer")
+    chunk = make_chunk(PYDOC_PARAGRAPHS[paragraph])
+    return SynthesizePayload(instruction="Write a question.", chunk=chunk, row_schema=SCHEMA, target=target)
+
+
+async def test_round_trip_recovers_honest_pairs_and_refuses_shuffled_ones(engine: Engine) -> None:
+    sha = engine.model().sha256
+    for paragraph, question, index in HONEST:
+        sentences = evidence_candidates(make_chunk(PYDOC_PARAGRAPHS[paragraph]))
+        honest = await round_trip(engine, sha, payload(paragraph, sentences[index]), question)
+        assert honest.answer_rank == 0 and honest.margin > 0 and honest.gain > 0, (question, honest)
+        shuffled_to = sentences[(index + 1) % len(sentences)]  # the same question, paired with another sentence
+        shuffled = await round_trip(engine, sha, payload(paragraph, shuffled_to), question)
+        assert shuffled.answer_rank > 0 and shuffled.margin < 0, (question, shuffled)
+
+
+def test_answer_sentences_stand_on_their_own() -> None:
+    picked = [(p, s) for p, text in enumerate(PYDOC_PARAGRAPHS) for s in answer_sentences(text)]
+    assert len(picked) >= 8
+    for p, sentence in picked:
+        assert sentence in evidence_candidates(make_chunk(PYDOC_PARAGRAPHS[p]))  # always a whole evidence span
+        assert sentence.endswith(".") and sentence_subject(sentence)
+        assert sentence.split()[0].lower() not in {"it", "this", "these", "they", "if", "however", "for"}
+    assert "It is a mixture of the class mechanisms found in C++ and Modula-3." not in [s for _, s in picked]
+
+
+async def test_questions_are_well_formed_about_their_subject_and_leak_nothing(engine: Engine) -> None:
+    written = 0
+    for p, text in enumerate(PYDOC_PARAGRAPHS[:6]):
+        for sentence in answer_sentences(text)[:1]:
+            out = await write_question(engine, payload(p, sentence), DecodingParams(seed=3, temperature=0.3), None)
+            question = out.raw_text.strip()
+            assert check_question(question) is None, question  # the grammar admits nothing else
+            assert question.endswith("?") and question.count("?") == 1
+            assert out.prompt is not None and load_prompts().text("question", "examples") in out.prompt
+            assert isinstance(out.output, SynthesizeOutput)
+            for row in out.output.rows:
+                assert row.data == {"question": question, "answer": sentence} and row.evidence == sentence
+                assert leaked_words(question, text) == []
+            written += len(out.output.rows)
+    assert written >= 4
+
+
+def test_a_question_repeating_a_prompt_example_is_leakage() -> None:
+    source = PYDOC_PARAGRAPHS[0]
+    assert leaked_words("What is a glacier?", source) == ["glacier"]
+    assert leaked_words("When was the Eiffel Tower completed?", source) == ["eiffel", "tower", "completed"]
+    assert leaked_words("What does a match statement take?", source) == []
+    glacier_text = "A glacier moves slowly under its own weight."
+    assert leaked_words("What is a glacier?", glacier_text) == []  # the source itself says it
+
+
+@pytest.mark.parametrize(
+    ("sentence", "frame"),
+    [
+        ("The str() function is meant to return representations.", '" is " "the str() function"'),
+        ("A busy handler must not close the database connection.", '" must " "a busy handler" " not" " " vp'),
+        ("The xFetch() method locates a page in the cache.", '" does " "the xFetch() method"'),
+        ("A glacier is a persistent body of dense ice.", '"What is " "a glacier"'),
+        ("Distutils can be extended in various ways.", '" can " "Distutils" " be " vp'),
+    ],
+)
+def test_frames_keep_the_sentence_subject_verb_and_negation(sentence: str, frame: str) -> None:
+    (got,) = question_frames(sentence)
+    assert frame in got
+
+
+async def test_validate_runs_the_round_trip_in_the_same_signed_task(engine: Engine) -> None:
+    sentence = evidence_candidates(make_chunk(PYDOC_PARAGRAPHS[3]))[3]
+    task = payload(3, sentence)
+    produced = await write_question(engine, task, DecodingParams(seed=1, temperature=0.0), None)
+    assert produced.prompt is not None and produced.model_sha256 is not None
+    vp = ValidatePayload(
+        model_sha256=produced.model_sha256, prompt=produced.prompt, candidate=produced.raw_text, task=task
+    )
+    out = (await ValidateExecutor(engine).execute(vp, None, produced.model_sha256)).output
+    assert isinstance(out, ValidateOutput)
+    assert out.prompt_matches is True and out.topk_rate > 0.5
+    assert out.roundtrip is not None and out.roundtrip.n_sentences == len(evidence_candidates(task.chunk))  # type: ignore[arg-type]
