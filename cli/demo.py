@@ -172,12 +172,14 @@ async def run_demo(
     out: Path,
     workdir: Path,
     request: str = DEFAULT_REQUEST,
+    corpus: Path | None = None,
     console: Console | None = None,
 ) -> DemoResult:
+    """`corpus`: a folder of HTML pages to index, serve and search instead of the Python docs."""
     console = console or Console()
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
-    corpus = find_corpus(workdir, console)
+    corpus = corpus or find_corpus(workdir, console)
     threads = max(1, (os.cpu_count() or 2) // nodes)  # never more threads than cores (notes: 20 tok/s otherwise)
     with CorpusServer(corpus) as server, _log_file(workdir / "coordinator.log"):
         db = workdir / f"corpus-{hashlib.sha256(str(corpus).encode()).hexdigest()[:12]}.sqlite"

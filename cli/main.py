@@ -94,6 +94,7 @@ def demo(
     out: Path | None = typer.Option(None, help="Dataset directory (default: ./dataswarm-demo-<time>)."),
     request: str | None = typer.Option(None, help="What to ask for (default: grounded QA about Python's stdlib)."),
     workdir: Path | None = typer.Option(None, help="Where keys, the index, logs and the store go."),
+    corpus: Path | None = typer.Option(None, help="A folder of HTML pages to use instead of the Python docs."),
 ) -> None:
     """Run a local network with the bundled model and corpus, and produce a verified dataset."""
     import time
@@ -103,11 +104,17 @@ def demo(
 
     if nodes < 1:
         fail("--nodes must be at least 1")
+    if corpus is not None and not corpus.is_dir():
+        fail(f"--corpus {corpus} is not a folder: point it at a folder of HTML pages")
+    if corpus is not None and request is None:
+        fail("--corpus needs --request: say what the rows should be about, e.g. '50 question-answer pairs about X'")
     work = workdir or Path(platformdirs.user_cache_dir("dataswarm")) / "demo"
     clear_workdir(work)
     target = out or Path.cwd() / f"dataswarm-demo-{time.strftime('%Y%m%d-%H%M%S')}"
     result = trio.run(
-        lambda: run_demo(rows=rows, nodes=nodes, out=target, workdir=work, request=request or DEFAULT_REQUEST)
+        lambda: run_demo(
+            rows=rows, nodes=nodes, out=target, workdir=work, request=request or DEFAULT_REQUEST, corpus=corpus
+        )
     )
     console.print(summary_table(result))
     p = result.progress

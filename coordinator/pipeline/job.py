@@ -241,8 +241,14 @@ class JobRunner:
         """One sentence for the requester and the dataset card (worker thread: reads the store)."""
         n_tasks = len(self.store.tasks(self.job_id, stage=TaskKind.SYNTHESIZE.value))
         budget = synthesize.max_tasks(self.ctx)
+        if budget < self.spec.rows * synthesize.MAX_TASKS_FACTOR:
+            why = (
+                f"the sources offered {budget // synthesize.SEEDS_PER_ANSWER} answer sentences, each tried "
+                f"{synthesize.SEEDS_PER_ANSWER} times"
+            )
+        else:
+            why = f"the attempt budget: {budget} tasks, {synthesize.MAX_TASKS_FACTOR} per requested row"
         return (
             f"{accepted} of {self.spec.rows} rows passed verification after {n_tasks} synthesize tasks "
-            f"(the attempt budget: {budget} tasks, {synthesize.MAX_TASKS_FACTOR} per requested row); "
-            "fewer rows are delivered rather than rows that failed the checks"
+            f"({why}); fewer rows are delivered rather than rows that failed the checks"
         )

@@ -25,6 +25,7 @@ or no, with a typed `Failure`).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -240,6 +241,26 @@ def _asking_tail(question: str, sentence: str) -> list[str] | None:
     return None
 
 
+_PREPOSITION_TEXT = "of for to into by with from in on at as about onto upon"
+_PREPOSITIONS = frozenset(_PREPOSITION_TEXT.split())
+_GAP_WORDS = frozenset({"what", "which"})
+
+
+def _no_gap(question: str, tail: list[str]) -> str:
+    """Why a "What ..." question has no place for its answer, or "". "What" stands for a missing
+    complement: after "is"/"can be" + a participle or adjective ("What is the wal file deleted?", "What may
+    new error codes be added?") nothing is missing unless a preposition ends the question ("... converted
+    into?")."""
+    words = question.split()
+    if len(words) < 2 or words[0].lower() not in _GAP_WORDS or not tail or tail[-1] in _PREPOSITIONS:
+        return ""
+    aux = words[1].lower()
+    copular = aux in ("is", "are", "was", "were") or (tail[0] == "be" and len(tail) > 1)
+    if copular:
+        return f"no place for its answer: {question[:80]!r} ends without a preposition after {aux!r}"
+    return ""
+
+
 def _contiguous(roots: list[str], sentence: str) -> bool:
     have = [_root(w) for w in _WORD.findall(normalize_ws(sentence).casefold())]
     return any(have[i : i + len(roots)] == roots for i in range(len(have) - len(roots) + 1))
@@ -280,6 +301,8 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
     if _negated(question) != _negated(sentence):
         return Failure(Reason.QUESTION_OFF_ANSWER, "the question and its answer differ in negation")
     tail = _asking_tail(question, sentence)
+    if tail is not None and (gapless := _no_gap(question, tail)):
+        return Failure(Reason.QUESTION_MALFORMED, gapless)
     if tail is not None and tail not in ([], ["do"]) and not _contiguous([_root(w) for w in tail], sentence):
         detail = f"asks with {' '.join(tail)!r}, which its answer does not say: it answers another question"
         return Failure(Reason.QUESTION_OFF_ANSWER, detail)
@@ -294,6 +317,17 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
     if not rest:
         return Failure(Reason.QUESTION_GIVES_ANSWER, "restates its whole answer")
     return None
+
+
+MIN_PAGE_ROWS = 3
+MAX_PAGE_SHARE = 0.25
+"""No source page holds more than a quarter of a job's rows (or 3 rows, for small jobs): in a 20-row demo
+run without a cap, one page held 10 of 20 rows."""
+
+
+def page_cap(rows: int | None) -> int:
+    """Most rows one source page may hold in a job of `rows` rows."""
+    return max(MIN_PAGE_ROWS, math.ceil((rows or 0) * MAX_PAGE_SHARE))
 
 
 # --- length and language -----------------------------------------------------------------

@@ -54,6 +54,8 @@ class Reason(StrEnum):
     """The question already says most of what its answer says: nothing is left to answer."""
     ROUNDTRIP_FAILED = "roundtrip_failed"
     """A validator reading the question and the chunk, without the answer, did not land on the row's answer."""
+    PAGE_QUOTA = "page_quota"
+    """The row's source page already holds its share of the dataset: rows spread over the corpus."""
     ANSWER_MISMATCH = "answer_mismatch"
     """An answer-first row whose answer is not the sentence the task named."""
 

@@ -39,10 +39,10 @@ from typing import Any
 from node.executors.base import ExecutionError, ExecutionResult
 from node.executors.curate import bounded_pieces, is_definition, sentence_spans, sentence_subject
 from node.executors.generated import generate_output
-from node.llm.backend import ContextOverflow, SamplingParams
+from node.llm.backend import ContextOverflow
 from node.llm.engine import Engine, EngineError
 from node.llm.schema import CompiledSchema, OutputInvalid, UnsupportedSchema, compile_schema
-from node.llm.structured import REPEAT_PENALTY, TOKEN_SLACK, generation_stats, loads_strict
+from node.llm.structured import generation_stats, loads_strict, sampling_params
 from node.prompts import load_prompts
 from protocol.tasks import (
     AnswerTarget,
@@ -191,24 +191,8 @@ _QUESTION_CHARS = "[a-zA-Z0-9 ,'()_./:+*#-]"
 """No quotes, braces, brackets, newlines or question marks inside: the debris the JSON path let
 through (`','case':'...`, `}],`) cannot be written."""
 _LEAK_WORD = re.compile(r"[a-z0-9']{4,}")
-_FRAME_WORDS = frozenset(
-    [
-        "what",
-        "when",
-        "where",
-        "which",
-        "does",
-        "sentence",
-        "subject",
-        "question",
-        "answers",
-        "about",
-        "into",
-        "that",
-        "with",
-        "from",
-    ]
-)
+_FRAME_TEXT = "what when where which does sentence subject question answers about into that with from"
+_FRAME_WORDS = frozenset(_FRAME_TEXT.split())
 
 
 def question_prompt(payload: SynthesizePayload) -> str:
@@ -306,14 +290,7 @@ async def write_question(
     assert payload.chunk is not None
     decoding = decoding or DecodingParams(seed=0)
     prompt = question_prompt(payload)
-    params = SamplingParams(
-        seed=decoding.seed,
-        temperature=decoding.temperature,
-        top_k=decoding.top_k,
-        top_p=decoding.top_p,
-        max_tokens=max(decoding.max_tokens, target.max_question_chars + TOKEN_SLACK),
-        repeat_penalty=REPEAT_PENALTY,
-    )
+    params = sampling_params(decoding, target.max_question_chars)
     try:
         lm = engine.model(model_sha256)
         grammar = question_grammar(target.sentence, target.max_question_chars, payload.chunk.text)

@@ -69,13 +69,16 @@ REPEAT_PENALTY = 1.15
 without it, 3 of 7 synthesize outputs were repetition loops (dropped by the gates)."""
 
 
-def sampling_params(decoding: DecodingParams, compiled: CompiledSchema) -> SamplingParams:
+def sampling_params(decoding: DecodingParams, compiled: CompiledSchema | int) -> SamplingParams:
+    """The grant's decoding, with room for the longest output the grammar admits (`compiled`, or its
+    bound in characters)."""
+    max_chars = compiled if isinstance(compiled, int) else compiled.max_chars
     return SamplingParams(
         seed=decoding.seed,
         temperature=decoding.temperature,
         top_k=decoding.top_k,
         top_p=decoding.top_p,
-        max_tokens=max(decoding.max_tokens, compiled.max_chars + TOKEN_SLACK),
+        max_tokens=max(decoding.max_tokens, max_chars + TOKEN_SLACK),
         repeat_penalty=REPEAT_PENALTY,
     )
 

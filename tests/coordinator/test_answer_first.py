@@ -10,7 +10,7 @@ import pytest
 
 from coordinator.scheduler import Scheduler
 from coordinator.store import Store, TaskState
-from coordinator.verify.gates import check_answer_first, check_question
+from coordinator.verify.gates import check_answer_first, check_question, page_cap
 from coordinator.verify.reasons import Reason
 from coordinator.verify.rescoring import roundtrip_failure
 from protocol.identity import Identity
@@ -56,18 +56,18 @@ def audit(trip: RoundTrip | None) -> ValidateOutput:
     return ValidateOutput(n_tokens=8, mean_logprob=-1.1, topk_rate=0.95, token_logprobs=[-1.1] * 8, roundtrip=trip)
 
 
-def produce(s: Scheduler, question: str) -> Grant:
-    s.submit("t1", "j1", "synthesize", payload(), now_ms=T0)
-    g = claim(s, "t1", NODE_A)
+def produce(s: Scheduler, question: str, task_id: str = "t1") -> Grant:
+    s.submit(task_id, "j1", "synthesize", payload(), now_ms=T0)
+    g = claim(s, task_id, NODE_A)
     assert isinstance(g, Grant)
-    assert len(s.store.slots("t1")) == 1  # an untrusted node, yet one run: the audit checks it
+    assert len(s.store.slots(task_id)) == 1  # an untrusted node, yet one run: the audit checks it
     row = GeneratedRow(data={"question": question, "answer": SENTENCE}, evidence=SENTENCE)
     submit(s, result_for(g, SynthesizeOutput(rows=[row]), raw_text=" " + question), NODE_A)
     return g
 
 
 def run_audit(s: Scheduler, trip: RoundTrip | None, validators: tuple[Identity, ...] = (NODE_B,)) -> None:
-    (vid,) = [t.task_id for t in s.store.tasks("j1", stage="validate")]
+    (vid,) = [t.task_id for t in s.store.tasks("j1", stage="validate") if t.state is TaskState.OPEN]
     for node in validators:
         g = claim(s, vid, node)
         assert isinstance(g, Grant) and isinstance(g.payload, ValidatePayload)
@@ -95,6 +95,17 @@ def test_a_question_that_leads_elsewhere_is_dropped_and_the_honest_node_is_not_c
     assert verdict is not None and verdict.verdict is Verdict.ACCEPTED  # honest compute, a weak question
     rep = s.store.reputation(NODE_A.peer_id)
     assert rep is not None and rep.score >= 0.5
+
+
+def test_an_answer_sentence_gives_one_row(tmp_path: Path) -> None:
+    s = scheduler(tmp_path, live=2)
+    trip = RoundTrip(answer_rank=0, margin=0.4, gain=1.2, n_sentences=2)
+    produce(s, QUESTION, "t1")
+    run_audit(s, trip)
+    produce(s, "When was the printing press developed?", "t2")  # another seed, the same sentence
+    run_audit(s, trip)
+    assert [r.task_id for r in s.store.rows("j1")] == ["t1"]
+    assert s.store.row_drops("j1") == {Reason.DUPLICATE.value: 1}
 
 
 def test_debris_is_dropped_before_the_round_trip_counts(tmp_path: Path) -> None:
@@ -164,6 +175,7 @@ def test_every_validator_must_recover_the_answer() -> None:
     for outputs in ([audit(good), audit(bad)], [audit(None)], []):
         failure = roundtrip_failure(outputs)
         assert failure is not None and failure.reason is Reason.ROUNDTRIP_FAILED
+    assert page_cap(8) == 3 and page_cap(100) == 25  # no page holds more than a quarter of a job
     tie = RoundTrip(answer_rank=0, margin=0.0, gain=1.0, n_sentences=5)  # no better than another sentence
     assert roundtrip_failure([audit(tie)]) is not None
     unlikely = RoundTrip(answer_rank=0, margin=0.2, gain=-0.1, n_sentences=5)  # first, yet no likelier than alone

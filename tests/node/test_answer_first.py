@@ -27,6 +27,22 @@ SCHEMA = {
     "properties": {"answer": {"type": "string", "maxLength": 500}, "question": {"type": "string", "maxLength": 300}},
     "required": ["answer", "question"],
 }
+# Three passages of the SQLite documentation (Debian's sqlite3-doc, public domain), copied here so the
+# tests do not depend on that package: reference prose full of named things, as answer sentences need.
+SQLITE_PASSAGES: tuple[str, ...] = (
+    "An instance of this object represents an open BLOB on which incremental BLOB I/O can be performed. "
+    "Objects of this type are created by sqlite3_blob_open() and destroyed by sqlite3_blob_close(). The "
+    "sqlite3_blob_read() and sqlite3_blob_write() interfaces can be used to read or write small subsections "
+    "of the BLOB. The sqlite3_blob_bytes() interface returns the size of the BLOB in bytes.",
+    "An sqlite3_file object represents an open file in the OS interface layer. Individual OS interface "
+    "implementations will want to subclass this object by appending additional fields for their own use. The "
+    "pMethods entry is a pointer to an sqlite3_io_methods object that defines methods for performing I/O "
+    "operations on the open file.",
+    "The sqlite3_backup object records state information about an ongoing online backup operation. The "
+    "sqlite3_backup object is created by a call to sqlite3_backup_init() and is destroyed by a call to "
+    "sqlite3_backup_finish().\nSee Also: Using the SQLite Online Backup API",
+)
+PASSAGES = PYDOC_PARAGRAPHS + SQLITE_PASSAGES
 # Hand-written questions, each answered by one sentence of a paragraph (the index).
 HONEST = [
     (5, "What is the str() function meant to return?", 0),
@@ -40,7 +56,7 @@ HONEST = [
 
 def payload(paragraph: int, sentence: str) -> SynthesizePayload:
     target = AnswerTarget(sentence=sentence, question_field="question", answer_field="answer")
-    chunk = make_chunk(PYDOC_PARAGRAPHS[paragraph])
+    chunk = make_chunk(PASSAGES[paragraph])
     return SynthesizePayload(instruction="Write a question.", chunk=chunk, row_schema=SCHEMA, target=target)
 
 
@@ -56,18 +72,22 @@ async def test_round_trip_recovers_honest_pairs_and_refuses_shuffled_ones(engine
 
 
 def test_answer_sentences_stand_on_their_own() -> None:
-    picked = [(p, s) for p, text in enumerate(PYDOC_PARAGRAPHS) for s in answer_sentences(text)]
-    assert len(picked) >= 8
+    picked = [(p, s) for p, text in enumerate(PASSAGES) for s in answer_sentences(text)]
+    assert len(picked) >= 6
     for p, sentence in picked:
-        assert sentence in evidence_candidates(make_chunk(PYDOC_PARAGRAPHS[p]))  # always a whole evidence span
+        assert sentence in evidence_candidates(make_chunk(PASSAGES[p]))  # always a whole evidence span
         assert sentence.endswith(".") and sentence_subject(sentence)
         assert sentence.split()[0].lower() not in {"it", "this", "these", "they", "if", "however", "for"}
-    assert "It is a mixture of the class mechanisms found in C++ and Modula-3." not in [s for _, s in picked]
+    sentences = [s for _, s in picked]
+    assert "It is a mixture of the class mechanisms found in C++ and Modula-3." not in sentences
+    # Pointing at the rest of the page, or naming nothing in particular: not answers on their own.
+    assert not any(s.startswith(("Objects of this type", "Individual OS interface")) for s in sentences)
+    assert "The sqlite3_blob_bytes() interface returns the size of the BLOB in bytes." in sentences
 
 
 async def test_questions_are_well_formed_about_their_subject_and_leak_nothing(engine: Engine) -> None:
     written = 0
-    for p, text in enumerate(PYDOC_PARAGRAPHS[:6]):
+    for p, text in enumerate(PASSAGES):
         for sentence in answer_sentences(text)[:1]:
             out = await write_question(engine, payload(p, sentence), DecodingParams(seed=3, temperature=0.3), None)
             question = out.raw_text.strip()
@@ -79,7 +99,7 @@ async def test_questions_are_well_formed_about_their_subject_and_leak_nothing(en
                 assert row.data == {"question": question, "answer": sentence} and row.evidence == sentence
                 assert leaked_words(question, text) == []
             written += len(out.output.rows)
-    assert written >= 4
+    assert written >= 3
 
 
 def test_a_question_repeating_a_prompt_example_is_leakage() -> None:

@@ -1,0 +1,19 @@
+"""`dataswarm demo` refuses a bad --corpus before it starts anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from cli.main import app
+
+
+def test_a_missing_corpus_folder_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--corpus", str(tmp_path / "nope"), "--request", "10 pairs"])
+    assert result.exit_code != 0 and "is not a folder" in result.output
+
+
+def test_a_corpus_needs_a_request(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--corpus", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code != 0 and "--corpus needs --request" in result.output
