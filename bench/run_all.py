@@ -14,7 +14,8 @@ The settings fit the whole run in under 20 minutes on a 2-core machine. The pipe
 in-process hosts rarely connect within the budget on 2 cores. `--full` (`make bench-full`,
 about an hour on 2 cores, written to bench/RESULTS-full.md) runs what the goals are stated
 for: the 100-row job of P4/P2 with 2 nodes, a 20-row job with 25% cheating nodes, and the
-1000-host gossip network without a time budget.
+1000-host gossip network without a time budget. The quality section only reports: its rows
+and hand labels are cached in bench/quality/ (`python bench/quality.py generate` makes new ones).
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ def benches(full: bool) -> list[Bench]:
             [PY, "bench/pipeline.py", "--rows", "8", "--nodes", "1,2,4", "--single-node-cap-s", "60",
              "--cheat-rows", "3"],
         ),
+        Bench(
+            "quality",
+            "row precision of the old and new pipelines and of each gate, against hand labels (cached rows)",
+            [PY, "bench/quality.py", "report"],
+        ),
     ]  # fmt: skip
 
 
@@ -108,6 +114,8 @@ FIGURES: list[tuple[str, str, str, str]] = [
     ("pipeline", "candidate rows/min by node processes", "", r"candidate rows/min by node processes: (.*)"),
     ("pipeline", "projected rows/hour, 100 volunteer machines", "", r"^\s+100\s+([\d,]+)\s"),
     ("pipeline", "projected rows/hour, 1000 volunteer machines", "", r"^\s+1000\s+([\d,]+)\s"),
+    ("quality", "precision of accepted rows, new pipeline (hand labels)", "", r"^quality new: (.*)"),
+    ("quality", "precision of accepted rows, old pipeline (hand labels)", "", r"^quality old: (.*)"),
 ]
 
 

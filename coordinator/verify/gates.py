@@ -244,6 +244,7 @@ def _asking_tail(question: str, sentence: str) -> list[str] | None:
 _PREPOSITION_TEXT = "of for to into by with from in on at as about onto upon"
 _PREPOSITIONS = frozenset(_PREPOSITION_TEXT.split())
 _GAP_WORDS = frozenset({"what", "which"})
+_PASSIVE = re.compile(r"\b(?:is|are|was|were|be|been)\s+(?:\w+ly\s+|only\s+|not\s+)?\w+(?:ed|en)\b", re.I)
 
 
 def _no_gap(question: str, tail: list[str]) -> str:
@@ -252,9 +253,15 @@ def _no_gap(question: str, tail: list[str]) -> str:
     new error codes be added?") nothing is missing unless a preposition ends the question ("... converted
     into?")."""
     words = question.split()
-    if len(words) < 2 or words[0].lower() not in _GAP_WORDS or not tail or tail[-1] in _PREPOSITIONS:
+    if len(words) < 2 or words[0].lower() not in _GAP_WORDS or (tail and tail[-1] in _PREPOSITIONS):
         return ""
+    if not tail:
+        return f"no verb to ask with: {question[:80]!r}" if words[1].lower() in ("does", "do", "did") else ""
     aux = words[1].lower()
+    if aux in ("does", "do", "did") and not tail:
+        return f"no verb to ask with: {question[:80]!r}"
+    if aux in ("does", "do", "did") and tail[0].endswith("s") and tail[0] not in ("does", "is", "has"):
+        return f"the verb after {aux!r} is inflected twice: {question[:80]!r}"
     copular = aux in ("is", "are", "was", "were") or (tail[0] == "be" and len(tail) > 1)
     if copular:
         return f"no place for its answer: {question[:80]!r} ends without a preposition after {aux!r}"
@@ -303,6 +310,8 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
     tail = _asking_tail(question, sentence)
     if tail is not None and (gapless := _no_gap(question, tail)):
         return Failure(Reason.QUESTION_MALFORMED, gapless)
+    if tail == ["do"] and _PASSIVE.search(sentence):
+        return Failure(Reason.QUESTION_OFF_ANSWER, "asks what its subject does; the answer says what is done to it")
     if tail is not None and tail not in ([], ["do"]) and not _contiguous([_root(w) for w in tail], sentence):
         detail = f"asks with {' '.join(tail)!r}, which its answer does not say: it answers another question"
         return Failure(Reason.QUESTION_OFF_ANSWER, detail)

@@ -156,6 +156,8 @@ def _inflected(word: str) -> bool:
     """A third-person verb form (returns, provides). No lexicon, so a plural noun looks the same; endings
     verbs rarely have (class, status, analysis) do not count."""
     w = word.lower()
+    if not word.islower():  # a capital mid-sentence starts a name ("The United States ..."), not a verb
+        return False
     return len(w) > 3 and w.isalpha() and w.endswith("s") and not w.endswith(("ss", "us", "is"))
 
 

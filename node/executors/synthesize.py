@@ -248,7 +248,8 @@ def question_frames(sentence: str, source: str = "") -> list[str]:
         return [f'"What {verb} " {asked}']
     if verb in _COPULAS or verb in _MODALS or verb in ("does", "do", "did"):
         return [f'{wh} " {verb} " {asked} {tail}']
-    aux = "did" if verb.endswith("ed") else ("does" if verb.endswith("s") else "do")
+    plural = " and " in f" {subject} " or not verb.endswith("s")  # "X and Y return ..." asks with "do"
+    aux = "do" if plural else "does"
     return [f'{wh} " {aux} " {asked} {tail}']
 
 
