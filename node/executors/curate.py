@@ -58,7 +58,8 @@ Span = tuple[int, int]
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 # A sentence ends after . ! ? (plus closing quotes/brackets) followed by whitespace, or at a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*(\s+)|(\n+)")
+"""The separator is the whitespace (group 1 or 2): closing quotes and brackets stay with their sentence."""
 _SPACE = re.compile(r"\s+")
 
 
@@ -75,7 +76,8 @@ def _split(text: str, start: int, end: int, pattern: re.Pattern[str]) -> list[Sp
     spans: list[Span] = []
     pos = start
     for m in pattern.finditer(text, start, end):
-        if (s := _strip(text, pos, m.start())) is not None:
+        cut = m.start(m.lastindex) if m.lastindex else m.start()
+        if (s := _strip(text, pos, cut)) is not None:
             spans.append(s)
         pos = m.end()
     if (s := _strip(text, pos, end)) is not None:
