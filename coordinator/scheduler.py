@@ -196,6 +196,17 @@ class Outgoing:
     envelope: bytes
 
 
+def coverage_of(store: Store, job_id: str, rows: int | None) -> Coverage:
+    """What a job's accepted rows use, read from the store (the scheduler keeps it after that)."""
+    coverage = Coverage(cap=page_cap(rows))
+    for row in store.rows(job_id):
+        coverage.answers.add(normalize_ws(row.evidence))
+        payload = store.task_payload(row.task_id)
+        if isinstance(payload, SynthesizePayload) and payload.chunk is not None:
+            coverage.pages[payload.chunk.url] += 1
+    return coverage
+
+
 def _coverage_failure(coverage: Coverage, url: str, evidence: str) -> Failure | None:
     if normalize_ws(evidence) in coverage.answers:
         return Failure(Reason.DUPLICATE, "its answer sentence already has a row")
@@ -784,13 +795,7 @@ class Scheduler:
     def _coverage_for(self, job_id: str) -> Coverage:
         if job_id not in self._coverage:
             rows = self.store.job(job_id).spec.get("spec", {}).get("rows")
-            coverage = Coverage(cap=page_cap(rows if isinstance(rows, int) else None))
-            for row in self.store.rows(job_id):  # rebuilt after a restart
-                coverage.answers.add(normalize_ws(row.evidence))
-                payload = self.store.task_payload(row.task_id)
-                if isinstance(payload, SynthesizePayload) and payload.chunk is not None:
-                    coverage.pages[payload.chunk.url] += 1
-            self._coverage[job_id] = coverage
+            self._coverage[job_id] = coverage_of(self.store, job_id, rows if isinstance(rows, int) else None)
         return self._coverage[job_id]
 
     @staticmethod

@@ -18,15 +18,15 @@ again, with another seed, only after every pair had its turn.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Any
 
 from coordinator.pipeline import curate, question_gen
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskSpec
 from coordinator.planner import OVERGENERATION, ROWS_PER_SYNTHESIZE_TASK
+from coordinator.scheduler import coverage_of
 from coordinator.spec import DatasetSpec, FieldSpec, FieldType, asks
-from coordinator.verify.gates import normalize_ws, page_cap
+from coordinator.verify.gates import normalize_ws
 from protocol.tasks import AnswerTarget, SynthesisSpec, SynthesizePayload, TaskKind
 
 MAX_TASKS_FACTOR = 8
@@ -115,15 +115,9 @@ def _answer_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[F
     if not pairs:
         return []
     # Pairs whose sentence already has a row, or whose page is full, would only be dropped (scheduler.py).
-    used: set[str] = set()
-    per_page: Counter[str] = Counter()
-    for row in ctx.store.rows(ctx.job_id):
-        used.add(normalize_ws(row.evidence))
-        payload = ctx.store.task_payload(row.task_id)
-        if isinstance(payload, SynthesizePayload) and payload.chunk is not None:
-            per_page[payload.chunk.url] += 1
-    cap = page_cap(ctx.spec.rows)
-    pairs = [(s, a) for s, a in pairs if normalize_ws(a) not in used and per_page[s.chunk.url] < cap] or pairs
+    cov = coverage_of(ctx.store, ctx.job_id, ctx.spec.rows)
+    open_pairs = [(s, a) for s, a in pairs if normalize_ws(a) not in cov.answers and cov.pages[s.chunk.url] < cov.cap]
+    pairs = open_pairs or pairs
     schema = grounded_row_schema(ctx.spec)
     max_chars = max(16, min(question.max_length, MAX_QUESTION_CHARS))
     out: list[TaskSpec] = []
