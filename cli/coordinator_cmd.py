@@ -36,10 +36,19 @@ def start(
     addr_file: Path | None = typer.Option(None, help="Write the coordinator's dialable address here once up."),
     api: str | None = typer.Option(None, help="host:port of the HTTP API and dashboard (default from config)."),
     no_api: bool = typer.Option(False, "--no-api", help="Do not serve the HTTP API."),
+    trust_node: list[str] | None = typer.Option(
+        None, help="Peer ID of a node you run yourself (repeatable): r = 1 with spot-checks; alone, it checks itself."
+    ),
 ) -> None:
     """Run the coordinator's P2P side and its jobs until interrupted (or until --request is done)."""
     cfg = load_coordinator_config(
-        config, listen=listen or None, data_dir=data_dir, key_path=key, mdns=mdns, api_listen=api
+        config,
+        listen=listen or None,
+        data_dir=data_dir,
+        key_path=key,
+        mdns=mdns,
+        api_listen=api,
+        trusted_nodes=trust_node or None,
     )
     if (spec or rows or out or job_id) and not request:
         fail("--spec, --rows, --out and --job-id go with --request")

@@ -38,6 +38,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.pipeline.progress import JobProgress
 from coordinator.service import open_coordinator
 from node.search.corpus import index_corpus
+from protocol.keyfile import load_or_create_identity
 from node.search.corpus_server import CorpusServer
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ async def run_demo(
             mdns=False,
             relay_hop=False,
             data_dir=workdir / "coordinator",
+            trusted_nodes=_trusted_nodes(workdir, nodes),
         )
         async with open_coordinator(cfg) as coord, trio.open_nursery() as api:
             addr = coord.peer_addrs[0]
@@ -223,6 +225,14 @@ async def run_demo(
                     f.close()
     report = verify_directory(out) if (out / "manifest.json").exists() else None
     return DemoResult(out, final, time.monotonic() - started, bool(report and report.ok), partial)
+
+
+def _trusted_nodes(workdir: Path, nodes: int) -> list[str]:
+    """With one node there is nobody to check it: the demo runs it as the operator's own node, which
+    re-scores its generations itself (the card says so). With two or more, none is trusted: redundancy."""
+    if nodes != 1:
+        return []
+    return [load_or_create_identity(workdir / "node-0" / "node.key").peer_id]
 
 
 async def _wait_for_nodes(coord: object, procs: list[subprocess.Popen[bytes]], n: int, workdir: Path,

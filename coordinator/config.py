@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from protocol.identity import public_key_from_peer_id
 
 CONFIG_DIR = Path(platformdirs.user_config_dir("dataswarm"))
 DATA_DIR = Path(platformdirs.user_data_dir("dataswarm"))
@@ -40,11 +42,23 @@ class CoordinatorConfig(BaseSettings):
     api_listen: str = Field("127.0.0.1:8470", description="host:port of the HTTP API and dashboard.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of generative tasks.")
     spot_check_p: float = Field(0.1, ge=0.0, le=1.0, description="Spot-check probability for trusted nodes.")
+    trusted_nodes: list[str] = Field(
+        default_factory=list,
+        description="Peer IDs of nodes this operator runs: they run at r = 1 with spot-checks, and alone they "
+        "verify their own generations in a separate re-scoring pass.",
+    )
     max_attempts: int = Field(4, ge=1, le=20, description="Attempts per task slot before it fails.")
     llm_spec: bool = Field(
         True,
         description="Begin jobs given as a sentence with a `spec` task: an LLM node drafts what the rules defaulted.",
     )
+
+    @field_validator("trusted_nodes")
+    @classmethod
+    def _peer_ids(cls, value: list[str]) -> list[str]:
+        for peer_id in value:
+            public_key_from_peer_id(peer_id)  # ValueError names the bad ID
+        return value
 
     @classmethod
     def settings_customise_sources(

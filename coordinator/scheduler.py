@@ -105,6 +105,7 @@ from protocol.tasks import (
     TaskKind,
     TaskPayload,
     ValidateOutput,
+    ValidatePayload,
 )
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,10 @@ class SchedulerConfig:
     """Outstanding-offer bound per publishing round: backpressure from the coordinator's side."""
     receipt_ttl_ms: int = 10 * 60_000
     validate_top_k: int = 10
+    trusted_nodes: frozenset[str] = frozenset()
+    """Peer IDs the operator runs (config `trusted_nodes`): r = 1 with spot-checks; when no other live node
+    can re-score their generations, they re-score them themselves in a separate validate task, and the
+    card says that no independent node checked those rows."""
     validator_replicas: int = 2
     """Validators per candidate: their prefill measurements must agree, so one lying validator can
     neither frame an honest producer nor wave a cheater through."""
@@ -395,8 +400,12 @@ class Scheduler:
             self.stats["regrants"] += 1
             return held
         link = parent_of(task.task_id) if task.kind is TaskKind.VALIDATE else None
-        if link is not None and peer_id in {r.node for r in self.store.results_for(link[0])}:
-            return reject(RejectReason.ALREADY_HELD, "a producer of a candidate cannot validate it")
+        if link is not None:
+            producers = {r.node for r in self.store.results_for(link[0])}
+            vpayload = self.store.task_payload(task.task_id)
+            model = vpayload.model_sha256 if isinstance(vpayload, ValidatePayload) else None
+            if peer_id in producers and peer_id not in self._validators_for(producers, model, now_ms):
+                return reject(RejectReason.ALREADY_HELD, "a producer of a candidate cannot validate it")
         status = self._status.get(peer_id)
         capacity = max(1, status.total_slots) if status is not None else 1
         if self._held_by(peer_id) >= capacity:
@@ -414,8 +423,16 @@ class Scheduler:
         if slot is None:
             return reject(RejectReason.ALREADY_FILLED, "no free replica for this node")
         if task.kind is not TaskKind.VALIDATE:
-            plan = plan_replication(rep, draw=self.rng.random(), now_ms=now_ms, config=self.config.reputation)
+            plan = plan_replication(
+                rep,
+                draw=self.rng.random(),
+                now_ms=now_ms,
+                config=self.config.reputation,
+                operator_trusted=peer_id in self.config.trusted_nodes,
+            )
             replicas = 1 if self._audited(task) else plan.replicas
+            if plan.spot_check and task.kind in DETERMINISTIC_KINDS and self._another_serves(peer_id, task, now_ms):
+                replicas = 2  # a deterministic spot-check is a second replica, from any other node that is here
             have = len(self.store.slots(task.task_id))
             for _ in range(max(0, min(replicas, self.config.max_replicas) - have)):
                 self.store.add_replica(task.task_id, now_ms=now_ms)
@@ -584,6 +601,8 @@ class Scheduler:
             if all(a in (Agreement.EXACT, Agreement.CLOSE) for a in agreement):
                 return self._accept_generative(task, pending, [], now_ms, credit=True)
             needs_rescore = True
+        if not needs_rescore and self._checked_by_itself(pending, messages, now_ms):
+            needs_rescore = True  # the operator's node alone: it re-scores its own output in a separate pass
         if not needs_rescore:
             # A lone result from a trusted node, not spot-checked: accepted, but it proves nothing.
             return self._accept_generative(task, pending, [], now_ms, credit=False)
@@ -668,10 +687,33 @@ class Scheduler:
                 peer_id, TaskKind.VALIDATE, [payload.model_sha256]
             ):
                 continue
-            involved = self._involved(key[0], slots) | {r.node for r in self.store.results_for(link[0])}
-            if peer_id not in involved:
+            producers = {r.node for r in self.store.results_for(link[0])}
+            if peer_id in self._involved(key[0], slots):
+                continue
+            if peer_id not in producers or peer_id in self._validators_for(producers, payload.model_sha256, now_ms):
                 return key
         return None
+
+    def _validators_for(self, producers: Collection[str], model: str | None, now_ms: int) -> list[str]:
+        """Live nodes that may re-score a candidate of these producers: any live node that produced none of
+        them and serves the model; when there is none and every producer is the operator's own node, those
+        producers themselves (a separate pass, reported on the card as checked by the operator's node only)."""
+        serving = [p for p in self.live_nodes(now_ms) if self.serves(p, TaskKind.VALIDATE, [model])]
+        independent = [p for p in serving if p not in producers]
+        if independent or not producers or not set(producers) <= self.config.trusted_nodes:
+            return independent
+        return [p for p in serving if p in producers]
+
+    def _checked_by_itself(self, pending: list[ResultRecord], messages: dict[int, Result], now_ms: int) -> bool:
+        """A lone result of the operator's own node, with no other node that could check it: re-scored by
+        that node itself (an unchecked result would prove nothing, and the card says who checked)."""
+        if len(pending) != 1 or pending[0].node not in self.config.trusted_nodes:
+            return False
+        validators = self._validators_for({pending[0].node}, messages[pending[0].result_id].model_sha256, now_ms)
+        return validators == [pending[0].node]
+
+    def _another_serves(self, peer_id: str, task: TaskRecord, now_ms: int) -> bool:
+        return any(p != peer_id and self.serves(p, task.kind) for p in self.live_nodes(now_ms))
 
     def serves(self, peer_id: str, kind: TaskKind, models: Collection[str | None] = ()) -> bool:
         """Whether the node's last status lists `kind` and, if `models` names any, holds one of them
@@ -709,11 +751,7 @@ class Scheduler:
             pass
         est = max(1, len(result.prompt) // 4 + len(result.raw_text) // 4)
         producers = {r.node for r in self.store.results_for(task.task_id)}
-        eligible = [
-            p
-            for p in self.live_nodes(now_ms)
-            if p not in producers and self.serves(p, TaskKind.VALIDATE, [result.model_sha256])
-        ]
+        eligible = self._validators_for(producers, result.model_sha256, now_ms)
         if not eligible:
             return False
         # Two agreeing validators when the network has them; a small network gets a single audit.

@@ -164,6 +164,7 @@ async def open_coordinator(
         temperature=config.temperature,
         max_attempts=config.max_attempts,
         reputation=ReputationConfig(spot_check_p=config.spot_check_p),
+        trusted_nodes=frozenset(config.trusted_nodes),
     )
     scheduler = Scheduler(store, ident, sched_config)
     host_config = HostConfig(

@@ -47,6 +47,7 @@ class CardFacts:
     validators: int
     mean_producers_per_row: float
     validated_rows: int
+    """Rows re-scored by a validator that wrote none of their replicas."""
     domains: list[tuple[str, int]]
     documents: int
     files: list[str]
@@ -58,6 +59,8 @@ class CardFacts:
     """"+"-joined checks a row passed (provenance `checks`) -> delivered rows."""
     pages: list[tuple[str, int]] = field(default_factory=list)
     """Source URL -> delivered rows, most first."""
+    self_checked_rows: int = 0
+    """Rows re-scored only by the operator's own node that wrote them (a trusted node alone)."""
 
 
 def size_category(n: int) -> str:
@@ -170,6 +173,23 @@ def _quality_lines(facts: CardFacts) -> list[str]:
     return lines
 
 
+def _self_checked_lines(facts: CardFacts) -> list[str]:
+    if not facts.self_checked_rows:
+        return []
+    return [
+        f"- **verified by the operator's own node only**: {facts.self_checked_rows} of {facts.rows} rows were "
+        "re-scored (and round-tripped) by the same trusted node that wrote them, in a separate validate task; "
+        "no independent node checked them, so they show that the declared model wrote them, not that another "
+        "party agrees"
+    ]
+
+
+def _made_by(facts: CardFacts) -> str:
+    if facts.self_checked_rows and not facts.validated_rows and facts.mean_producers_per_row <= 1:
+        return "written by the operator's own node and checked by that node in a separate re-scoring pass"
+    return "written by volunteer nodes of a dataswarm network and verified by redundancy before delivery"
+
+
 def render_card(facts: CardFacts) -> str:
     spec, job, div = facts.spec, facts.job, facts.diversity
     yaml_text = yaml.safe_dump(front_matter(facts), sort_keys=False, allow_unicode=True)
@@ -177,8 +197,8 @@ def render_card(facts: CardFacts) -> str:
     out += [
         f"# {_cell(pretty_name(spec))}",
         "",
-        f"{facts.rows} rows about **{_cell(spec.topic)}**, written by volunteer nodes of a dataswarm network "
-        "and verified by redundancy before delivery. Every row carries the signed result of the node that "
+        f"{facts.rows} rows about **{_cell(spec.topic)}**, {_made_by(facts)}. Every row carries the signed "
+        "result of the node that "
         "wrote it; `manifest.json` is signed by the coordinator over a Merkle root of the rows.",
         "",
         "```python",
@@ -234,6 +254,7 @@ def render_card(facts: CardFacts) -> str:
         out.append(f"- runs per generative task across the job: {job.replication:.2f}")
     out += [
         f"- delivered rows re-scored by an independent validator: {facts.validated_rows} of {facts.rows}",
+        *_self_checked_lines(facts),
         *_quality_lines(facts),
         f"- tasks: {job.tasks}, runs: {job.executions}",
         f"- duplicates removed: {job.duplicates_removed + facts.dropped_duplicates}",

@@ -159,17 +159,23 @@ def _prepare(
         producer=producer,
         replicas=replicas,
         validators=validators,
-        checks=_checks(replicas, validators, trips),
+        checks=_checks(producer, replicas, validators, trips),
         roundtrip=_weakest(trips),
         source=source,
     )
     return row, line, result.model_sha256
 
 
-def _checks(replicas: list[SignedResultRef], validators: list[ValidatorRef], trips: list[RoundTrip]) -> list[str]:
+def _checks(
+    producer: SignedResultRef, replicas: list[SignedResultRef], validators: list[ValidatorRef], trips: list[RoundTrip]
+) -> list[str]:
+    """The checks a row passed. `rescored_by_producer`: only the operator's own node that wrote the row
+    re-scored it (one trusted node and no other), which proves less than an independent validator."""
+    writers = {producer.peer_id} | {r.peer_id for r in replicas}
+    independent = any(v.peer_id not in writers for v in validators)
     checks = ["signatures"]
     checks += ["replicas_agree"] if replicas else []
-    checks += ["rescored"] if validators else []
+    checks += ["rescored"] if independent else (["rescored_by_producer"] if validators else [])
     checks += ["question_gates", "roundtrip"] if trips else []
     return [*checks, "gates"]
 
@@ -355,7 +361,8 @@ def _card_facts(
         producers=len(producers),
         validators=len(validators),
         mean_producers_per_row=sum(1 + len(line.replicas) for line in lines) / len(lines),
-        validated_rows=sum(1 for line in lines if line.validators),
+        validated_rows=sum(1 for line in lines if "rescored" in line.checks),
+        self_checked_rows=sum(1 for line in lines if "rescored_by_producer" in line.checks),
         domains=domains.most_common(),
         documents=documents,
         files=files,

@@ -13,7 +13,9 @@ fails with the key that is wrong). Line `i` describes data.jsonl row `i`:
     replicas         other producers of the same task whose outputs agreed (same shape)
     validators       nodes that re-scored it: peer_id, task_id, envelope (or null)
     checks           what the row passed, in order: "signatures", "replicas_agree" or
-                     "rescored" (a validator's prefill under the declared model),
+                     "rescored" (a validator's prefill under the declared model) or
+                     "rescored_by_producer" (the operator's own node alone re-scored
+                     what it wrote, in a separate pass: no independent check),
                      "question_gates" and "roundtrip" (answer-first rows), "gates"
     roundtrip        null, or the validators' round trip of an answer-first row (the
                      weakest of them): answer_rank (0: recovered), margin, gain, n_sentences;

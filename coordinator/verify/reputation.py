@@ -197,15 +197,22 @@ class ReplicationPlan:
 
 
 def plan_replication(
-    rep: NodeReputation | None, *, draw: float, now_ms: int, config: ReputationConfig = DEFAULT_CONFIG
+    rep: NodeReputation | None,
+    *,
+    draw: float,
+    now_ms: int,
+    config: ReputationConfig = DEFAULT_CONFIG,
+    operator_trusted: bool = False,
 ) -> ReplicationPlan:
     """BOINC adaptive replication for a task first claimed by this node.
 
     draw: a uniform random number in [0, 1) from the caller's RNG.
+    operator_trusted: the coordinator's operator runs this node (config `trusted_nodes`): it is
+    trusted without earning it, but is still spot-checked, and a failed check still blacklists it.
     """
     if rep is not None and rep.blacklisted:
         return ReplicationPlan(0, False)
-    if is_trusted(rep, now_ms=now_ms, config=config):
+    if operator_trusted or is_trusted(rep, now_ms=now_ms, config=config):
         return ReplicationPlan(1, draw < config.spot_check_p)
     return ReplicationPlan(config.untrusted_replicas, False)
 
