@@ -38,7 +38,7 @@ from network import (
 from network.topics import RECEIPTS_PROTOCOL
 from protocol.envelope import Opened, seal
 from protocol.errors import ProtocolError
-from protocol.messages import Claim, CoordinatorAnnounce, MessageKind, NodeStatus, Result
+from protocol.messages import Claim, CoordinatorAnnounce, MessageKind, NodeStatus, Pull, Result
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio-stubs (installed with libp2p) shadow trio's own types
@@ -122,6 +122,9 @@ class CoordinatorRuntime:
         if isinstance(message, Claim):
             answer = await self.call(self.scheduler.on_claim, message, peer, now_ms())
             return seal(self.host.identity, answer, now_ms=now_ms())
+        if isinstance(message, Pull):
+            pulled = await self.call(self.scheduler.on_pull, message, peer, now_ms())
+            return seal(self.host.identity, pulled, now_ms=now_ms())
         if isinstance(message, Result):
             try:
                 receipt, others = await self.call(self.scheduler.on_result, opened, now_ms())

@@ -87,6 +87,7 @@ from protocol.messages import (
     Grant,
     MessageKind,
     NodeStatus,
+    Pull,
     Reject,
     RejectReason,
     Result,
@@ -218,6 +219,14 @@ def _coverage_failure(coverage: Coverage, url: str, evidence: str) -> Failure | 
     if coverage.pages[url] >= coverage.cap:
         return Failure(Reason.PAGE_QUOTA, f"{url} already holds {coverage.pages[url]} rows (cap {coverage.cap})")
     return None
+
+
+PULL_SCAN = 32
+"""Offered slots a Pull looks at (oldest first), per group: audits, then everything else."""
+PULL_TRIES = 8
+"""Claims a Pull may try before it answers NONE_OPEN: bounds the coordinator's work per Pull."""
+PULL_TASK_ID = "pull"
+"""The task id of a Reject that answers a Pull (it names no task)."""
 
 
 def seed_for(task_id: str) -> int:
@@ -453,6 +462,44 @@ class Scheduler:
         )
         self.stats["grants"] += 1
         return self.store.grant_message(lease_id)
+
+    def on_pull(self, pull: Pull, peer_id: str, now_ms: int) -> Grant | Reject:
+        """Answer a node that asks for any open task of its kinds: the oldest one it may take (audits
+        first: finished results wait on them), granted exactly as a claim for it would be."""
+        self.stats["pulls"] += 1
+        rest: list[TaskKind] = [k for k in dict.fromkeys(pull.task_kinds) if k is not TaskKind.VALIDATE]
+        groups: list[list[TaskKind]] = [[TaskKind.VALIDATE]] if TaskKind.VALIDATE in pull.task_kinds else []
+        groups += [rest] if rest else []
+        tried = 0
+        for group in groups:
+            seen: set[tuple[str, int]] = set()
+            for slot in self.store.offered_slots(limit=PULL_SCAN, kinds=group):
+                key = (slot.task_id, slot.attempt)
+                if key in seen:
+                    continue
+                seen.add(key)
+                task = self.store.task(slot.task_id)
+                if peer_id in self._involved(task.task_id):
+                    continue
+                allowed = self.allowed_models(task)
+                model = next((m for m in pull.model_sha256 if not allowed or m in allowed), None)
+                if task.kind in LLM_KINDS and model is None:
+                    continue
+                claim = Claim(
+                    task_id=task.task_id,
+                    attempt=slot.attempt,
+                    model_sha256=model if task.kind in LLM_KINDS else None,
+                    free_slots=pull.free_slots,
+                    tok_s=pull.tok_s,
+                )
+                answer = self.on_claim(claim, peer_id, now_ms)
+                if isinstance(answer, Grant):
+                    self.stats["pull_grants"] += 1
+                    return answer
+                tried += 1
+                if tried >= PULL_TRIES or answer.reason in (RejectReason.NODE_BLACKLISTED, RejectReason.NO_CAPACITY):
+                    return Reject(task_id=PULL_TASK_ID, reason=answer.reason, detail=answer.detail)
+        return Reject(task_id=PULL_TASK_ID, reason=RejectReason.NONE_OPEN, detail="no open task for this node now")
 
     # --- results ------------------------------------------------------------
 

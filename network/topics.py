@@ -23,7 +23,7 @@ TASK_PROTOCOL = f"{PREFIX}/task"
 RECEIPTS_PROTOCOL = f"{PREFIX}/receipts"
 """Direct stream, coordinator to node: a Receipt decided after its Result was answered -> the node's NodeStatus."""
 
-TASK_REQUEST_KINDS = frozenset({MessageKind.CLAIM, MessageKind.RESULT})
+TASK_REQUEST_KINDS = frozenset({MessageKind.CLAIM, MessageKind.PULL, MessageKind.RESULT})
 TASK_RESPONSE_KINDS = frozenset({MessageKind.GRANT, MessageKind.REJECT, MessageKind.RECEIPT})
 
 

@@ -45,6 +45,7 @@ from protocol.messages import (
     MessageKind,
     ModelInfo,
     NodeStatus,
+    Pull,
     Receipt,
     Reject,
     RejectReason,
@@ -105,6 +106,8 @@ class NodeCounters:
     failed: int = 0
     accepted: int = 0
     rejected: int = 0
+    pulls: int = 0
+    pull_grants: int = 0
 
 
 ResultHook = Callable[[Grant, Result], Result]
@@ -125,6 +128,20 @@ def grant_problem(offer: TaskOffer, grant: Grant, *, peer_id: str, models: Colle
     if grant.payload.kind != offer.task_kind:
         return "the payload kind does not match the offer"
     if grant.model_sha256 is not None and grant.model_sha256 not in models:
+        return f"model {grant.model_sha256} is not loaded here"
+    return None
+
+
+def pulled_grant_problem(
+    grant: Grant, *, peer_id: str, kinds: Collection[TaskKind], models: Collection[str]
+) -> str | None:
+    """Why this node must not run a grant it pulled (no offer to hold it against), or None. The grant is
+    signed by a trusted coordinator; what is left to check is that it is for this node and runnable here."""
+    if grant.node_peer_id != peer_id:
+        return f"the grant is for {grant.node_peer_id}"
+    if TaskKind(grant.payload.kind) not in kinds:
+        return f"this node did not ask for {grant.payload.kind} tasks"
+    if TaskKind(grant.payload.kind) in LLM_KINDS and grant.model_sha256 not in models:
         return f"model {grant.model_sha256} is not loaded here"
     return None
 
@@ -151,6 +168,8 @@ class NodeRuntime:
         self.status_interval_s = status_interval_s
         self.result_hook = result_hook
         self.counters = NodeCounters()
+        self.receipt_hook: Callable[[Receipt], None] | None = None
+        """Called with every receipt kept (the live status line of `dataswarm node start` counts credit)."""
         self._claimed: set[tuple[str, int]] = set()
         self._model_digests = {m.sha256 for m in models}
 
@@ -215,12 +234,12 @@ class NodeRuntime:
                 # again on the next re-offer. A grant that did go out is handed back again.
                 self._claimed.discard((offer.task_id, offer.attempt))
                 raise
-            if grant is None:
-                return
-            result = await self._execute(grant)
-            if result is None:
-                return
-            await self._submit(coordinator, grant, result)
+            while grant is not None:
+                result = await self._execute(grant)
+                if result is not None:
+                    await self._submit(coordinator, grant, result)
+                # The slot is free again: ask on the same connection instead of waiting for a re-offer.
+                grant = await self._pull(coordinator, offer.task_kind)
         except (NetworkError, ProtocolError) as exc:
             log.warning("task %s with %s: %s", offer.task_id, coordinator, exc)
         finally:
@@ -257,6 +276,39 @@ class NodeRuntime:
         if problem:
             log.warning("grant for %s refused: %s", offer.task_id, problem)
             return None
+        self.counters.grants += 1
+        return message
+
+    async def _pull(self, coordinator: str, kind: TaskKind) -> Grant | None:
+        """A grant for any open task of the freed slot's pool, or None (then offers bring the next one)."""
+        pool = SlotPool.pool_of(kind)
+        kinds = [k for k in self.kinds if SlotPool.pool_of(k) == pool]
+        pull = Pull(
+            task_kinds=kinds,
+            model_sha256=sorted(self._model_digests)[:8] if pool == "llm" else [],
+            free_slots=max(1, self.slots.free + 1),  # this slot is still held while it asks
+            tok_s=self.models[0].tok_s if self.models and pool == "llm" else 0.0,
+        )
+        self.counters.pulls += 1
+        answer = await self.host.request(
+            coordinator,
+            TASK_PROTOCOL,
+            seal(self.host.identity, pull, now_ms=now_ms()),
+            expect=TASK_RESPONSE_KINDS,
+            trusted=self.trusted,
+            timeout=CLAIM_TIMEOUT_S,
+        )
+        message = answer.message
+        if isinstance(message, Reject):
+            return None
+        if not isinstance(message, Grant):
+            raise ProtocolError(f"coordinator answered a pull with {type(message).__name__}")
+        problem = pulled_grant_problem(message, peer_id=self.host.peer_id, kinds=kinds, models=self._model_digests)
+        if problem:
+            log.warning("pulled grant for %s refused: %s", message.task_id, problem)
+            return None
+        self._claimed.add((message.task_id, message.attempt))  # its gossiped offer is not claimed again
+        self.counters.pull_grants += 1
         self.counters.grants += 1
         return message
 
@@ -306,6 +358,8 @@ class NodeRuntime:
             self.counters.rejected += 1
         if self.ledger is not None:
             self.ledger.append(opened.raw, receipt)
+        if self.receipt_hook is not None:
+            self.receipt_hook(receipt)
 
     async def _on_pushed_receipt(self, peer: str, opened: Opened) -> bytes:
         if opened.sender not in self.trusted:

@@ -34,6 +34,7 @@ class MessageKind(StrEnum):
     COORDINATOR_ANNOUNCE = "coordinator_announce"
     TASK_OFFER = "task_offer"
     CLAIM = "claim"
+    PULL = "pull"
     GRANT = "grant"
     REJECT = "reject"
     RESULT = "result"
@@ -93,6 +94,19 @@ class Claim(Frozen):
     tok_s: float = Field(default=0.0, ge=0.0)
 
 
+class Pull(Frozen):
+    """A node with a free slot asks for any open task it can run, on the stream it already uses: answered
+    with a Grant, or a Reject (NONE_OPEN) when there is none for it. It keeps a busy node from waiting for
+    the next re-offer; gossip offers stay for discovery and for nodes that have just joined."""
+
+    kind: Literal[MessageKind.PULL] = MessageKind.PULL
+    task_kinds: Annotated[list[TaskKind], Field(min_length=1, max_length=16)]
+    model_sha256: Annotated[list[Sha256Hex], Field(default_factory=list, max_length=8)]
+    """Models the node holds, for the LLM kinds."""
+    free_slots: int = Field(ge=1, le=1024)
+    tok_s: float = Field(default=0.0, ge=0.0)
+
+
 class Grant(Frozen):
     kind: Literal[MessageKind.GRANT] = MessageKind.GRANT
     task_id: Id
@@ -119,6 +133,8 @@ class RejectReason(StrEnum):
     INVALID = "invalid"
     DEFERRED = "deferred"
     """Take the validate offer the coordinator is sending again now: a finished result waits on it."""
+    NONE_OPEN = "none_open"
+    """A Pull found no open task this node may take now (it goes back to waiting for offers)."""
 
 
 class Reject(Frozen):
@@ -171,13 +187,14 @@ class Receipt(Frozen):
     detail: Annotated[str, Field(max_length=1000)] = ""
 
 
-Message = NodeStatus | CoordinatorAnnounce | TaskOffer | Claim | Grant | Reject | Result | Receipt
+Message = NodeStatus | CoordinatorAnnounce | TaskOffer | Claim | Pull | Grant | Reject | Result | Receipt
 
 MESSAGE_TYPES: dict[MessageKind, type[Frozen]] = {
     MessageKind.NODE_STATUS: NodeStatus,
     MessageKind.COORDINATOR_ANNOUNCE: CoordinatorAnnounce,
     MessageKind.TASK_OFFER: TaskOffer,
     MessageKind.CLAIM: Claim,
+    MessageKind.PULL: Pull,
     MessageKind.GRANT: Grant,
     MessageKind.REJECT: Reject,
     MessageKind.RESULT: Result,
@@ -191,6 +208,7 @@ BODY_LIMITS: dict[MessageKind, int] = {
     MessageKind.COORDINATOR_ANNOUNCE: 8 * 1024,
     MessageKind.TASK_OFFER: 8 * 1024,
     MessageKind.CLAIM: 2 * 1024,
+    MessageKind.PULL: 2 * 1024,
     MessageKind.GRANT: 2 * 1024 * 1024,
     MessageKind.REJECT: 4 * 1024,
     MessageKind.RESULT: 2 * 1024 * 1024,

@@ -8,6 +8,7 @@ grant that was issued for it, instead of leaving the lease to lapse.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,41 @@ def test_a_grant_at_a_later_attempt_than_a_stale_offer_is_run_but_never_an_older
     assert "another task" in str(node.runtime.grant_problem(other, late, peer_id=NODE_A.peer_id, models={MODEL}))
     assert "is for" in str(node.runtime.grant_problem(stale, late, peer_id=NODE_B.peer_id, models={MODEL}))
     assert "not loaded" in str(node.runtime.grant_problem(stale, late, peer_id=NODE_A.peer_id, models={"cd" * 32}))
+
+
+@pytest.mark.trio
+async def test_a_node_that_finishes_a_task_pulls_the_next_one_without_waiting_for_a_re_offer(tmp_path: Path) -> None:
+    """Four tasks offered at once to a node with one slot: it claims one from gossip and skips the rest
+    (no free slot). Re-offers are an hour away here, so it gets the other three only by pulling."""
+    backend = LocalSearchBackend(small_index(tmp_path / "index.sqlite"))
+    async with open_coordinator(config(tmp_path)) as coord, SwarmHost(host_config(identity(8))) as host:
+        sched = coord.runtime.scheduler
+        sched.config = dataclasses.replace(sched.config, reoffer_ms=3_600_000)
+        await host.connect(coord.peer_addrs[0])
+        runtime = NodeRuntime(
+            host,
+            {TaskKind.SEARCH: SearchExecutor(backend)},
+            [],
+            trusted_coordinators={coord.identity.public_key},
+            slots={"io": 1},
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            await coord.host.wait_for_subscribers(offers_topic(TaskKind.SEARCH), 1, timeout=10)
+            store = sched.store
+            await coord.runtime.call(store.create_job, "j1", {"topic": "heaps"}, now_ms=now_ms())
+            ids = [f"t{i}" for i in range(4)]
+            for task_id in ids:
+                await coord.runtime.call(
+                    sched.submit, task_id, "j1", "search", SearchPayload(query=f"heap queue {task_id}", max_results=3),
+                    now_ms=now_ms(),
+                )  # fmt: skip
+            with trio.fail_after(30):
+                while True:
+                    ran = [t for t in ids if any(r.node == host.peer_id for r in store.results_for(t))]
+                    if len(ran) == len(ids):
+                        break
+                    await trio.sleep(0.1)
+            nursery.cancel_scope.cancel()
+    assert runtime.counters.pull_grants >= 3
+    assert runtime.counters.claims <= 2  # gossip brought one; the rest came by pulling
