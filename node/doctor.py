@@ -5,11 +5,17 @@ digest, chat template), the load plan, GPU offload, measured speed, and free
 disk space. Each problem carries a sentence saying how to fix it. Printing
 and the network checks (port, reachability) belong to the CLI and are added
 by the runtime; this module never prints.
+
+GPU: `gpu.gpu_advice` decides (its module docstring lists the rules) and this
+module turns the advice into the "gpu" finding, adding how big a model the
+GPU holds; the plan findings say how many layers `hardware.plan_model` put on
+it, and warn when the VRAM is too small for the chosen model.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -18,7 +24,15 @@ from typing import Any
 import trio
 
 from node.llm.engine import Engine, EngineSettings
-from node.llm.hardware import Hardware, ModelPlan, choose_models, detect_hardware, plan_model
+from node.llm.gpu import GpuAdvice, GpuProbe, gpu_advice
+from node.llm.hardware import (
+    Hardware,
+    ModelPlan,
+    choose_models,
+    detect_hardware,
+    largest_model_class,
+    plan_model,
+)
 from node.llm.models import DigestCache, ModelError, default_cache_dir, hf_hub_cache_dir, resolve_model
 from node.llm.speed import MIN_TOK_S
 
@@ -64,7 +78,7 @@ def hardware_findings(hw: Hardware) -> list[Finding]:
             data={"physical": hw.physical_cores, "usable": hw.usable_cores, "features": list(hw.cpu_features)},
         ),
     ]
-    if "AVX2" not in hw.cpu_features and not hw.gpu_offload:
+    if "AVX2" not in hw.cpu_features and not hw.offload:
         out.append(
             Finding(
                 "hardware.cpu.avx2",
@@ -73,23 +87,34 @@ def hardware_findings(hw: Hardware) -> list[Finding]:
                 "Use a CPU with AVX2, or reinstall llama-cpp-python built for this machine (the default pip build).",
             )
         )
-    if hw.gpu_offload:
-        vram = f", {hw.vram_free / gib:.1f} GiB VRAM free" if hw.vram_free is not None else ""
-        out.append(Finding("gpu", Severity.OK, f"llama.cpp supports GPU offload{vram}", data={"offload": True}))
-    elif shutil.which("nvidia-smi"):
-        out.append(
-            Finding(
-                "gpu",
-                Severity.WARN,
-                "an NVIDIA GPU is present but this llama-cpp-python build cannot offload to it",
-                'Reinstall with CUDA: CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
-                "llama-cpp-python==0.3.36",
-                {"offload": False},
-            )
-        )
-    else:
-        out.append(Finding("gpu", Severity.INFO, "no GPU offload: models run on the CPU", data={"offload": False}))
+    out.append(gpu_finding(hw))
     return out
+
+
+def gpu_finding(hw: Hardware, platform: str = sys.platform) -> Finding:
+    """The GPU, whether this llama.cpp build will use it, and the one command that fixes it when not."""
+    if hw.gpu_probe is None:  # not probed (a Hardware built by hand): llama.cpp's answer is all there is
+        if hw.gpu_offload:
+            return Finding("gpu", Severity.OK, "llama.cpp supports GPU offload", data={"offload": True})
+        return Finding("gpu", Severity.INFO, "no GPU offload: models run on the CPU", data={"offload": False})
+    advice = gpu_advice(hw.gpu_probe, hw.build, platform)
+    severity = {"offload": Severity.OK, "none": Severity.INFO}.get(advice.state, Severity.WARN)
+    summary = advice.summary + _capacity(advice, hw.gpu_probe)
+    data = {**advice.data, "state": advice.state, "backend": advice.backend}
+    return Finding("gpu", severity, summary, advice.fix, data)
+
+
+def _capacity(advice: GpuAdvice, probe: GpuProbe) -> str:
+    """What the GPU the advice is about can hold, e.g. "; its 11.5 GiB hold up to a 14B model at Q4_K_M"."""
+    gpus = advice.usable or probe.gpus
+    if not gpus or gpus[0].unified_memory:
+        return ""
+    vram = gpus[0].vram_free if gpus[0].vram_free is not None else gpus[0].vram_total
+    if vram is None:
+        return ""
+    size = largest_model_class(vram)
+    held = f"up to a {size} model at Q4_K_M" if size else "no common model whole"
+    return f"; its {vram / 2**30:.1f} GiB hold {held}"
 
 
 def model_findings(settings: EngineSettings, hw: Hardware) -> tuple[list[Finding], list[ModelPlan]]:
@@ -133,6 +158,8 @@ def model_findings(settings: EngineSettings, hw: Hardware) -> tuple[list[Finding
         )
     plans, skipped = choose_models(candidates, hw, max_models=settings.max_models)
     for plan in plans:
+        if settings.n_gpu_layers is None and hw.offload and plan.n_gpu_layers != -1:
+            out.append(_vram_too_small(plan, hw))
         threads_total = plan.n_threads * plan.slots
         out.append(
             Finding(
@@ -173,6 +200,23 @@ def model_findings(settings: EngineSettings, hw: Hardware) -> tuple[list[Finding
             )
         )
     return out, plans
+
+
+def _vram_too_small(plan: ModelPlan, hw: Hardware) -> Finding:
+    """The chosen model does not fit the GPU whole: some (or none) of its layers run on the CPU."""
+    layers = plan.model.info.block_count + 1
+    vram = hw.vram_free or 0
+    size = largest_model_class(vram)
+    return Finding(
+        f"plan.{plan.model.name}.vram",
+        Severity.WARN,
+        f"VRAM too small for {plan.model.name} ({plan.est_bytes / 2**30:.1f} GiB): {plan.n_gpu_layers} of "
+        f"{layers} layers fit in {vram / 2**30:.1f} GiB free, the rest runs on the CPU (much slower)",
+        f"Configure a smaller model: this GPU holds up to a {size} model at Q4_K_M whole."
+        if size
+        else "Free GPU memory (close other programs using the GPU), or leave it out: set n_gpu_layers = 0.",
+        {"n_gpu_layers": plan.n_gpu_layers, "layers": layers, "vram_free": vram, "fits": size},
+    )
 
 
 def _model_fix(spec: str) -> str:

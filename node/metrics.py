@@ -12,6 +12,11 @@ Wiring (in `open_node`, after the runtime exists):
     metrics = NodeMetrics(status=runtime.status, counters=lambda: dataclasses.asdict(runtime.counters))
     runtime.result_hook = metrics.chain(runtime.result_hook)    # tokens and seconds of each result
     nursery.start_soon(serve_node_metrics, metrics, "127.0.0.1:9471")
+
+`RunTotals` is the same kind of figure for a person instead of a scraper: the
+tok/s of this run's results and the credit its receipts brought, for the live
+line of `dataswarm node start`. Plain bookkeeping, fed by the runtime's result
+and receipt hooks.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from protocol.messages import Grant, NodeStatus, Result
+from protocol.messages import Grant, NodeStatus, Receipt, Result, Verdict
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio-stubs (installed with libp2p) shadow trio's own types
@@ -128,6 +134,46 @@ class NodeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass
+class RunTotals:
+    """Tokens, generation time and credit since this node started (what the live status line shows)."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+    """Execution time of the results counted in `tokens` (LLM kinds only)."""
+    credits: float = 0.0
+    """Work units of receipts ACCEPTED during this run."""
+    _decided: set[str] = field(default_factory=set)
+
+    def observe_result(self, result: Result) -> None:
+        if result.stats.completion_tokens and result.stats.seconds:
+            self.tokens += result.stats.completion_tokens
+            self.seconds += result.stats.seconds
+
+    def result_hook(self, hook: ResultHook | None = None) -> ResultHook:
+        """A NodeRuntime result hook that counts each result, then hands it to `hook` (if any)."""
+
+        def counted(grant: Grant, result: Result) -> Result:
+            out = hook(grant, result) if hook is not None else result
+            self.observe_result(out)
+            return out
+
+        return counted
+
+    def observe_receipt(self, receipt: Receipt) -> None:
+        # As the ledger reads it: the first decided receipt of a lease counts; PENDING ones never do.
+        if receipt.verdict is Verdict.PENDING or receipt.lease_id in self._decided:
+            return
+        self._decided.add(receipt.lease_id)
+        if receipt.verdict is Verdict.ACCEPTED:
+            self.credits += receipt.work_units
+
+    @property
+    def tok_s(self) -> float | None:
+        """Completion tokens per second of execution over this run's results; None before the first."""
+        return self.tokens / self.seconds if self.seconds > 0 else None
 
 
 def metrics_asgi_app(metrics: NodeMetrics) -> Callable[..., Any]:

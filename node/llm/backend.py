@@ -55,6 +55,7 @@ import jinja2.ext
 import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from node.llm.gpu import LlamaBuild, build_backends
 from node.llm.rescore import RescoreResult, score_rows, token_logprob
 
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -159,6 +160,25 @@ def _tojson(
 ) -> str:
     # As transformers' chat templates render `tojson`.
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def llama_build_info() -> LlamaBuild:
+    """What the installed llama.cpp was built with: GPU offload and its GPU backends. Loads the library, no model.
+
+    The backends are read from the libggml-<backend> files the wheel ships next to libllama
+    (llama_print_system_info() names only backends that report features: Vulkan does not).
+    """
+    import llama_cpp
+
+    raw = llama_cpp.llama_print_system_info()
+    system_info = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    libraries = sorted(p.name for p in lib_dir.iterdir()) if lib_dir.is_dir() else []
+    return LlamaBuild(
+        gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
+        backends=build_backends(libraries, system_info),
+        system_info=system_info.strip(),
+    )
 
 
 class LlamaBackend:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from node.config import NodeConfig
 from node.doctor import Finding, Severity, disk_findings, hardware_findings, llm_findings, model_findings
 from node.llm.engine import EngineSettings
+from node.llm.gpu import Gpu, GpuProbe, ToolRun
 from node.llm.hardware import detect_hardware
 from tests.node.test_llm_hardware import machine
 
@@ -54,11 +54,12 @@ def test_no_usable_model_is_an_error_with_a_fix(tmp_path: Path) -> None:
     assert "smollm2-135m" in by_check(findings)["plan"].fix
 
 
-def test_gpu_present_without_offload_support_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    hw = machine()
-    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+def test_gpu_present_without_offload_support_is_a_warning() -> None:
+    rtx = Gpu("nvidia", "NVIDIA GeForce RTX 3060", "nvidia-smi", 12 * 2**30, 11 * 2**30)
+    hw = dataclasses.replace(machine(), gpu_probe=GpuProbe((rtx,), (ToolRun("nvidia-smi", "ok"),)))
     gpu = by_check(hardware_findings(hw))["gpu"]
-    assert gpu.severity is Severity.WARN and "GGML_CUDA" in gpu.fix
+    assert gpu.severity is Severity.WARN and gpu.fix == "make install LLAMA_BACKEND=cuda"
+    assert "GGML_CUDA" in str(gpu.data["pip_command"])
     no_avx2 = dataclasses.replace(hw, cpu_features=("SSE3",))
     assert by_check(hardware_findings(no_avx2))["hardware.cpu.avx2"].severity is Severity.WARN
 

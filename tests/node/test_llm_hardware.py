@@ -97,8 +97,16 @@ def test_chooses_the_largest_model_that_fits(resolved_model: ResolvedModel) -> N
 def test_vram_budget_applies_with_offload(resolved_model: ResolvedModel) -> None:
     model = sized(resolved_model, 6 * GIB, "six")
     hw = machine(ram_gib=64, gpu=True, vram_gib=4)
-    chosen, skipped = choose_models([plan_model(model, hw)], hw)
-    assert chosen == [] and "six: needs about" in skipped[0]
+    # Too big for the VRAM: the layers that fit go on the GPU, the rest stays in RAM.
+    (plan,), _ = choose_models([plan_model(model, hw)], hw)
+    assert 0 < plan.n_gpu_layers < model.info.block_count and plan.gpu_bytes <= 4 * GIB
+    # Forced whole onto the GPU (n_gpu_layers = -1 in the config), it does not fit.
+    chosen, skipped = choose_models([plan_model(model, hw, n_gpu_layers=-1)], hw)
+    assert chosen == [] and "six: needs about" in skipped[0] and "of VRAM" in skipped[0]
+    # Too big for RAM and VRAM together.
+    small_box = machine(ram_gib=4, gpu=True, vram_gib=1)
+    chosen, skipped = choose_models([plan_model(model, small_box)], small_box)
+    assert chosen == [] and "of the memory budget" in skipped[0]
 
 
 def test_memory_estimate_matches_the_measured_rss(resolved_model: ResolvedModel) -> None:
