@@ -73,6 +73,7 @@ def progress_line(view: JobView, eta: str = "") -> str:
     work = next((f"{s.stage} {s.done}/{s.tasks}" for s in view.stages if s.stage == stage), "")
     parts = [f"rows {view.rows}/{view.target}", f"{sum(view.rejections.values())} rejected", work]
     parts += [f"ETA {eta}"] if eta else []
+    parts += [view.waiting.message] if view.waiting is not None else []
     return f"job {view.job_id} {view.state}: " + ", ".join(p for p in parts if p)
 
 
@@ -89,6 +90,8 @@ def job_detail(view: JobView, eta: str = "") -> RenderableType:
         head.add_row("out dir", f"{view.out_dir}  (on the coordinator's machine)")
     if view.error:
         head.add_row("error", f"[red]{view.error}[/red]")
+    if view.waiting is not None:
+        head.add_row("waiting", f"[yellow]{escape(view.waiting.message)}[/yellow]")
     if view.state == "partial":
         why = view.partial_reason or "fewer rows passed verification than were requested"
         delivered = f"{min(view.rows, view.target)} of {view.target} rows delivered"
@@ -113,7 +116,7 @@ def job_detail(view: JobView, eta: str = "") -> RenderableType:
 def jobs(
     ctx: typer.Context,
     state: str | None = typer.Option(
-        None, help="Only jobs in this state (running, done, partial, failed, cancelled...)."
+        None, help="Only jobs in this state (running, waiting_for_nodes, done, partial, failed, cancelled...)."
     ),
     limit: int = typer.Option(50, min=1, max=200, help="At most this many, newest first."),
     coordinator: str | None = COORDINATOR,

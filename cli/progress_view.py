@@ -6,13 +6,20 @@ from collections.abc import Awaitable, Callable
 
 import trio
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from coordinator import job_states
 from coordinator.pipeline.progress import JobProgress
 
-FINAL = ("done", "partial", "failed", "cancelled")
-DELIVERED = ("done", "partial")
+FINAL = job_states.FINAL
+DELIVERED = job_states.DELIVERED
 """Final states with a dataset: a partial job ran out of attempts and delivered fewer rows than asked."""
+
+
+def state_note(p: JobProgress) -> str:
+    """The job's state as the rows bar shows it; a job waiting for nodes says for how many."""
+    return p.waiting.describe() if p.waiting is not None else p.state
 
 
 def partial_line(job_id: str, rows: int, target: int, reason: str) -> str:
@@ -47,8 +54,9 @@ async def follow(
                 failed = f"  {s.failed} failed" if s.failed else ""
                 bars.update(ids[s.stage], total=max(1, s.tasks), completed=s.done + s.failed, note=failed)
             rejected = sum(p.rejections.values())
+            # escaped: "[running]" is rich markup, and an unknown style tag prints nothing
             bars.update(rows_id, total=max(1, p.target), completed=min(p.rows, p.target),
-                        note=f"{rejected} rejected  [{p.state}]")  # fmt: skip
+                        note=escape(f"{rejected} rejected  [{state_note(p)}]"))  # fmt: skip
             if p.state in FINAL:
                 return p
             await trio.sleep(interval)

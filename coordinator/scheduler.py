@@ -43,6 +43,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+from coordinator import job_states
 from coordinator.spec import asks
 from coordinator.store import Judgement, NewRow, NotFound, Store, TaskState
 from coordinator.store.db import ResultRecord, SlotRecord, TaskRecord
@@ -120,7 +121,7 @@ DEFER_WINDOW_MS = 5_000
 """How long a node's claims for new work are refused while an audit it may take waits (see on_claim)."""
 VALIDATION_SCAN_MS = 250
 """How often claims look for offered validate slots to send a node to (the runtime ticks every 250 ms)."""
-ACTIVE_JOB_STATES = frozenset({"open", "running"})
+ACTIVE_JOB_STATES = job_states.OFFERED
 LIVE_NODE_MS = 30_000
 """A node whose NodeStatus is older than this is not counted on to validate."""
 CHARGED_REFUSALS = frozenset({"bad_signature", "sender_mismatch", "replayed", "stale_result"})
@@ -481,6 +482,8 @@ class Scheduler:
                 task = self.store.task(slot.task_id)
                 if peer_id in self._involved(task.task_id):
                     continue
+                if task.kind is not TaskKind.VALIDATE and self.store.job(task.job_id).state not in ACTIVE_JOB_STATES:
+                    continue  # a job waiting for nodes: not a refusal worth counting against the tries
                 allowed = self.allowed_models(task)
                 model = next((m for m in pull.model_sha256 if not allowed or m in allowed), None)
                 if task.kind in LLM_KINDS and model is None:

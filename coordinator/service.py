@@ -17,6 +17,7 @@ from pathlib import Path
 
 import trio
 
+from coordinator import job_states
 from coordinator.config import CoordinatorConfig
 from coordinator.models import default_allowed_models
 from coordinator.pipeline.job import JobRunner
@@ -33,7 +34,7 @@ from protocol.keyfile import load_or_create_identity
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("open", "running", "compiling")
+ACTIVE = job_states.RESUMED
 """States a restart resumes. The final ones (done, partial, failed, cancelled) never run again."""
 
 
@@ -118,7 +119,7 @@ class Coordinator:
 
         async def run() -> None:
             try:
-                await self.runtime.call(self.store.set_job_state, job_id, "running", now_ms=now_ms())
+                await self.runtime.call(self.store.set_job_state, job_id, job_states.RUNNING, now_ms=now_ms())
                 await JobRunner(self.runtime, job_id, models=lambda: dict(self.models)).run()
             except Exception:
                 log.exception("job %s crashed", job_id)
@@ -137,8 +138,12 @@ class Coordinator:
         return job_progress(self.store, job_id)
 
     async def cancel(self, job_id: str) -> bool:
-        """Cancel a job still open or running; False if it had already finished (or is compiling)."""
-        return await self.runtime.call(self.store.cancel_job, job_id, now_ms=now_ms())
+        """Cancel a job still open, running or waiting for nodes; False if it had already finished (or is
+        compiling)."""
+        return await self.runtime.call(self._cancel, job_id, now_ms())
+
+    def _cancel(self, job_id: str, now: int) -> bool:
+        return self.store.cancel_job(job_id, now_ms=now)
 
     def resume_jobs(self) -> list[str]:
         ids = [j.job_id for j in self.store.jobs() if j.state in ACTIVE]

@@ -203,7 +203,7 @@ def build_app(
     )
     async def list_jobs(
         limit: Annotated[int, Query(ge=1, le=MAX_JOBS_LISTED)] = 50,
-        state_: Annotated[str | None, Query(alias="state", pattern=r"^[a-z]{1,16}$")] = None,
+        state_: Annotated[str | None, Query(alias="state", pattern=r"^[a-z_]{1,24}$")] = None,
     ) -> JobList:
         """Jobs, newest first, each with its stage progress."""
         return JobList(jobs=await call(state.views.jobs, limit=limit, state=state_))

@@ -13,7 +13,9 @@ Wire format (text/event-stream):
     data: {the final JobView}
 
 The stream closes after `end`. Every event carries the whole snapshot, so a
-client that reconnects needs no Last-Event-ID replay.
+client that reconnects needs no Last-Event-ID replay. A job waiting for nodes
+is not final: entering and leaving waiting_for_nodes, and a change in its live
+node count (the snapshot's `waiting`), are progress events.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from coordinator import job_states
 from coordinator.api.views import FINAL_STATES
 from coordinator.verify.reputation import decayed_score
 from protocol.tasks import TaskKind
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from coordinator.service import Coordinator
 
 FINAL_JOB_STATES = FINAL_STATES  # one list of final states for the API (views.py)
-ACTIVE_JOB_STATES = frozenset({"open", "running"})
+ACTIVE_JOB_STATES = job_states.OFFERED
 """Jobs whose open tasks are offered (the scheduler's own rule)."""
 QUEUE_SCAN_LIMIT = 100_000
 REPUTATION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -141,7 +142,7 @@ class _SnapshotCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         s = self.snap
         jobs = GaugeMetricFamily("dataswarm_jobs", "Jobs by state.", labels=["state"])
-        for state in sorted({"open", "running", "compiling", *FINAL_JOB_STATES} | set(s.jobs)):
+        for state in sorted(set(job_states.ALL) | set(s.jobs)):
             jobs.add_metric([state], s.jobs.get(state, 0))
         yield jobs
 

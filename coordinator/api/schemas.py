@@ -84,6 +84,16 @@ class StageView(BaseModel):
     open: int
 
 
+class WaitingView(BaseModel):
+    stage: str = Field(description="The stage whose tasks wait for nodes.")
+    live: int = Field(description="Live nodes that serve the stage's task kind with a model the job allows.")
+    needed: int = Field(
+        description="Distinct live nodes its tasks need: 2 (a second replica or an audit on another node), "
+        "1 when a trusted node serves the kind."
+    )
+    message: str = Field(examples=["waiting for nodes: 0 live, needs 2 for verification of question_gen tasks"])
+
+
 class JobLinks(BaseModel):
     self: str
     events: str
@@ -94,7 +104,9 @@ class JobView(BaseModel):
     job_id: str
     state: str = Field(
         examples=["running"],
-        description="open, running, compiling, done, partial, failed or cancelled. partial is final: the "
+        description="open, running, waiting_for_nodes, compiling, done, partial, failed or cancelled. "
+        "waiting_for_nodes: running, but too few live nodes serve the current stage's task kind to run and "
+        "verify its tasks (`waiting` says how many); no task is given up meanwhile. partial is final: the "
         "dataset was compiled with fewer rows than asked for (`partial_reason` says why) and can be downloaded.",
     )
     topic: str
@@ -109,6 +121,7 @@ class JobView(BaseModel):
         "", description="Why a partial job delivered fewer rows than asked for (empty unless state is partial)."
     )
     out_dir: str = Field(description="Where the coordinator writes the dataset directory.")
+    waiting: WaitingView | None = Field(None, description="Set while the state is waiting_for_nodes, else null.")
     created_ms: int
     updated_ms: int
     links: JobLinks

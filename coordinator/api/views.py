@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from coordinator import job_states
 from coordinator.api.errors import ApiError, not_found
 from coordinator.api.schemas import (
     JobLinks,
@@ -24,6 +25,7 @@ from coordinator.api.schemas import (
     SpecQuery,
     StagePlanView,
     StageView,
+    WaitingView,
 )
 from coordinator.planner import LLM_SPEC_NOTE, parse_request, plan
 from coordinator.scheduler import LIVE_NODE_MS
@@ -34,8 +36,8 @@ from coordinator.verify.reputation import decayed_score
 if TYPE_CHECKING:
     from coordinator.service import Coordinator
 
-FINAL_STATES = frozenset({"done", "partial", "failed", "cancelled"})
-DELIVERED_STATES = frozenset({"done", "partial"})
+FINAL_STATES = job_states.FINAL
+DELIVERED_STATES = job_states.DELIVERED
 """Final states with a compiled dataset: partial delivered fewer rows than asked (see `partial_reason`)."""
 PREFIX = "/v1"
 
@@ -118,7 +120,8 @@ class JobViews:
             stages=[StageView(**vars(s), open=s.open) for s in p.stages],
             rejections=dict(p.rejections),
             error=p.error,
-            partial_reason=str(doc.get("partial", "")) if p.state == "partial" else "",
+            partial_reason=str(doc.get("partial", "")) if p.state == job_states.PARTIAL else "",
+            waiting=None if p.waiting is None else WaitingView(**p.waiting.as_doc(), message=p.waiting.describe()),
             out_dir=str(doc.get("out_dir", "")),
             created_ms=record.created_ms,
             updated_ms=record.updated_ms,

@@ -8,6 +8,12 @@ Final states: "done" (every requested row delivered), "partial" (the synthesize
 attempt budget ran out with fewer rows: what passed is compiled and delivered,
 and the job's spec document says why under "partial"), "failed", "cancelled".
 
+Waiting for nodes: while fewer live nodes serve the current stage's kind than
+its tasks need (pipeline/waiting.py), the job is "waiting_for_nodes" instead of
+"running" (the scheduler offers none of its tasks then) and the stall clock
+stands still; it restarts when enough nodes are live and the job is running
+again. Abandoning is for tasks that live nodes keep refusing or failing.
+
 Resume: stage states and every task live in the store, task ids are
 deterministic, and `Scheduler.submit` is idempotent, so running a job again
 after a crash re-submits nothing that exists and waits on what is open.
@@ -16,22 +22,26 @@ after a crash re-submits nothing that exists and waits on what is open.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import trio
 
+from coordinator import job_states
 from coordinator.compile import CompiledDataset
 from coordinator.pipeline import compile as compile_stage
 from coordinator.pipeline import curate, question_gen, retrieve, search, synthesize
 from coordinator.pipeline import spec as spec_stage
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskSpec
+from coordinator.pipeline.waiting import WAIT_KEY, NodeWait, node_wait
 from coordinator.runtime import CoordinatorRuntime
+from coordinator.scheduler import Scheduler
 from coordinator.spec import DatasetSpec
 from coordinator.store import TaskState
+from coordinator.verify.reputation import is_trusted
 from network import now_ms
-from protocol.tasks import TaskKind
+from protocol.tasks import LLM_KINDS, TaskKind
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +49,21 @@ POLL_S = 0.3
 STALL_S = 60.0
 """A stage with no slot activity at all for this long has tasks no node will take (every node
 already ran a replica, or the only capable nodes were blacklisted): those are abandoned so the
-job goes on with what is done. Busy nodes make activity, so slow progress never trips this."""
+job goes on with what is done. Busy nodes make activity, so slow progress never trips this. The clock
+does not run while the job waits for nodes, and starts again from the end of the wait."""
+
+
+def trusted_nodes(scheduler: Scheduler, peers: Collection[str], now_ms: int) -> set[str]:
+    """Of `peers`, those trusted to run a task alone (r = 1): the one place the wait for nodes learns
+    trust, as the scheduler grants it (plan_replication): the operator's own nodes (config
+    `trusted_nodes`) and nodes that earned it (verify.reputation.is_trusted)."""
+    config = scheduler.config.reputation
+    return {
+        p
+        for p in peers
+        if p in scheduler.config.trusted_nodes
+        or is_trusted(scheduler.store.reputation(p), now_ms=now_ms, config=config)
+    }
 
 
 class JobFailed(Exception):
@@ -64,6 +88,10 @@ class JobRunner:
         self.rows_given = rows_given if isinstance(rows_given, int) else None
         self.started_ms = job.created_ms
         self.models = models
+        self._shown_wait: NodeWait | None = None
+        """The wait last written to the store (None: the job was running)."""
+        self._stall_from_ms = 0
+        """The stall clock counts from no earlier than this: the end of the last wait for nodes."""
 
     async def run(self) -> CompiledDataset | None:
         try:
@@ -90,15 +118,18 @@ class JobRunner:
             return None
 
     async def _spec_skipped(self) -> str:
-        """Why the spec stage is not run ("" to run it): once started it goes on; before that, it needs a
-        live node that serves spec tasks (otherwise it would only wait for the stall timer)."""
+        """Why the spec stage is not run ("" to run it): once started it goes on; before that, it needs the
+        live nodes to run and verify spec tasks (the stage is optional: the job would only wait for nodes)."""
         if TaskKind.SPEC.value in await self.rt.call(self.store.stages, self.job_id):
             return ""
-        sched = self.rt.scheduler
-        if any(sched.serves(p, TaskKind.SPEC) for p in sched.live_nodes(now_ms())):
+        wait = await self.rt.call(self._node_wait, TaskKind.SPEC, now_ms())
+        if not wait.waiting:
             return ""
-        log.info("job %s: no live node serves spec tasks; keeping the rule-based spec", self.job_id)
-        return "no live node serves spec tasks"
+        why = "no live node serves spec tasks"
+        if wait.live:
+            why = f"{wait.live} live node(s) serve spec tasks, verifying one needs {wait.needed}"
+        log.info("job %s: %s; keeping the rule-based spec", self.job_id, why)
+        return why
 
     async def _refine_spec(self, skipped: str) -> None:
         """Merge the spec stage's verified draft into the job's spec, once (the merge is pure, so a
@@ -155,12 +186,51 @@ class JobRunner:
             tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)
             if all(t.state is not TaskState.OPEN for t in tasks):
                 return
-            await self._abandon_stalled(kind)
-            await self._abandon_stalled(TaskKind.VALIDATE)  # a stage's tasks may wait on their audits
+            if await self._nodes_ready(kind):
+                await self._abandon_stalled(kind)
+                await self._abandon_stalled(TaskKind.VALIDATE)  # a stage's tasks may wait on their audits
             await trio.sleep(POLL_S)
 
+    async def _nodes_ready(self, kind: TaskKind) -> bool:
+        """Whether enough live nodes serve `kind` for its tasks; if not, the job waits for nodes (its state
+        says so, with the numbers) and the stall clock stands still."""
+        wait = await self.rt.call(self._node_wait, kind, now_ms())
+        if wait.waiting:
+            self._stall_from_ms = now_ms()
+        shown = wait if wait.waiting else None
+        if shown != self._shown_wait:
+            if await self.rt.call(self._set_wait, shown):
+                if shown is not None:
+                    log.info("job %s: %s", self.job_id, shown.describe())
+                else:
+                    log.info("job %s: %d live node(s) serve %s; running again", self.job_id, wait.live, kind.value)
+            self._shown_wait = shown
+        return not wait.waiting
+
+    def _node_wait(self, kind: TaskKind, now: int) -> NodeWait:
+        """Worker thread: the wait for `kind`, from the scheduler's live nodes and what they serve."""
+        sched = self.rt.scheduler
+        models = sorted(self.store.job(self.job_id).allowed_models)
+        live = sched.live_nodes(now)
+        serving = {p: {k for k in TaskKind if sched.serves(p, k, models if k in LLM_KINDS else ())} for p in live}
+        replicas = sched.config.reputation.untrusted_replicas
+        return node_wait(kind, serving, trusted=trusted_nodes(sched, live, now), replicas=replicas)
+
+    def _set_wait(self, wait: NodeWait | None) -> bool:
+        """Worker thread: enter, update or leave waiting_for_nodes. False when the job is neither running
+        nor waiting (cancelled meanwhile: that stays)."""
+        state = self.store.job(self.job_id).state
+        if state not in (job_states.RUNNING, job_states.WAITING_FOR_NODES):
+            return False
+        now = now_ms()
+        self.store.update_job_spec(self.job_id, {WAIT_KEY: wait.as_doc() if wait else None}, now_ms=now)
+        target = job_states.WAITING_FOR_NODES if wait else job_states.RUNNING
+        if state != target:
+            self.store.set_job_state(self.job_id, target, now_ms=now)
+        return True
+
     async def _abandon_stalled(self, kind: TaskKind) -> None:
-        last = await self.rt.call(self.store.stage_activity_ms, self.job_id, kind.value)
+        last = max(await self.rt.call(self.store.stage_activity_ms, self.job_id, kind.value), self._stall_from_ms)
         if now_ms() - last < STALL_S * 1000:
             return
         for task_id in await self.rt.call(self.store.untaken_tasks, self.job_id, kind.value):
@@ -196,13 +266,14 @@ class JobRunner:
                 log.warning("job %s: %d of %d rows after %d tasks; compiling what passed",
                             self.job_id, accepted, self.spec.rows, len(tasks))  # fmt: skip
                 break
-            await self._abandon_stalled(kind)
-            await self._abandon_stalled(TaskKind.VALIDATE)
+            if await self._nodes_ready(kind):
+                await self._abandon_stalled(kind)
+                await self._abandon_stalled(TaskKind.VALIDATE)
             await trio.sleep(POLL_S)
         await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=now_ms())
 
     async def _compile(self) -> CompiledDataset | None:
-        await self.rt.call(self._set_state, "compiling")
+        await self.rt.call(self._set_state, job_states.COMPILING)
         accepted = await self.rt.call(self.store.row_count, self.job_id)
         if not accepted:
             raise JobFailed("no row passed verification; nothing to compile")

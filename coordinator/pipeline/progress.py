@@ -1,9 +1,15 @@
-"""A job's progress, read from the store: what the CLI, the API and the dashboard show."""
+"""A job's progress, read from the store: what the CLI, the API and the dashboard show.
+
+Owns: one snapshot of a job (state, rows, stages, rejections, and while it waits for nodes, the wait).
+Must not: change anything, or decide a job's state (the job runner does).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from coordinator import job_states
+from coordinator.pipeline.waiting import WAIT_KEY, NodeWait
 from coordinator.store import Store, TaskState
 from protocol.tasks import TaskKind
 
@@ -34,6 +40,8 @@ class JobProgress:
     rejections: dict[str, int] = field(default_factory=dict)
     error: str = ""
     out_dir: str = ""
+    waiting: NodeWait | None = None
+    """Set while the state is waiting_for_nodes: the stage, its live nodes and how many it needs."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -45,6 +53,7 @@ class JobProgress:
             "rejections": self.rejections,
             "error": self.error,
             "out_dir": self.out_dir,
+            "waiting": None if self.waiting is None else self.waiting.as_doc() | {"message": self.waiting.describe()},
         }
 
 
@@ -79,4 +88,5 @@ def job_progress(store: Store, job_id: str) -> JobProgress:
         rejections=rejections,
         error=str(job.spec.get("error", "")),
         out_dir=str(job.spec.get("out_dir", "")),
+        waiting=NodeWait.from_doc(job.spec.get(WAIT_KEY)) if job.state == job_states.WAITING_FOR_NODES else None,
     )

@@ -65,6 +65,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from coordinator import job_states
 from coordinator.store.blobs import BlobStore
 from coordinator.store.schema import migrate
 from coordinator.verify.reputation import NodeReputation
@@ -358,11 +359,14 @@ class Store:
             return self._job(c, job_id)
 
     def cancel_job(self, job_id: str, *, now_ms: int) -> bool:
-        """Cancel a job that is still open or running (atomically); False if it was already past that."""
+        """Cancel a job that is still open, running or waiting for nodes (atomically); False if it was
+        already past that."""
+        states = sorted(job_states.CANCELLABLE)
+        marks = ",".join("?" * len(states))
         with self._tx() as c:
             n = c.execute(
-                "UPDATE jobs SET state = 'cancelled', updated_ms = ? WHERE job_id = ? AND state IN ('open', 'running')",
-                (now_ms, job_id),
+                f"UPDATE jobs SET state = ?, updated_ms = ? WHERE job_id = ? AND state IN ({marks})",
+                (job_states.CANCELLED, now_ms, job_id, *states),
             ).rowcount
             if n == 0:
                 self._job(c, job_id)  # NotFound for an unknown job

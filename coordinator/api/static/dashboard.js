@@ -67,7 +67,8 @@
         el("td", { class: "mono", title: job.job_id }, job.job_id),
         el("td", { title: job.request }, job.topic || job.request),
         el("td", {}, el("span", { class: "state " + job.state }, job.state), job.error ? el("div", { class: "empty" }, job.error) : null,
-          job.partial_reason ? el("div", { class: "empty" }, job.partial_reason) : null),
+          job.partial_reason ? el("div", { class: "empty" }, job.partial_reason) : null,
+          job.waiting ? el("div", { class: "waiting" }, job.waiting.message) : null),
         el("td", {}, rows),
         el("td", {}, stages),
         el("td", {}, rejections));
