@@ -58,6 +58,7 @@ from coordinator.verify.gates import (
     page_cap,
     row_text,
 )
+from coordinator.verify.injection import injection_failure
 from coordinator.verify.quorum import QuorumPolicy, QuorumStatus, quorum
 from coordinator.verify.reasons import Failure, Reason
 from coordinator.verify.receipts import build_receipt
@@ -859,7 +860,9 @@ class Scheduler:
         rows = []
         coverage = self._coverage_for(task.job_id) if payload.target is not None else None
         for idx, row in enumerate(output.rows):
-            failure = self._answer_first_failure(payload, row.data, audit) if payload.target is not None else None
+            failure = injection_failure(row.data, row.evidence)
+            if failure is None and payload.target is not None:
+                failure = self._answer_first_failure(payload, row.data, audit)
             if failure is None and coverage is not None and payload.chunk is not None:
                 failure = _coverage_failure(coverage, payload.chunk.url, row.evidence)
             failure = failure or gate_row(

@@ -58,6 +58,10 @@ class Reason(StrEnum):
     """The row's source page already holds its share of the dataset: rows spread over the corpus."""
     ANSWER_MISMATCH = "answer_mismatch"
     """An answer-first row whose answer is not the sentence the task named."""
+    PROMPT_INJECTION = "prompt_injection"
+    """A field or the evidence reads as an instruction to a model (injected by a retrieved page)."""
+    QUESTION_VAGUE = "question_vague"
+    """The question asks about its subject in general ("What does X do?"): many sentences answer it, not one."""
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,18 @@ from pathlib import Path
 from protocol.messages import Grant, Pull, Reject, RejectReason
 from protocol.tasks import TaskKind, ValidatePayload
 from tests.coordinator.factories import (
+    GOOD_ROW,
     MODEL,
     NODE_A,
     NODE_B,
     NODE_C,
     OTHER_MODEL,
+    T0,
     result_for,
     rows_output,
     synth_payload,
 )
-from tests.coordinator.test_scheduler import GOOD_ROW, HONEST_TEXT, T0, claim, new_scheduler, submit
+from tests.coordinator.test_scheduler import HONEST_TEXT, claim, new_scheduler, submit
 
 
 def pull(kinds: list[TaskKind], models: list[str] | None = None) -> Pull:
