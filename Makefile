@@ -49,7 +49,7 @@ SYSTEM_PACKAGES := libgmp-dev python3.11-doc sqlite3-doc chromium docker-compose
 # docker-compose, systemd: static checks of deploy/ (compose config, systemd-analyze verify); no engine needed.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: system-deps install test lint demo bench bench-full clean
+.PHONY: system-deps install test lint demo bench bench-full fuzz clean
 
 system-deps:
 	@command -v dpkg >/dev/null || { echo "not Debian/Ubuntu: install GMP (libgmp) and Python 3.11 yourself"; exit 0; }; \
@@ -107,6 +107,12 @@ bench: $(LLAMA_STAMP)
 # cheating nodes, P5 at 1000 hosts without a time budget; into bench/RESULTS-full.md.
 bench-full: $(LLAMA_STAMP)
 	$(BIN)/python bench/run_all.py --full --out bench/RESULTS-full.md
+
+# Fuzz every entry point that takes bytes from a peer (1.14e6 inputs) and the HTTP API (1e4 schemathesis
+# cases); about 8 min on 2 busy cores. FUZZ_ARGS passes --seed/--only/--figures/--crash-dir through.
+# CI runs the short version (tests/protocol/test_fuzz_budget.py).
+fuzz: $(LLAMA_STAMP)
+	$(BIN)/python bench/fuzz.py --budget 1 $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,7 @@ from protocol.errors import (
     Replayed,
     SchemaViolation,
     SenderMismatch,
+    UnencodableValue,
     UnexpectedKind,
     UnknownKind,
     UnsupportedVersion,
@@ -246,6 +247,12 @@ def decode_body(kind: MessageKind, body: bytes) -> Message:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise SchemaViolation(f"{kind} field {where}: {first['msg']} ({exc.error_count()} error(s))") from None
+    try:
+        encoding.encode(message.model_dump(mode="python"))
+    except UnencodableValue as exc:
+        # Lax validation reads strings as numbers ("1e999" -> inf, forty digits -> a 133-bit int) that have no
+        # canonical form: the message could never be digested or sealed again (found by bench/fuzz.py).
+        raise SchemaViolation(f"{kind} holds a value with no canonical form: {str(exc)[:200]}") from None
     return message
 
 

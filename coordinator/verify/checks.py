@@ -195,9 +195,15 @@ def _validate(out: ValidateOutput, limits: CheckLimits) -> list[Failure]:
     if out.n_tokens != len(out.token_logprobs):
         fails.append(Failure(Reason.SCHEMA_INVALID, f"n_tokens {out.n_tokens} != {len(out.token_logprobs)} logprobs"))
     elif out.token_logprobs:
-        mean = math.fsum(out.token_logprobs) / len(out.token_logprobs)
-        if abs(mean - out.mean_logprob) > limits.logprob_tolerance:
-            fails.append(Failure(Reason.SCHEMA_INVALID, f"mean_logprob {out.mean_logprob} but tokens average {mean}"))
+        try:
+            mean = math.fsum(out.token_logprobs) / len(out.token_logprobs)
+        except OverflowError:  # finite values whose sum is not (two of -1e308): fsum raises
+            fails.append(Failure(Reason.SCHEMA_INVALID, "token_logprobs overflow when summed"))
+        else:
+            if abs(mean - out.mean_logprob) > limits.logprob_tolerance:
+                fails.append(
+                    Failure(Reason.SCHEMA_INVALID, f"mean_logprob {out.mean_logprob} but tokens average {mean}")
+                )
     if any(lp > 0.0 for lp in out.token_logprobs) or out.mean_logprob > 0.0:
         fails.append(Failure(Reason.SCHEMA_INVALID, "a log-probability above 0"))
     return fails
@@ -251,7 +257,7 @@ def _raw_text_against(schema: JsonObject, raw_text: str) -> list[Failure]:
     """The grammar's schema constrained raw_text, so raw_text must satisfy it."""
     try:
         value = json.loads(raw_text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # json recurses per bracket: "[" * 5000 is a RecursionError
         return [Failure(Reason.SCHEMA_INVALID, f"raw_text is not JSON: {exc}")]
     error = _first_error(_validator(_schema_key(schema)), value)
     return [] if error is None else [Failure(Reason.SCHEMA_INVALID, f"raw_text: {error}")]
