@@ -47,7 +47,17 @@ scarcer per chunk, a page now gives up to CHUNKS_PER_PAGE chunks and a chunk up 
 SENTENCES_PER_CHUNK answer sentences. The cached new-pipeline rows (150 per corpus) were generated
 with `--threads 1` beside another job's tests.
 
-Usage: `python bench/quality.py generate` (slow: runs the model, appends to
+Third round (helper-8): questions must carry their sentence's own verb phrase (`curate.asking_verb`),
+"What does X do?" is refused as vague, and answer sentences lost subjects that are clauses, numbered items
+or hyphenated adjectives, and sentences that add to a neighbour ("also"). `python bench/quality.py prune`
+re-judges every cached new-pipeline row with today's model-free stages (answer-sentence picking, the
+question grammar, the answer-first gates, the round-trip thresholds on its cached scores, the row gates)
+and moves the rows today's code would not make to bench/quality/stale-candidates-3.jsonl; `generate`
+then writes the missing ones (120 per corpus, `--min-new 120 --max-new 120`). Labels added in this round
+say "(helper-8)" in their note.
+
+Usage: `python bench/quality.py prune` (fast, after a change to a model-free stage),
+`python bench/quality.py generate` (slow: runs the model, appends to
 bench/quality/candidates.jsonl, resumable), `python bench/quality.py report [--markdown FILE]`
 (fast, from the cached files), or no argument: report if candidates are cached, else generate
 then report.
@@ -409,6 +419,100 @@ async def generate_async(args: argparse.Namespace) -> None:
         print(f"{corpus}: {q.new} new ({q.accepted} accepted), {q.old} old", flush=True)
 
 
+# --- prune: keep only the cached rows the current code would make -------------------------
+
+STALE = DATA / "stale-candidates-3.jsonl"
+STALE_LABELS = DATA / "stale-labels-3.jsonl"
+_WH = "(?:What|When|How|Why|Where|Which)"
+
+
+def fits_frame(question: str, sentence: str, chunk: str) -> bool:
+    """Whether the current question grammar (`question_frames`) admits `question` for `sentence`."""
+    import re
+
+    from node.executors.curate import asking_verb, sentence_subject
+    from node.executors.synthesize import MAX_TAIL_WORDS, question_frames
+
+    asking, subject = asking_verb(sentence), sentence_subject(sentence)
+    if not question_frames(sentence, chunk) or asking is None:
+        return False
+    words = subject.split()
+    first = words[0]
+    common = first.isalpha() and first[1:].islower() and re.search(rf"\b{first.lower()}\b", chunk) is not None
+    if first.lower() in ("the", "a", "an") or common:
+        words[0] = first.lower()
+    aux, forms = asking
+    if not forms:
+        return question.strip() == f"What {aux} {' '.join(words)}?"
+    carried = "".join("(?: (?:" + "|".join(re.escape(f) for f in alts) + "))" for alts in forms)
+    tail = rf"(?: [a-z0-9_()'-]{{1,24}}){{0,{MAX_TAIL_WORDS - 1}}}"
+    return re.fullmatch(rf" ?{_WH} {aux} {re.escape(' '.join(words))}{carried}{tail}\?", question) is not None
+
+
+def reverdict(rec: dict[str, Any], gen: Generator) -> dict[str, Any] | None:
+    """A cached new-pipeline row judged again by today's model-free stages (answer sentence, grammar,
+    answer-first gates, round-trip thresholds on its cached scores, row gates), or None when today's
+    code would not make it (it must be generated again)."""
+    from coordinator.verify.gates import check_answer_first
+    from node.executors.curate import answer_sentences
+    from protocol.tasks import RoundTrip
+
+    sentence, question = rec["sentence"], rec.get("question", "")
+    if sentence not in answer_sentences(rec["chunk"])[:SENTENCES_PER_CHUNK] or not question:
+        return None
+    if not fits_frame(question, sentence, rec["chunk"]):
+        return None
+    verdicts = {st: "skipped" for st in NEW_STAGES} | {"leakage": rec["verdicts"]["leakage"]}
+    if verdicts["leakage"] == "pass":
+        verdicts["answer_first"] = failure_name(check_answer_first(question, sentence, sentence)) or "pass"
+    if verdicts["answer_first"] == "pass":
+        if rec.get("rank") is None:
+            return None  # never round-tripped: generate it again
+        trip = RoundTrip(
+            answer_rank=rec["rank"], margin=rec["margin"], gain=rec["gain"], n_sentences=rec["n_sentences"]
+        )
+        verdicts["roundtrip"] = roundtrip_verdict(trip)
+    if verdicts["roundtrip"] == "pass":
+        from protocol.tasks import SourceChunk
+
+        chunk = SourceChunk(
+            url="file://" + rec["path"],
+            content_sha256=hashlib.sha256(rec["chunk"].encode()).hexdigest(),
+            start=0,
+            end=len(rec["chunk"]),
+            text=rec["chunk"],
+        )
+        data = {"question": question, "answer": sentence}
+        failure = gen._row_gates(rec["id"], chunk, rec["corpus"], "new", data, sentence)
+        verdicts["row_gates"] = failure_name(failure) or "pass"
+    return rec | {"verdicts": verdicts, "accepted": all(v == "pass" for v in verdicts.values())}
+
+
+def prune(args: argparse.Namespace) -> None:
+    """Move cached new-pipeline rows today's code would not make to STALE (and labels no longer used to
+    STALE_LABELS); re-judge the others. `generate` then fills what is missing."""
+    gen = Generator(None, "")
+    kept: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
+    for rec in read_jsonl(CANDIDATES):
+        if rec["pipeline"] != "new":
+            kept.append(rec)
+            continue
+        now = reverdict(rec, gen)
+        (stale if now is None else kept).append(rec if now is None else now)
+    with STALE.open("a") as out:
+        out.writelines(json.dumps(r) + "\n" for r in stale)
+    CANDIDATES.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    print(f"kept {len(kept)} cached rows, moved {len(stale)} to {STALE.name}", flush=True)
+    if not args.move_labels:  # a regenerated row with the same question and answer reuses its label
+        return
+    ids = {r.get("id") for r in kept}
+    labels = read_jsonl(LABELS)
+    with STALE_LABELS.open("a") as out:
+        out.writelines(json.dumps(r) + "\n" for r in labels if r["id"] not in ids)
+    LABELS.write_text("".join(json.dumps(r) + "\n" for r in labels if r["id"] in ids))
+
+
 def generate(args: argparse.Namespace) -> None:
     import faulthandler
     import signal
@@ -562,7 +666,7 @@ def report(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("step", nargs="?", choices=["generate", "report"], default=None)
+    ap.add_argument("step", nargs="?", choices=["prune", "generate", "report"], default=None)
     ap.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=list(CORPORA))
     ap.add_argument("--min-new", type=int, default=80, help="new-pipeline candidates per corpus, at least")
     ap.add_argument("--max-new", type=int, default=400, help="stop a corpus's new candidates here")
@@ -571,7 +675,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--minutes", type=float, default=60.0, help="stop generating after this long")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--markdown", help="also write the report to this markdown file")
+    ap.add_argument("--move-labels", action="store_true", help="prune: also move labels of rows no longer cached")
     args = ap.parse_args(argv)
+    if args.step == "prune":
+        prune(args)
     if args.step == "generate" or (args.step is None and not CANDIDATES.exists()):
         generate(args)
     if args.step in (None, "report"):

@@ -18,7 +18,9 @@ chunk also names up to `ANSWERS_PER_CHUNK` of its sentences that can stand
 as the answer of a question on their own: a complete declarative sentence of
 moderate length, no code debris, that opens with the thing it talks about
 (a subject phrase followed by a verb) rather than with a pronoun or a
-connective that points at another sentence. Definitions ("X is a ...") come
+connective that points at another sentence, and whose verb phrase a question
+can carry (`asking_verb`: the question about it is "wh + auxiliary + subject +
+the sentence's own verb"). Definitions ("X is a ...") come
 first: the question they answer ("What is X?") is the one a reader asks most.
 The rules are English; a chunk in another language yields no answers and its
 rows are written the generic way.
@@ -134,7 +136,8 @@ _DEPENDENT_OPENER_TEXT = (
     "but and or so then also thus hence therefore otherwise instead still yet such for if when while "
     "because although though unless since as see note example e.g i.e both each either neither all "
     "some any many most other another one none no not to on in at by with from under over after "
-    "before during within without through upon via per please regardless"
+    "before during within without through upon via per please regardless just additional additionally "
+    "further furthermore moreover similarly likewise future"
 )
 _DEPENDENT_OPENERS = frozenset(_DEPENDENT_OPENER_TEXT.split())
 _AUXILIARY_TEXT = (
@@ -147,7 +150,8 @@ _FUNCTION_WORD_TEXT = (
 )
 _FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split())
 _PHRASE_WORD = re.compile(r"^[\w.()\[\]'`:-]+$")
-_DEFINITION = re.compile(r"\s(?:is|are)\s+(?:a|an|one|the(?!\s+same\b))\b")
+_DEFINITION = re.compile(r"\s(?:is|are)\s+(?:a|an|one|the(?!\s+(?:same|only)\b))\b")
+""""X is the only accepted value for Y" says what X is used for, not what it is: "What is X?" is not its question."""
 _DEBRIS = re.compile(r"[{};=<>|$\\]|https?:|\.\.\.|\s[-*•]\s")
 _WORD_CHARS = re.compile(r"\w")
 _MAX_SUBJECT_WORDS = 7
@@ -186,16 +190,39 @@ def sentence_subject(sentence: str) -> str:
     limit = min(_MAX_SUBJECT_WORDS, len(words) - 1)
     for i in range(1, limit + 1):
         if words[i].lower() in _AUXILIARIES:
-            return _subject(words[:i])
+            return _subject(_without_adverbs(words[:i]))
     for i in range(1, min(_SHORT_SUBJECT_WORDS, limit) + 1):
         if _inflected(words[i]) and not any(_inflected(w) for w in words[:i]):
-            return _subject(words[:i])
+            return _subject(_without_adverbs(words[:i]))
     return ""
+
+
+_ADVERB_TEXT = "not never only always often still already usually generally normally"
+_ADVERBS = frozenset(_ADVERB_TEXT.split())
+
+
+def _adverb(word: str) -> bool:
+    return word in _ADVERBS or (word.isalpha() and word.islower() and len(word) > 5 and word.endswith("ly"))
+
+
+def _without_adverbs(head: list[str]) -> list[str]:
+    """ "The SQLite core never looks at ...": "never" belongs to the verb, not to the subject."""
+    while len(head) > 1 and _adverb(head[-1]):
+        head = head[:-1]
+    return head
+
+
+_CLAUSE_TEXT = "if that which who whom whose when whether where unless because while"
+_CLAUSE_WORDS = frozenset(_CLAUSE_TEXT.split())
+"""A subject holding one of these is a clause, not a name ("Airbus confirms that SQLite", "Returns 1 if o"):
+the labelled set had each asked verbatim as "What is Returns 1 if o?"."""
 
 
 def _subject(head: list[str]) -> str:
     last = head[-1].lower()
     if not all(_PHRASE_WORD.match(w) and not w.endswith(":") for w in head):
+        return ""
+    if any(w.lower() in _CLAUSE_WORDS for w in head[1:]):
         return ""
     if last in _FUNCTION_WORDS or last in _DEPENDENT_OPENERS:
         return ""
@@ -209,11 +236,19 @@ def is_definition(sentence: str) -> bool:
     return bool(subject) and _DEFINITION.match(sentence, len(subject)) is not None
 
 
-_POINTING = re.compile(r"\b(?:this|these|those|following|former|latter|above|below|such|here|previous)\b", re.I)
+_POINTING = re.compile(
+    r"\b(?:this|these|those|following|former|latter|above|below|such|here|previous|also|likewise|similarly|again)\b",
+    re.I,
+)
 """Words that point at another part of the page: a sentence holding one answers nothing read alone. In a
 labelled set (bench/quality.py), "Objects of this type are created by ...", "The following table shows
-..." and "SQLite provides these two interfaces ..." were unanswerable out of their page."""
-_NAME = re.compile(r"[_.()\d]|\w-\w|[a-z][A-Z]|[A-Z]{2,}")
+..." and "SQLite provides these two interfaces ..." were unanswerable out of their page; so were sentences that
+add to a neighbour ("X should also return 1 when ...": the question asks what X returns, the answer is a side
+case)."""
+_NAME = re.compile(r"\w[_.(]|[_.]\w|[a-zA-Z]\d|[a-z][A-Z]|[A-Z]{2,}")
+"""Code-like (sqlite3_open(), os.path, _charset), CamelCase or an acronym. A number or a single letter alone
+("template (1)", "version 2", "the parameter N") and a hyphenated adjective ("the left-most column", "the
+command-line shell") name an item of the page, not a thing a reader knows without it."""
 
 
 def names_something(subject: str) -> bool:
@@ -221,8 +256,86 @@ def names_something(subject: str) -> bool:
     CamelCase term, or a capitalised word past the first. "The first argument", "the return value" and
     "the handler" name nothing outside their page: in the labelled set, questions built on them were
     the largest group of unacceptable rows that passed every other check."""
-    words = subject.split()
+    words = [w.strip("()[],'`") for w in subject.split()]
+    words = [w for w in words if len(w) > 1 and not w.isdigit()]
     return any(_NAME.search(w) for w in words) or any(w[:1].isupper() for w in words[1:])
+
+
+_COPULA_TEXT = "is are was were"
+_COPULAS = frozenset(_COPULA_TEXT.split())
+_DO_TEXT = "does do did"
+_DO = frozenset(_DO_TEXT.split())
+_MODAL_TEXT = "can cannot may might must will would should shall could"
+_MODALS = frozenset(_MODAL_TEXT.split())
+_ASKING_WORD = re.compile(r"^[a-z][a-z-]*$")
+_MAX_FORCED_WORDS = 4
+
+
+def _base_forms(verb: str) -> tuple[str, ...]:
+    """The forms "does X ..." may take for an inflected verb (returns -> return, applies -> apply); where
+    the ending is ambiguous (caches, matches) both, and the writer picks."""
+    if verb.endswith("ies") and len(verb) > 4:
+        return (verb[:-3] + "y",)
+    if verb.endswith("sses"):
+        return (verb[:-2],)
+    if verb.endswith(("ches", "shes", "xes", "zes", "oes")):
+        return (verb[:-2], verb[:-1])
+    return (verb[:-1],)
+
+
+def asking_verb(sentence: str) -> tuple[str, tuple[tuple[str, ...], ...]] | None:
+    """How a question about `sentence` must ask: the auxiliary after the subject and the words it must
+    carry after the subject (each a tuple of allowed forms), taken from the sentence's own verb phrase:
+    "X returns a pointer" -> ("does", (("return",),)), "X must not close Y" -> ("must", (("not",),
+    ("close",))), "X is normally stored in Y" -> ("is", (("normally",), ("stored",))), and a definition
+    "X is a Y" -> ("is", ()) for "What is X?". None when the sentence has no verb phrase a question can
+    carry. Carrying the verb keeps the question as specific as its sentence: with a free verb the writer
+    fell back to "What does X do?", which in the labelled set (bench/quality.py) was vague or asked for
+    something else in 17 of 24 accepted rows ("What does SQLite do?" for "SQLite treats the CROSS JOIN
+    operator specially")."""
+    subject = sentence_subject(sentence)
+    if not subject:
+        return None
+    rest = sentence.rstrip(".").split()[len(subject.split()) :]
+    head = subject.split()[-1]
+    if not rest:
+        return None
+    verb = rest[0].lower()
+    if verb == "cannot":
+        verb, rest = "can", ["can", "not", *rest[1:]]
+    if verb in _PERFECT:
+        return None
+    plural_head = _inflected(head) and "(" not in head
+    if verb in _COPULAS or verb in _MODALS or verb in _DO:
+        if verb in ("is", "was", "does") and plural_head:
+            return None  # "The UINT collating sequences is ...": the source's own agreement slip
+        if verb in _COPULAS and is_definition(sentence):
+            return (verb, ())
+        aux, tail = verb, [w.lower() for w in rest[1:]]
+        if verb in _DO and not (tail and _adverb(tail[0])):
+            return None  # "X does multiple sorts": "does" is the main verb, there is none to ask with
+        forced: list[str] = []
+        for word in tail[:_MAX_FORCED_WORDS]:
+            forced.append(word)
+            if not (_adverb(word) or word in ("be", "been")):
+                break
+        forms: tuple[tuple[str, ...], ...] = tuple((w,) for w in forced)
+    else:
+        adverbs = [w.lower() for w in rest[:2] if _adverb(w.lower())]
+        main = rest[len(adverbs)] if len(rest) > len(adverbs) else ""
+        if not main.islower():
+            return None
+        plural = " and " in f" {subject} "
+        if plural and _inflected(main):
+            return None  # "The X() and Y() routines attempt ...": after "and", "routines" is a noun, not the verb
+        aux = "do" if plural or not _inflected(main) else "does"
+        base = _base_forms(main) if aux == "does" else (main,)
+        forms = (*((w,) for w in adverbs), base)
+    if not forms or not all(_ASKING_WORD.match(f) for alts in forms for f in alts):
+        return None
+    if forms[-1][0] in _FUNCTION_WORDS or forms[-1][0] in _DEPENDENT_OPENERS - _ADVERBS:
+        return None  # "X is the same value as ...": no verb to ask with
+    return (aux, forms)
 
 
 MAX_SUBJECT_MENTIONS = 2
@@ -239,6 +352,9 @@ def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK) -> list[str]:
     sentences = [text[s:e] for s, e in sentence_spans(text)]
     folded = [s.casefold() for s in sentences]
     for order, sentence in enumerate(sentences):
+        before = sentences[order - 1].split()[-1] if order else "."
+        if before.endswith(("...", "…")) or before.lower() in _FUNCTION_WORDS | _DEPENDENT_OPENERS:
+            continue  # the split cut a sentence at "..." or a line break ("a superset of\nWHERE clause terms ...")
         n_words = len(sentence.split())
         if not (ANSWER_MIN_WORDS <= n_words <= ANSWER_MAX_WORDS) or len(sentence) > ANSWER_MAX_CHARS:
             continue
@@ -250,7 +366,7 @@ def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK) -> list[str]:
         subject = sentence_subject(sentence)
         if not subject or not names_something(subject):
             continue
-        if sentence.split()[len(subject.split())].lower() in _PERFECT:
+        if sentence.split()[len(subject.split())].lower() in _PERFECT or asking_verb(sentence) is None:
             continue
         core = subject.casefold().removeprefix("the ").removeprefix("a ").removeprefix("an ")
         if sum(core in f for f in folded) > MAX_SUBJECT_MENTIONS:

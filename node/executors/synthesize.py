@@ -37,7 +37,7 @@ import re
 from typing import Any
 
 from node.executors.base import ExecutionError, ExecutionResult
-from node.executors.curate import bounded_pieces, is_definition, sentence_spans, sentence_subject
+from node.executors.curate import asking_verb, bounded_pieces, sentence_spans, sentence_subject
 from node.executors.generated import generate_output
 from node.llm.backend import ContextOverflow
 from node.llm.engine import Engine, EngineError
@@ -208,62 +208,47 @@ def question_prompt(payload: SynthesizePayload) -> str:
 
 
 MAX_TAIL_WORDS = 4
-_MODALS = frozenset(["can", "cannot", "may", "might", "must", "will", "would", "should", "shall", "could"])
-_COPULAS = frozenset(["is", "are", "was", "were"])
 _DETERMINERS = frozenset(["the", "a", "an"])
 _VP_WORD = "[a-z0-9_()'-]"
 
 
 def question_frames(sentence: str, source: str = "") -> list[str]:
-    """GBNF alternatives for the questions `sentence` answers, built on its own subject and verb.
+    """GBNF alternatives for the questions `sentence` answers, built on its own subject and verb phrase.
 
-    A question that keeps the sentence's subject and asks with its verb ("The checksum is added as
-    each page is written" -> "When is the checksum ...?", "X returns ..." -> "What does X ...?")
-    is about what the sentence says by construction; the model picks the wh-word and writes the
-    rest. A negated verb stays negated ("X must not close ..." -> "What must X not ...?": asked
-    without it, the sentence would answer the opposite). "What is X?" is offered only where the
-    sentence says what X is (a definition). The subject's first word is lowercased when it is a
-    determiner or a word that `source` also uses in lowercase (a common noun, not a name)."""
+    A question that keeps the sentence's subject verbatim and asks with the sentence's own verb
+    (`curate.asking_verb`: "The checksum is added as each page is written" -> "When is the checksum
+    added ...?", "X returns ..." -> "What does X return ...?") is about what the sentence says by
+    construction; the model picks the wh-word and at most a few words after the verb. A negated verb
+    stays negated ("X must not close ..." -> "What must X not close?": asked without it, the sentence
+    would answer the opposite). "What is X?" is offered only where the sentence says what X is (a
+    definition). The subject's first word is lowercased when it is a determiner or a word that `source`
+    also uses in lowercase (a common noun, not a name)."""
     subject = sentence_subject(sentence)
-    if not subject:
+    asking = asking_verb(sentence)
+    if not subject or asking is None:
         return []
+    aux, forms = asking
     words = subject.split()
     first = words[0]
     common = first.isalpha() and first[1:].islower() and re.search(rf"\b{first.lower()}\b", source) is not None
     if first.lower() in _DETERMINERS or common:
         words[0] = first.lower()
     asked = json.dumps(" ".join(words))
-    rest = sentence.split()[len(subject.split()) :]
-    verb = rest[0].lower()
-    negated = verb == "cannot" or (len(rest) > 1 and rest[1].lower() in ("not", "never"))
-    if verb == "cannot":
-        verb = "can"
+    if not forms:
+        return [f'"What {aux} " {asked}']
+    carried = " ".join("(" + " | ".join(json.dumps(" " + f) for f in alts) + ")" for alts in forms)
     wh = '("What" | "When" | "How" | "Why" | "Where" | "Which")'
-    after = [w.lower() for w in rest[1:3]]
-    passive = verb in _MODALS and ("be" in after[:1] or after == ["not", "be"])
-    # "X can be extended" asked without "be" flips the voice ("What can X extend?").
-    tail = '" not" ' if negated else ""
-    tail = f'{tail}" be " vp' if passive else f'{tail}" " vp'
-    if verb in _COPULAS and is_definition(sentence) and not negated:
-        return [f'"What {verb} " {asked}']
-    if verb in _COPULAS or verb in _MODALS or verb in ("does", "do", "did"):
-        return [f'{wh} " {verb} " {asked} {tail}']
-    plural = " and " in f" {subject} " or not verb.endswith("s")  # "X and Y return ..." asks with "do"
-    aux = "do" if plural else "does"
-    return [f'{wh} " {aux} " {asked} {tail}']
+    return [f'{wh} " {aux} " {asked} {carried} more']
 
 
 def question_grammar(sentence: str, max_chars: int, source: str = "") -> str:
     """GBNF for one question: " " then a frame of `question_frames`, then "?" and the end."""
     frames = question_frames(sentence, source)
     if not frames:
-        raise ExecutionError("the target sentence does not open with a subject to ask about")
+        raise ExecutionError("the target sentence does not open with a subject and a verb to ask with")
     # A wh-word stands for what is asked; a long tail after the verb restates the answer instead.
-    vp_words = max(1, min(MAX_TAIL_WORDS, (max_chars - len(sentence_subject(sentence)) - 12) // 6))
-    return (
-        f'root ::= " " ({" | ".join(frames)}) "?"\n'
-        f'vp ::= {_VP_WORD}{{1,24}} (" " {_VP_WORD}{{1,24}}){{0,{vp_words - 1}}}\n'
-    )
+    more = max(0, min(MAX_TAIL_WORDS - 1, (max_chars - len(sentence_subject(sentence)) - 18) // 6))
+    return f'root ::= " " ({" | ".join(frames)}) "?"\nmore ::= (" " {_VP_WORD}{{1,24}}){{0,{more}}}\n'
 
 
 def leaked_words(question: str, source: str) -> list[str]:

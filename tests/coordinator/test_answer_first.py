@@ -182,6 +182,23 @@ def test_every_validator_must_recover_the_answer() -> None:
     assert roundtrip_failure([audit(unlikely)]) is not None
 
 
+def test_a_question_about_what_its_subject_does_in_general_is_vague() -> None:
+    sentence = "The sqlite3_blob_open() interface opens a handle to the BLOB located in row iRow."
+    failure = check_answer_first("What does the sqlite3_blob_open() interface do?", sentence, sentence)
+    assert failure is not None and failure.reason is Reason.QUESTION_VAGUE
+    assert check_answer_first("What does the sqlite3_blob_open() interface open?", sentence, sentence) is None
+
+
+def test_asking_what_a_named_product_holds_is_vague_unless_the_subject_is_an_identifier() -> None:
+    sentence = "CPython supports two different calling protocols: tp_call and vectorcall."
+    failure = check_answer_first("What does CPython support?", sentence, sentence)
+    assert failure is not None and failure.reason is Reason.QUESTION_VAGUE
+    narrow = "The _charset parameter accepts either a string or a Charset instance."
+    assert check_answer_first("What does the _charset parameter accept?", narrow, narrow) is None
+    holds = "The _audiodata attribute contains the bytes for the raw audio data."
+    assert check_answer_first("What does the _audiodata attribute contain?", holds, holds) is None
+
+
 def test_a_negated_answer_needs_a_negated_question() -> None:
     sentence = "A busy handler must not close the database connection that invoked it."
     failure = check_answer_first("What must a busy handler do?", sentence, sentence)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.verify.gates import check_question
-from node.executors.curate import answer_sentences, sentence_subject
+from node.executors.curate import answer_sentences, asking_verb, sentence_subject
 from node.executors.synthesize import evidence_candidates, leaked_words, question_frames, write_question
 from node.executors.validate import ValidateExecutor, round_trip
 from node.llm.engine import Engine
@@ -115,15 +115,74 @@ def test_a_question_repeating_a_prompt_example_is_leakage() -> None:
     ("sentence", "frame"),
     [
         ("The str() function is meant to return representations.", '" is " "the str() function"'),
-        ("A busy handler must not close the database connection.", '" must " "a busy handler" " not" " " vp'),
-        ("The xFetch() method locates a page in the cache.", '" does " "the xFetch() method"'),
+        ("A busy handler must not close the database connection.", '" must " "a busy handler" (" not") (" close")'),
+        ("The xFetch() method locates a page in the cache.", '" does " "the xFetch() method" (" locate") more'),
         ("A glacier is a persistent body of dense ice.", '"What is " "a glacier"'),
-        ("Distutils can be extended in various ways.", '" can " "Distutils" " be " vp'),
+        ("Distutils can be extended in various ways.", '" can " "Distutils" (" be") (" extended") more'),
+        ("The SQLite core never looks at the mutex.", '" does " "the SQLite core" (" never") (" look") more'),
+        ("The xCache() method caches pages.", '" does " "the xCache() method" (" cach" | " cache") more'),
     ],
 )
 def test_frames_keep_the_sentence_subject_verb_and_negation(sentence: str, frame: str) -> None:
     (got,) = question_frames(sentence)
     assert frame in got
+
+
+@pytest.mark.parametrize(
+    ("sentence", "asking"),
+    [
+        ("The sqlite3_vfs_find() interface returns a pointer to a VFS.", ("does", (("return",),))),
+        ("The sqlite3_blob_open() interface cannot open a view.", ("can", (("not",), ("open",)))),
+        ("An SQLite database is normally stored in a single file.", ("is", (("normally",), ("stored",)))),
+        ("The sqlite3_free() routine never frees a NULL pointer.", ("does", (("never",), ("free",)))),
+        ("The xCopy() method applies the patch.", ("does", (("apply",),))),
+        ("A virtual filesystem (VFS) is an object that SQLite uses.", ("is", ())),
+    ],
+)
+def test_a_question_carries_its_sentence_verb(sentence: str, asking: tuple[str, tuple[tuple[str, ...], ...]]) -> None:
+    assert asking_verb(sentence) == asking
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "CLOCK_REALTIME is the only accepted value for clk_id.",  # not what it is: "What is X?" would not fit
+        "The UINT collating sequences is a loadable extension for SQLite.",  # the source's agreement slip
+        "The sqlite3_mutex_enter() and sqlite3_mutex_try() routines attempt to enter a mutex.",  # noun as verb?
+        "The __qualname__ attribute is the same value as the name.",  # no verb to ask with
+    ],
+)
+def test_no_question_shape_without_a_verb_to_carry(sentence: str) -> None:
+    assert asking_verb(sentence) is None and question_frames(sentence) == []
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Template (1) is used for generic source-code products on all platforms.",  # a numbered item of the page
+        "Version 2 uses a binary format for floating point numbers.",
+        "The parameter N is the approximate number of instructions between callbacks.",
+        "The left-most column is the primary key used for ordering the rows.",
+        "Airbus confirms that SQLite is being used in the flight software.",  # a clause, not a subject
+        "Returns 1 if o is an index integer, and 0 otherwise.",
+        "The sqlite3_mutex_notheld() interface should also return 1 when given a NULL pointer.",  # adds to another
+        "Future versions of SQLite might understand additional query parameters.",
+        "Just as writing Python extension modules is complicated, describing them is complicated.",
+    ],
+)
+def test_sentences_that_lean_on_their_page_are_not_answers(sentence: str) -> None:
+    assert answer_sentences(f"{sentence} The sqlite3_open() interface opens a database file.") == [
+        "The sqlite3_open() interface opens a database file."
+    ]
+
+
+def test_a_sentence_cut_by_the_splitter_is_not_an_answer() -> None:
+    text = "The planner prefers an index that uses a superset of\nWHERE clause terms relative to some other index."
+    assert answer_sentences(text + " The sqlite3_open() interface opens a database file.") == [
+        "The sqlite3_open() interface opens a database file."
+    ]
+    cut = "The third form is with DEFAULT VALUES. The INSERT ... DEFAULT VALUES statement inserts a single new row."
+    assert answer_sentences(cut) == []
 
 
 async def test_validate_runs_the_round_trip_in_the_same_signed_task(engine: Engine) -> None:
