@@ -37,9 +37,9 @@ from coordinator.compile import verify_directory
 from coordinator.config import CoordinatorConfig
 from coordinator.pipeline.progress import JobProgress
 from coordinator.service import open_coordinator
-from node.search.corpus import index_corpus
-from protocol.keyfile import load_or_create_identity
+from node.search.corpus import SUPPORTED_FORMATS, corpus_files, index_corpus
 from node.search.corpus_server import CorpusServer
+from protocol.keyfile import load_or_create_identity
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,15 @@ def pydoc_corpus(target: Path) -> Path:
     return target
 
 
+def corpus_problem(corpus: Path) -> str | None:
+    """Why `--corpus` cannot be used (None if it can): not a folder, or no document the indexer reads."""
+    if not corpus.is_dir():
+        return f"--corpus {corpus} is not a folder: point it at a folder of {SUPPORTED_FORMATS} files"
+    if not corpus_files(corpus):
+        return f"--corpus {corpus} holds no {SUPPORTED_FORMATS} files (.html .htm .md .markdown .txt .pdf)"
+    return None
+
+
 def find_corpus(workdir: Path, console: Console) -> Path:
     if (DEBIAN_DOCS / "library").is_dir():
         return DEBIAN_DOCS
@@ -176,7 +185,8 @@ async def run_demo(
     corpus: Path | None = None,
     console: Console | None = None,
 ) -> DemoResult:
-    """`corpus`: a folder of HTML pages to index, serve and search instead of the Python docs."""
+    """`corpus`: a folder of HTML, Markdown, plain text and PDF files to index, serve and search
+    instead of the Python docs (see `corpus_problem` for what is refused)."""
     console = console or Console()
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -94,20 +94,22 @@ def demo(
     out: Path | None = typer.Option(None, help="Dataset directory (default: ./dataswarm-demo-<time>)."),
     request: str | None = typer.Option(None, help="What to ask for (default: grounded QA about Python's stdlib)."),
     workdir: Path | None = typer.Option(None, help="Where keys, the index, logs and the store go."),
-    corpus: Path | None = typer.Option(None, help="A folder of HTML pages to use instead of the Python docs."),
+    corpus: Path | None = typer.Option(
+        None, help="A folder of HTML, Markdown (.md), text (.txt) and PDF files to use instead of the Python docs."
+    ),
 ) -> None:
     """Run a local network with the bundled model and corpus, and produce a verified dataset."""
     import time
 
-    from cli.demo import DEFAULT_REQUEST, clear_workdir, run_demo, summary_table
+    from cli.demo import DEFAULT_REQUEST, clear_workdir, corpus_problem, run_demo, summary_table
     from cli.progress_view import DELIVERED, partial_line
 
     if nodes < 1:
         fail("--nodes must be at least 1")
-    if corpus is not None and not corpus.is_dir():
-        fail(f"--corpus {corpus} is not a folder: point it at a folder of HTML pages")
     if corpus is not None and request is None:
         fail("--corpus needs --request: say what the rows should be about, e.g. '50 question-answer pairs about X'")
+    if corpus is not None and (problem := corpus_problem(corpus)):
+        fail(problem)
     work = workdir or Path(platformdirs.user_cache_dir("dataswarm")) / "demo"
     clear_workdir(work)
     target = out or Path.cwd() / f"dataswarm-demo-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -3,7 +3,8 @@
 Modules, in the order a retrieval passes through them:
 - `ssrf`: URL checks, the address policy and allowlist, the guarded network backend;
 - `fetch`: the httpx client, redirects hop by hop, the size cap and content-type check;
-- `extract`: trafilatura (retrieval) and a cheap structural pass (indexing);
+- `extract`: trafilatura (retrieval) and a cheap structural pass (indexing), by content type;
+- `documents`: Markdown, plain text and PDF to text (markdown-it-py, pdfminer.six);
 - `retriever`: assembles the `RetrieveOutput` (bounds, digest, fetch time);
 - `errors`: one exception type per refusal or failure.
 """
@@ -16,6 +17,7 @@ from node.retrieve.errors import (
     ContentTypeError,
     CredentialsInUrlError,
     DnsResolutionError,
+    DocumentFormatError,
     ExtractionFailed,
     FetchFailed,
     FetchTimeoutError,
@@ -40,6 +42,7 @@ __all__ = [
     "ContentTypeError",
     "CredentialsInUrlError",
     "DnsResolutionError",
+    "DocumentFormatError",
     "ExtractionFailed",
     "FetchFailed",
     "FetchTimeoutError",

@@ -14,8 +14,15 @@ from node.retrieve.ssrf import AddressPolicy
 DEFAULT_MAX_BYTES = 10_000_000
 """The node's own ceiling on a body; a task's `max_bytes` can only lower it."""
 
-TEXT_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain", "application/xml", "text/xml"})
 HTML_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+MARKDOWN_CONTENT_TYPES = frozenset({"text/markdown", "text/x-markdown"})
+PDF_CONTENT_TYPES = frozenset({"application/pdf"})
+TEXT_CONTENT_TYPES = frozenset(
+    HTML_CONTENT_TYPES | MARKDOWN_CONTENT_TYPES | {"text/plain", "application/xml", "text/xml"}
+)
+DOCUMENT_CONTENT_TYPES = TEXT_CONTENT_TYPES | PDF_CONTENT_TYPES
+"""What a retrieve task fetches by default: text, and PDF (parsed in the extraction worker process,
+bounded in pages and text; see extract.py)."""
 
 USER_AGENT = "dataswarm-retriever/0.1 (volunteer node of a dataset network)"
 
@@ -30,7 +37,7 @@ class RetrieverConfig:
     read_timeout_s: float = 15.0
     total_timeout_s: float = 30.0
     """Deadline for the whole fetch: resolution, every redirect hop and the body (not extraction)."""
-    content_types: frozenset[str] = TEXT_CONTENT_TYPES
+    content_types: frozenset[str] = DOCUMENT_CONTENT_TYPES
     user_agent: str = USER_AGENT
     extract_timeout_s: float = 30.0
     """Deadline for extracting one page's text; past it the worker process is killed."""

@@ -58,7 +58,7 @@ class BodyTooLargeError(RetrievalRefused):
 
 
 class ContentTypeError(RetrievalRefused):
-    """The response is not text (HTML, XHTML, XML or plain text)."""
+    """The response is not a type the node reads (HTML, XHTML, XML, Markdown, plain text or PDF)."""
 
 
 class ContentEncodingError(RetrievalRefused):
@@ -94,3 +94,8 @@ class ExtractionFailed(RetrieveError):
 
 class NoContentError(RetrieveError):
     """The page was fetched but no main text could be extracted from it."""
+
+
+class DocumentFormatError(RetrieveError):
+    """The body is not a readable document of the type it was served as (a malformed, truncated or
+    encrypted PDF). Raised inside the extraction worker, so it carries only its message (picklable)."""

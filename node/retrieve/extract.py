@@ -1,9 +1,10 @@
-"""From a fetched body to (title, main text): trafilatura for retrieval, a cheap pass for indexing.
+"""From a fetched body to (title, main text) by content type: trafilatura for HTML, a cheap pass for indexing.
 
-Owns: `extract_document` (what a retrieve task returns: trafilatura's main-text
-extraction, the text an evidence quote must come from) and `extract_for_index` (a
-structural lxml pass, ~7x faster: 8 against 55 ms a page on the Python docs in
-bench/retrieval.py; good enough to rank pages). Both are synchronous and CPU-bound, never for the
+Owns: `extract_document` (what a retrieve task returns: for HTML and XML trafilatura's main-text
+extraction, for Markdown, plain text and PDF the one text `documents.py` makes of them; the
+text an evidence quote must come from) and `extract_for_index` (for HTML a structural lxml
+pass, ~7x faster: 8 against 55 ms a page on the Python docs in bench/retrieval.py; good enough
+to rank pages; for the other formats the same text as retrieval). Both are synchronous and CPU-bound, never for the
 event loop. libxml2 under them has segfaulted in concurrent threads, so the retriever runs
 `extract_document` in a worker process (retriever.py); the indexer runs one thread at a time.
 
@@ -14,14 +15,14 @@ from __future__ import annotations
 
 import codecs
 import re
-from dataclasses import dataclass
 
 import lxml.html  # type: ignore[import-untyped]
 import trafilatura
 from lxml.etree import ParserError  # type: ignore[import-untyped]
 from trafilatura.metadata import extract_title
 
-from node.retrieve.config import HTML_CONTENT_TYPES
+from node.retrieve.config import HTML_CONTENT_TYPES, MARKDOWN_CONTENT_TYPES, PDF_CONTENT_TYPES
+from node.retrieve.documents import ExtractedText, markdown_text, pdf_text, plain_text
 
 _TRAILING_MARKS = " \t\n¶#"
 """Sphinx and similar generators append a permalink mark (¶) to headings."""
@@ -36,12 +37,6 @@ _INDEX_DROP_XPATH = (
 )
 _INDEX_MAIN_XPATH = "//main|//*[@role='main']|//article"
 _SPACES = re.compile(r"\s+")
-
-
-@dataclass(frozen=True)
-class ExtractedText:
-    title: str
-    text: str
 
 
 def _clean_title(title: str | None) -> str:
@@ -63,12 +58,17 @@ def extract_document(body: bytes, content_type: str, charset: str | None, url: s
     """The main text and title of a fetched page, as a retrieve task returns them.
 
     HTML and XML go through trafilatura (comments excluded, tables kept; its own
-    baseline extraction is the fallback when it finds no main block). Plain text is
-    returned as it is, with line endings normalised. No truncation happens here.
+    baseline extraction is the fallback when it finds no main block). Plain text keeps
+    its lines, except that hard-wrapped sentences are joined; Markdown and PDF become one
+    block per line (documents.py; a broken PDF raises DocumentFormatError). No truncation
+    happens here.
     """
     if content_type == "text/plain":
-        text = (_decode(body, charset) or body.decode("utf-8", errors="replace")).replace("\r\n", "\n")
-        return ExtractedText(title="", text=text.strip())
+        return plain_text(body, charset)
+    if content_type in MARKDOWN_CONTENT_TYPES:
+        return markdown_text(body, charset)
+    if content_type in PDF_CONTENT_TYPES:
+        return pdf_text(body, url)
     decoded = _decode(body, charset)
     tree = trafilatura.load_html(decoded if decoded is not None else body)
     if tree is None:
@@ -90,14 +90,18 @@ def extract_document(body: bytes, content_type: str, charset: str | None, url: s
     return ExtractedText(title=title, text=str(text).strip())
 
 
-def extract_for_index(body: bytes) -> ExtractedText:
+def extract_for_index(body: bytes, content_type: str = "text/html", url: str = "") -> ExtractedText:
     """A fast structural extraction for the search index: title plus the text of the main region.
 
+    Markdown, plain text and PDF are indexed as `extract_document` extracts them (they have no
+    boilerplate to drop, and the cheap pass would not be cheaper); the rest is parsed as HTML.
     Drops scripts, navigation, headers, footers and sidebars, keeps `<main>`,
     `[role=main]` or `<article>` if the page has one (else `<body>`), and collapses
     whitespace. Indexing needs words to rank, not clean prose: trafilatura with its
     metadata pass took 70 s for the 530 Python docs pages, this pass about 4 s.
     """
+    if content_type == "text/plain" or content_type in MARKDOWN_CONTENT_TYPES or content_type in PDF_CONTENT_TYPES:
+        return extract_document(body, content_type, None, url)
     try:
         document = lxml.html.fromstring(body)
     except (ParserError, ValueError):
@@ -115,3 +119,6 @@ def extract_for_index(body: bytes) -> ExtractedText:
         if heading:
             title = heading
     return ExtractedText(title=title, text=text)
+
+
+__all__ = ["ExtractedText", "extract_document", "extract_for_index"]

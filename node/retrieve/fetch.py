@@ -264,7 +264,10 @@ class Fetcher:
             timeout=httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s),
             headers={
                 "User-Agent": cfg.user_agent,
-                "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9,application/xml;q=0.8",
+                "Accept": (
+                    "text/html,application/xhtml+xml,text/markdown,text/plain;q=0.9,"
+                    "application/pdf;q=0.8,application/xml;q=0.8"
+                ),
                 "Accept-Encoding": "gzip, deflate",
             },
         )
@@ -338,7 +341,7 @@ class Fetcher:
         if media not in self.config.content_types:
             shown = repr(header) if header else "no Content-Type"
             allowed = ", ".join(sorted(self.config.content_types))
-            raise ContentTypeError(f"{current} is {shown}, not text; only {allowed} are retrieved")
+            raise ContentTypeError(f"{current} is {shown}, not text or PDF; only {allowed} are retrieved")
         body = await _read_capped(response, limit, current)
         return FetchedPage(
             url=url,

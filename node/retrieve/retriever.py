@@ -5,7 +5,8 @@ bounds and `content_sha256` (sha256 of the final `text` as UTF-8, what evidence 
 refer to), and where extraction runs. Fetching rules live in `fetch.py`, extraction in
 `extract.py`.
 
-Extraction runs in a worker process (trio-parallel), not a thread: trafilatura's libxml2
+Extraction runs in a worker process (trio-parallel), not a thread (PDF too: pdfminer is pure
+Python, ~25 ms a page, and would hold the GIL against the trio thread): trafilatura's libxml2
 segfaulted in concurrent worker threads of our nodes (SIGSEGV in lxml's etree.so, seen in
 CI and in this machine's kernel log; trafilatura issues 840 and 925), and a page that
 crashes or hangs the parser must cost one task, not the volunteer's whole node.
@@ -22,8 +23,8 @@ from typing import Self
 import trio
 import trio_parallel
 
-from node.retrieve.config import RetrieverConfig
-from node.retrieve.errors import ExtractionFailed, NoContentError
+from node.retrieve.config import MARKDOWN_CONTENT_TYPES, PDF_CONTENT_TYPES, RetrieverConfig
+from node.retrieve.errors import ExtractionFailed, NoContentError, RetrieveError
 from node.retrieve.extract import ExtractedText, extract_document
 from node.retrieve.fetch import ClockMs, FetchedPage, Fetcher, wall_clock_ms
 from node.retrieve.ssrf import GuardedNetworkBackend
@@ -44,7 +45,8 @@ def build_output(page: FetchedPage, extracted: ExtractedText) -> RetrieveOutput:
     """Bound the extracted text to the protocol's limits and digest what is kept."""
     text = extracted.text[:MAX_DOCUMENT_CHARS]
     if not text.strip():
-        raise NoContentError(f"{page.final_url}: no main text could be extracted ({page.content_type})")
+        hint = "; a scanned PDF has no text layer to read" if page.content_type in PDF_CONTENT_TYPES else ""
+        raise NoContentError(f"{page.final_url}: no main text could be extracted ({page.content_type}{hint})")
     return RetrieveOutput(
         url=page.url,
         final_url=page.final_url,
@@ -113,9 +115,24 @@ class Retriever:
             ) from None
         except trio_parallel.BrokenWorkerError as exc:
             raise ExtractionFailed(
-                f"{page.final_url}: the HTML parser crashed on this page ({_death(exc)}); this node carries on"
+                f"{page.final_url}: the {_format_name(page.content_type)} parser crashed on this page ({_death(exc)}); "
+                "this node carries on"
+            ) from None
+        except RetrieveError:
+            raise  # the extractor's own verdict (DocumentFormatError: a malformed PDF), message and all
+        except Exception as exc:  # a parser bug on one odd page costs that task, not the node
+            raise ExtractionFailed(
+                f"{page.final_url}: extracting the text failed ({type(exc).__name__}: {str(exc)[:200]})"
             ) from None
         return extracted
+
+
+def _format_name(content_type: str) -> str:
+    if content_type in PDF_CONTENT_TYPES:
+        return "PDF"
+    if content_type in MARKDOWN_CONTENT_TYPES:
+        return "Markdown"
+    return "text" if content_type == "text/plain" else "HTML"
 
 
 def _death(exc: trio_parallel.BrokenWorkerError) -> str:

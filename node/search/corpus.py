@@ -1,9 +1,12 @@
-"""Building the local search index from a directory of HTML files or by crawling a site.
+"""Building the local search index from a directory of documents or by crawling a site.
 
 Owns: `index_corpus` (what `dataswarm corpus index URL-or-DIR` calls), the directory
-walk, the same-origin breadth-first crawl and their progress reporting. Pages are read
-with the cheap structural extractor (`node.retrieve.extract.extract_for_index`); a
-retrieve task later fetches the page again and extracts it properly with trafilatura.
+walk, the same-origin breadth-first crawl and their progress reporting. A directory holds
+HTML, Markdown, plain text and PDF files (`CORPUS_CONTENT_TYPES`, the suffixes the corpus
+server serves); a crawl indexes the responses of those types. Pages are read with
+`node.retrieve.extract.extract_for_index` under the content type they are served with (for
+HTML a cheap structural pass, for the rest the retrieval text); a retrieve task later fetches
+the page again and extracts it properly (trafilatura for HTML).
 
 What it must not do: fetch anything except through the SSRF-guarded `Fetcher` (a crawl
 URL comes from a person, but the links on the pages it finds do not), or block the trio
@@ -26,12 +29,18 @@ import lxml.html  # type: ignore[import-untyped]
 import trio
 from lxml.etree import ParserError  # type: ignore[import-untyped]
 
-from node.retrieve.config import HTML_CONTENT_TYPES, RetrieverConfig
+from node.retrieve.config import (
+    HTML_CONTENT_TYPES,
+    MARKDOWN_CONTENT_TYPES,
+    PDF_CONTENT_TYPES,
+    RetrieverConfig,
+)
 from node.retrieve.errors import RetrieveError
 from node.retrieve.extract import ExtractedText, extract_for_index
 from node.retrieve.fetch import FetchedPage, Fetcher
 from node.retrieve.ssrf import check_url
 from node.search import index_db
+from node.search.corpus_server import CORPUS_CONTENT_TYPES
 
 ProgressCallback = Callable[[int, int], None]
 """on_progress(done, total): pages handled so far and the current total (a crawl's grows)."""
@@ -46,7 +55,6 @@ _BATCH = 32
 
 _SKIP_EXTENSIONS = frozenset(
     {
-        ".txt",
         ".css",
         ".js",
         ".json",
@@ -57,7 +65,6 @@ _SKIP_EXTENSIONS = frozenset(
         ".svg",
         ".ico",
         ".webp",
-        ".pdf",
         ".zip",
         ".gz",
         ".tgz",
@@ -77,6 +84,13 @@ _SKIP_EXTENSIONS = frozenset(
     }
 )
 """Links not worth a request in a crawl (the fetcher would refuse most by content type anyway)."""
+CRAWL_INDEXED_TYPES = HTML_CONTENT_TYPES | MARKDOWN_CONTENT_TYPES | PDF_CONTENT_TYPES | {"text/plain"}
+"""Responses a crawl indexes (only HTML is searched for links). XML is not: feeds and sitemaps are not prose."""
+_GENERATOR_FOLDERS = frozenset({"_sources", "_static"})
+"""Skipped in a directory corpus: a Sphinx build's copies of its reST sources (`_sources/*.rst.txt`,
+497 of them beside the 530 pages of the Python docs) and its assets. The HTML pages are the documents."""
+_SITE_FILES = frozenset({"robots.txt", "humans.txt", "security.txt", "ads.txt", "llms.txt"})
+"""Plain text files that instruct crawlers or name the site's people; not documents."""
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -91,9 +105,9 @@ class IndexStats:
     pages: int
     """Pages written to the index."""
     skipped: int
-    """Pages with no text, or (crawl) responses that are not HTML."""
+    """Pages with no text, or (crawl) responses of a type that is not indexed."""
     failed: int
-    """Files that could not be read, or URLs that could not be fetched (refusals included)."""
+    """Files that could not be read or parsed (a broken PDF), or URLs that could not be fetched (refusals included)."""
     seconds: float
 
     @property
@@ -110,10 +124,11 @@ async def index_corpus(
     retriever_config: RetrieverConfig | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> IndexStats:
-    """Index a directory of HTML files or crawl a site into the index at `db_path`.
+    """Index a directory of documents or crawl a site into the index at `db_path`.
 
-    - A directory: every `*.html`/`*.htm` below it (sorted), served as `base_url` +
-      relative path (default DEFAULT_BASE_URL).
+    - A directory: every HTML, Markdown, plain text and PDF file below it (sorted; the
+      suffixes in `CORPUS_CONTENT_TYPES`), served as `base_url` + relative path (default
+      DEFAULT_BASE_URL).
     - An http(s) URL: a same-origin breadth-first crawl of at most `max_pages` pages
       (default DEFAULT_CRAWL_PAGES) through the SSRF-guarded fetcher configured by
       `retriever_config` (a loopback site needs its allowlist), honouring robots.txt.
@@ -143,16 +158,26 @@ async def index_corpus(
 # --- a directory ----------------------------------------------------------------------------
 
 
-def html_files(directory: Path) -> list[Path]:
-    """The HTML files below `directory`, sorted, skipping hidden files and folders."""
+def corpus_files(directory: Path) -> list[Path]:
+    """The documents below `directory` (suffixes in `CORPUS_CONTENT_TYPES`), sorted.
+
+    Hidden files and folders are skipped, and so are `_GENERATOR_FOLDERS` and `_SITE_FILES`."""
     found = [
         path
         for path in directory.rglob("*")
-        if path.suffix.lower() in (".html", ".htm")
+        if path.suffix.lower() in CORPUS_CONTENT_TYPES
         and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+        and not any(part in _GENERATOR_FOLDERS for part in path.relative_to(directory).parts[:-1])
+        and path.name.lower() not in _SITE_FILES
     ]
     return sorted(found)
+
+
+html_files = corpus_files
+"""The old name (bench/retrieval.py and tests use it); a directory corpus is no longer HTML only."""
+
+SUPPORTED_FORMATS = "HTML, Markdown (.md), plain text (.txt) or PDF"
 
 
 def url_for(base_url: str, relative: PurePosixPath) -> str:
@@ -160,12 +185,15 @@ def url_for(base_url: str, relative: PurePosixPath) -> str:
 
 
 def _extract_file(path: Path) -> ExtractedText | None:
-    """None when the file cannot be read."""
+    """None when the file cannot be read, or (a broken PDF) parsed."""
     try:
         body = path.read_bytes()
     except OSError:
         return None
-    return extract_for_index(body)
+    try:
+        return extract_for_index(body, CORPUS_CONTENT_TYPES[path.suffix.lower()], path.name)
+    except RetrieveError:
+        return None  # counted as failed; a retrieve task would meet the same DocumentFormatError
 
 
 async def index_directory(
@@ -176,19 +204,20 @@ async def index_directory(
     max_pages: int | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> IndexStats:
-    """Index the HTML files below `directory` as served under `base_url` (see `index_corpus`).
+    """Index the documents below `directory` as served under `base_url` (see `index_corpus`).
 
     One worker thread reads, extracts and writes. Extraction in 2 processes was measured
     slower on the 2-core machines (0.52x, bench/retrieval.py at the time): spawning workers
     that import lxml and pickling 10 MB of text back costs more than the ~8 ms/page it spreads.
     """
     if not directory.is_dir():
-        raise CorpusError(f"{directory} is not a directory (give a directory of HTML files or an http(s) URL)")
+        raise CorpusError(f"{directory} is not a directory (give a directory of documents or an http(s) URL)")
     if not _URL_SCHEME.match(base_url) or urlsplit(base_url).scheme not in ("http", "https"):
         raise CorpusError(f"base URL {base_url!r} must be an http(s) URL, e.g. {DEFAULT_BASE_URL}")
-    files = html_files(directory)[: max_pages or DEFAULT_MAX_PAGES]
+    files = corpus_files(directory)[: max_pages or DEFAULT_MAX_PAGES]
     if not files:
-        raise CorpusError(f"no .html files under {directory}")
+        suffixes = " ".join(sorted(CORPUS_CONTENT_TYPES))
+        raise CorpusError(f"no {SUPPORTED_FORMATS} files under {directory} (looked for {suffixes})")
     started = time.perf_counter()
     pages, skipped, failed = await trio.to_thread.run_sync(
         _index_files, directory, files, db_path, base_url, on_progress
@@ -247,12 +276,20 @@ def _origin(url: str) -> tuple[str, str, int]:
 
 
 def _worth_fetching(url: str) -> bool:
-    return PurePosixPath(urlsplit(url).path).suffix.lower() not in _SKIP_EXTENSIONS
+    path = PurePosixPath(urlsplit(url).path)
+    return path.suffix.lower() not in _SKIP_EXTENSIONS and path.name.lower() not in _SITE_FILES
 
 
-def parse_for_crawl(body: bytes, page_url: str) -> tuple[ExtractedText, list[str]]:
-    """Index text and the absolute, fragment-free http(s) links of one page (worker thread)."""
+def parse_for_crawl(body: bytes, page_url: str, content_type: str = "text/html") -> tuple[ExtractedText, list[str]]:
+    """Index text and the absolute, fragment-free http(s) links of one page (worker thread).
+
+    Only HTML is searched for links; a broken PDF gives no text (the page is skipped)."""
     links: list[str] = []
+    if content_type not in HTML_CONTENT_TYPES:
+        try:
+            return extract_for_index(body, content_type, page_url), links
+        except RetrieveError:
+            return ExtractedText(title="", text=""), links
     try:
         document = lxml.html.fromstring(body)
     except (ParserError, ValueError):
@@ -287,7 +324,7 @@ async def crawl_site(
     concurrency: int = CRAWL_CONCURRENCY,
     respect_robots: bool = True,
 ) -> IndexStats:
-    """Breadth-first crawl of `start_url`'s origin, indexing up to `max_pages` HTML pages."""
+    """Breadth-first crawl of `start_url`'s origin, indexing up to `max_pages` documents (HTML, Markdown, text, PDF)."""
     started = time.perf_counter()
     try:
         origin = _origin(start_url)
@@ -332,10 +369,12 @@ async def crawl_site(
                             raise CorpusError(f"cannot crawl {start_url}: {result}")
                         failed += 1
                         continue
-                    if result.content_type not in HTML_CONTENT_TYPES or not _same_origin(result.final_url, origin):
-                        skipped += 1  # not a page, or redirected off the site
+                    if result.content_type not in CRAWL_INDEXED_TYPES or not _same_origin(result.final_url, origin):
+                        skipped += 1  # not a document, or redirected off the site
                         continue
-                    extracted, links = await trio.to_thread.run_sync(parse_for_crawl, result.body, result.final_url)
+                    extracted, links = await trio.to_thread.run_sync(
+                        parse_for_crawl, result.body, result.final_url, result.content_type
+                    )
                     for link in links:
                         if link not in seen and _worth_fetching(link) and _same_origin(link, origin):
                             seen.add(link)

@@ -2,8 +2,10 @@
 
 Owns: `LoopbackHTTPServer` (any `http.server` handler, run in a thread, bound to a
 loopback address only, stoppable at any time, also closing keep-alive connections) and
-`CorpusServer` / `serve_corpus` on top of it for a directory of files. Tests use the
-generic server for their scripted endpoints.
+`CorpusServer` / `serve_corpus` on top of it for a directory of files, and the content type
+each corpus file is served with (`CORPUS_CONTENT_TYPES`, which the indexer reads too, so a
+file is indexed as the type a retrieve task will extract it as). Tests use the generic server
+for their scripted endpoints.
 
 Why a thread-run `http.server` rather than a trio server: it is the standard library's
 independent HTTP implementation (the retriever is tested against a peer it did not
@@ -28,6 +30,19 @@ import trio
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio-stubs (installed with libp2p) shadow trio's own types
+
+CORPUS_CONTENT_TYPES: dict[str, str] = {
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".xhtml": "application/xhtml+xml",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": "text/plain",
+    ".pdf": "application/pdf",
+}
+"""The files a directory corpus is made of, by suffix (lower case). Fixed here rather than taken
+from `mimetypes`, which reads /etc/mime.types: `.md` is unknown or differs between machines.
+No charset is sent: the file's bytes are decoded the same way when indexed and when retrieved."""
 
 
 class _TrackingServer(ThreadingHTTPServer):
@@ -117,6 +132,7 @@ class CorpusRequestHandler(SimpleHTTPRequestHandler):
     """Static files with keep-alive (HTTP/1.1), idle connections closed after 10 s, no logging."""
 
     protocol_version = "HTTP/1.1"
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **CORPUS_CONTENT_TYPES}  # noqa: RUF012 (the base's name)
     timeout = 10
     disable_nagle_algorithm = True
     """Headers and body go out in separate writes; with Nagle on, keep-alive responses stall on
@@ -155,4 +171,4 @@ async def serve_corpus(
             await trio.to_thread.run_sync(server.stop)
 
 
-__all__ = ["CorpusRequestHandler", "CorpusServer", "LoopbackHTTPServer", "serve_corpus"]
+__all__ = ["CORPUS_CONTENT_TYPES", "CorpusRequestHandler", "CorpusServer", "LoopbackHTTPServer", "serve_corpus"]

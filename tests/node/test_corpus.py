@@ -101,7 +101,7 @@ async def test_directory_index_errors_are_clear(small_site: Path, tmp_path: Path
     with pytest.raises(CorpusError, match="is not a directory"):
         await index_corpus(tmp_path / "nowhere", db_path=db)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CorpusError, match=r"no \.html files"):
+    with pytest.raises(CorpusError, match=r"no HTML, Markdown .* or PDF files"):
         await index_corpus(tmp_path / "empty", db_path=db)
     with pytest.raises(CorpusError, match="must be an http"):
         await index_corpus(small_site, db_path=db, base_url="file:///srv/")
