@@ -34,6 +34,14 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def innermost(exc: Exception) -> Exception:
+    """The error a trio nursery wrapped (ExceptionGroups of one), so the message names what went wrong
+    ("no configured model can run here: …") instead of "Exceptions from Trio nursery (1 sub-exception)"."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def friendly(fn: Callable[P, R]) -> Callable[P, R]:
     """Wrap a command: known errors become one sentence; anything else a sentence that points at --debug."""
 
@@ -43,9 +51,10 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except Exception as exc:
+        except Exception as caught:
             if Settings.debug:
                 raise
+            exc = innermost(caught)
             name = type(exc).__name__
             known = any(w in name for w in ("Error", "Refused", "NotFound", "Invalid", "Failed"))
             message = str(exc) or name
