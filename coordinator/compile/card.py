@@ -24,6 +24,7 @@ from coordinator.compile.diversity import VENDI_SAMPLE, DiversityReport
 from coordinator.compile.exports import ExportFormat, export_path
 from coordinator.compile.records import JobStats
 from coordinator.spec import DatasetSpec, FieldType
+from coordinator.verify.error_rates import card_lines as error_rate_lines
 
 README_FILE = "README.md"
 MAX_CARD_NOTES = 40
@@ -255,6 +256,7 @@ def render_card(facts: CardFacts) -> str:
     out += [
         f"- delivered rows re-scored by an independent validator: {facts.validated_rows} of {facts.rows}",
         *_self_checked_lines(facts),
+        *error_rate_lines(facts.models),
         *_quality_lines(facts),
         f"- tasks: {job.tasks}, runs: {job.executions}",
         f"- duplicates removed: {job.duplicates_removed + facts.dropped_duplicates}",

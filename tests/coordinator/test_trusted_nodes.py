@@ -179,3 +179,13 @@ def test_rows_checked_only_by_their_writer_say_so_in_provenance_and_on_the_card(
     assert "re-scored by an independent validator: 0 of 2" in card
     assert "verified by redundancy" not in card
     assert verify_directory(out).ok
+
+
+def test_the_card_states_the_verifiers_measured_error_rates_for_the_model_or_that_none_were_measured() -> None:
+    from coordinator.verify.error_rates import BUNDLED_SMOLLM2, card_lines
+
+    measured = "\n".join(card_lines([BUNDLED_SMOLLM2]))
+    assert "honest output charged by re-scoring (false positive): 2 of 514" in measured
+    assert "another model's output" in measured
+    unknown = card_lines(["ab" * 32])
+    assert len(unknown) == 1 and "not measured" in unknown[0]
