@@ -36,6 +36,7 @@ from coordinator.api import serve_api
 from coordinator.compile import verify_directory
 from coordinator.config import CoordinatorConfig
 from coordinator.pipeline.progress import JobProgress
+from coordinator.planner import parse_request
 from coordinator.service import open_coordinator
 from node.search.corpus import SUPPORTED_FORMATS, corpus_files, index_corpus
 from node.search.corpus_server import CorpusServer
@@ -190,6 +191,7 @@ async def run_demo(
     console = console or Console()
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
+    user_corpus = corpus is not None
     corpus = corpus or find_corpus(workdir, console)
     threads = max(1, (os.cpu_count() or 2) // nodes)  # never more threads than cores (notes: 20 tok/s otherwise)
     with CorpusServer(corpus) as server, _log_file(workdir / "coordinator.log"):
@@ -220,6 +222,8 @@ async def run_demo(
             try:
                 await _wait_for_nodes(coord, procs, nodes, workdir, console)
                 api.start_soon(_supervise, procs, commands, logs, workdir, console)
+                if user_corpus:
+                    request = grounded_request(request)
                 jid = await coord.submit(request, rows=rows, out_dir=out)
                 console.print(f"job {jid}: {rows} rows → {out}", highlight=False)
 
@@ -235,6 +239,14 @@ async def run_demo(
                     f.close()
     report = verify_directory(out) if (out / "manifest.json").exists() else None
     return DemoResult(out, final, time.monotonic() - started, bool(report and report.ok), partial)
+
+
+def grounded_request(request: str) -> str:
+    """The request as the demo runs it on a user's folder: rows come from those documents, so a request
+    that does not say "grounded" (read as free generation, which never looks at the folder) says it."""
+    if parse_request(request).spec.grounded:
+        return request
+    return f"{request.rstrip(' .')}, grounded in the documents"
 
 
 def _trusted_nodes(workdir: Path, nodes: int) -> list[str]:

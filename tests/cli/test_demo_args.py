@@ -17,3 +17,13 @@ def test_a_missing_corpus_folder_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_corpus_needs_a_request(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--corpus", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code != 0 and "--corpus needs --request" in result.output
+
+
+def test_a_request_on_the_users_own_folder_is_grounded_in_it() -> None:
+    from cli.demo import grounded_request
+    from coordinator.planner import parse_request
+
+    loose = grounded_request("question-answer pairs about tidal energy and honeybees")
+    assert parse_request(loose).spec.grounded and loose.endswith("grounded in the documents")
+    said = "question-answer pairs about tides, grounded in the docs"
+    assert grounded_request(said) == said  # already grounded: left as the requester wrote it
