@@ -254,15 +254,7 @@ class NodeRuntime:
             tok_s=self.models[0].tok_s if self.models and offer.task_kind in LLM_KINDS else 0.0,
         )
         self.counters.claims += 1
-        answer = await self.host.request(
-            coordinator,
-            TASK_PROTOCOL,
-            seal(self.host.identity, claim, now_ms=now_ms()),
-            expect=TASK_RESPONSE_KINDS,
-            trusted=self.trusted,
-            timeout=CLAIM_TIMEOUT_S,
-        )
-        message = answer.message
+        message = await self._ask(coordinator, claim)
         if isinstance(message, Reject):
             self.counters.rejects += 1
             if message.reason in RETRYABLE:
@@ -270,13 +262,26 @@ class NodeRuntime:
                 self._claimed.discard((offer.task_id, offer.attempt))
             log.debug("claim for %s refused: %s %s", offer.task_id, message.reason.value, message.detail)
             return None
-        if not isinstance(message, Grant):
-            raise ProtocolError(f"coordinator answered a claim with {type(message).__name__}")
         problem = grant_problem(offer, message, peer_id=self.host.peer_id, models=self._model_digests)
         if problem:
             log.warning("grant for %s refused: %s", offer.task_id, problem)
             return None
         self.counters.grants += 1
+        return message
+
+    async def _ask(self, coordinator: str, request: Claim | Pull) -> Grant | Reject:
+        """Send a claim or a pull on the task protocol; the coordinator answers with a Grant or a Reject."""
+        answer = await self.host.request(
+            coordinator,
+            TASK_PROTOCOL,
+            seal(self.host.identity, request, now_ms=now_ms()),
+            expect=TASK_RESPONSE_KINDS,
+            trusted=self.trusted,
+            timeout=CLAIM_TIMEOUT_S,
+        )
+        message = answer.message
+        if not isinstance(message, Grant | Reject):
+            raise ProtocolError(f"coordinator answered a {request.kind} with {type(message).__name__}")
         return message
 
     async def _pull(self, coordinator: str, kind: TaskKind) -> Grant | None:
@@ -290,19 +295,9 @@ class NodeRuntime:
             tok_s=self.models[0].tok_s if self.models and pool == "llm" else 0.0,
         )
         self.counters.pulls += 1
-        answer = await self.host.request(
-            coordinator,
-            TASK_PROTOCOL,
-            seal(self.host.identity, pull, now_ms=now_ms()),
-            expect=TASK_RESPONSE_KINDS,
-            trusted=self.trusted,
-            timeout=CLAIM_TIMEOUT_S,
-        )
-        message = answer.message
+        message = await self._ask(coordinator, pull)
         if isinstance(message, Reject):
             return None
-        if not isinstance(message, Grant):
-            raise ProtocolError(f"coordinator answered a pull with {type(message).__name__}")
         problem = pulled_grant_problem(message, peer_id=self.host.peer_id, kinds=kinds, models=self._model_digests)
         if problem:
             log.warning("pulled grant for %s refused: %s", message.task_id, problem)
