@@ -48,6 +48,19 @@ class CoordinatorConfig(BaseSettings):
         "verify their own generations in a separate re-scoring pass.",
     )
     max_attempts: int = Field(4, ge=1, le=20, description="Attempts per task slot before it fails.")
+    max_job_tasks: int = Field(
+        100_000,
+        ge=1,
+        description="A job whose plan has more tasks than this is refused before anything is written "
+        "(100,000 tasks is about 27,000 grounded rows).",
+    )
+    api_requests_per_minute: int = Field(
+        600, ge=0, description="Requests per minute one API token may make (0: no limit); over it, 429."
+    )
+    api_jobs_per_token: int = Field(8, ge=0, description="Jobs one API token may have running (0: no cap).")
+    api_rows_per_token: int = Field(
+        50_000, ge=0, description="Rows one API token may have in running jobs (0: no cap)."
+    )
     llm_spec: bool = Field(
         True,
         description="Begin jobs given as a sentence with a `spec` task: an LLM node drafts what the rules defaulted.",

@@ -1040,3 +1040,21 @@ def plan(spec: DatasetSpec, *, llm_spec: bool = False) -> Plan:
     stage(TaskKind.SYNTHESIZE, synth, GENERATIVE_REPLICATION, f"{ROWS_PER_SYNTHESIZE_TASK} row(s) per task")
     stage(TaskKind.VALIDATE, math.ceil(synth * VALIDATION_RATE), 1.0, "re-scoring of disagreements and spot checks")
     return Plan(rows=spec.rows, rows_to_generate=target, stages=tuple(stages))
+
+
+def planned_tasks(spec: DatasetSpec, *, llm_spec: bool = False) -> int:
+    """The tasks `spec` plans at most. A `spec` task may still change `grounded`, so then both readings count."""
+    readings = [spec] if not llm_spec else [spec.model_copy(update={"grounded": g}) for g in (True, False)]
+    return max(plan(s, llm_spec=llm_spec).total_tasks for s in readings)
+
+
+def rows_within(max_tasks: int, spec: DatasetSpec, *, llm_spec: bool = False) -> int:
+    """The most rows `spec` may ask for and still plan at most `max_tasks` tasks (0 if even one row plans more)."""
+    low, high = 0, MAX_ROWS
+    while low < high:  # tasks grow with rows: the largest count that fits
+        mid = (low + high + 1) // 2
+        if planned_tasks(spec.model_copy(update={"rows": mid}), llm_spec=llm_spec) <= max_tasks:
+            low = mid
+        else:
+            high = mid - 1
+    return low

@@ -22,7 +22,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.models import default_allowed_models
 from coordinator.pipeline.job import JobRunner
 from coordinator.pipeline.progress import JobProgress, job_progress
-from coordinator.planner import parse_request
+from coordinator.planner import parse_request, planned_tasks, rows_within
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.scheduler import Scheduler, SchedulerConfig
 from coordinator.spec import DatasetSpec
@@ -40,6 +40,10 @@ ACTIVE = job_states.RESUMED
 
 class JobError(Exception):
     """A job request that cannot be accepted; the message says what to change."""
+
+
+class PlanTooLarge(JobError):
+    """The job would plan more tasks than the coordinator's `max_job_tasks`."""
 
 
 @dataclass
@@ -95,6 +99,8 @@ class Coordinator:
             raise JobError("give a request sentence or a spec")
         elif rows is not None:
             spec = spec.model_copy(update={"rows": rows})
+        llm_spec = bool(self.config.llm_spec and from_request and request.strip())
+        self._check_size(spec, llm_spec=llm_spec)
         jid = job_id or f"job-{secrets.token_hex(4)}"
         out = (out_dir or self.config.data_dir / "datasets" / jid).resolve()
         if out.exists() and any(out.iterdir()):
@@ -106,13 +112,24 @@ class Coordinator:
             "submitted_spec": spec_doc,
             "rows_given": rows,
             "spec_notes": list(notes),
-            "llm_spec": bool(self.config.llm_spec and from_request and request.strip()),
+            "llm_spec": llm_spec,
             "grounded": spec.grounded,
             "out_dir": str(out),
         }
         await self.runtime.call(self.store.create_job, jid, doc, allowed_models=list(self.models), now_ms=now_ms())
         self._start(jid)
         return jid
+
+    def _check_size(self, spec: DatasetSpec, *, llm_spec: bool) -> None:
+        """Refuse, before anything is written, a job that plans more tasks than this coordinator takes."""
+        limit = self.config.max_job_tasks
+        tasks = planned_tasks(spec, llm_spec=llm_spec)
+        if tasks > limit:
+            fits = rows_within(limit, spec, llm_spec=llm_spec)
+            raise PlanTooLarge(
+                f"{spec.rows} rows plan about {tasks} tasks, over this coordinator's maximum of {limit} "
+                f"(max_job_tasks): ask for at most {fits} rows, or split the dataset into several jobs"
+            )
 
     def _start(self, job_id: str) -> None:
         done = self._done.setdefault(job_id, trio.Event())

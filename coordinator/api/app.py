@@ -39,6 +39,7 @@ from coordinator.api.errors import ApiError, install_error_handlers
 from coordinator.api.events import job_events
 from coordinator.api.limits import DEFAULT_BODY_LIMIT, BodyLimit
 from coordinator.api.metrics import TaskTally, render
+from coordinator.api.quotas import Quotas, QuotaSettings, RunningJob
 from coordinator.api.schemas import (
     ActivityView,
     ErrorBody,
@@ -102,6 +103,7 @@ class ApiState:
     tokens: TokenStore
     views: JobViews
     activity: Activity
+    quotas: Quotas
     tally: TaskTally = field(default_factory=TaskTally)
     submit_lock: trio.Lock = field(default_factory=trio.Lock)
     token_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(1))
@@ -130,6 +132,7 @@ async def _authenticate(request: Request, creds: HTTPAuthorizationCredentials | 
         raise ApiError(401, "the bearer token is unknown or revoked", headers=challenge)
     if not info.scope.allows(needed):
         raise ApiError(403, f"token {info.token_id!r} has scope {info.scope.value!r}; this needs {needed.value!r}")
+    state.quotas.count_request(info.token_id)
     return info
 
 
@@ -157,15 +160,17 @@ def build_app(
     activity: Activity | None = None,
 ) -> FastAPI:
     """The API for `coordinator`. `serve_api` builds it; tests may build it to inspect routes or the schema."""
-    from coordinator.service import JobError  # here, not at the top: service.py may import this package
+    from coordinator.service import JobError, PlanTooLarge  # here, not at the top: service.py imports this package
 
     settings = settings or ApiSettings()
+    cfg = coordinator.config
     state = ApiState(
         coordinator=coordinator,
         settings=settings,
-        tokens=tokens or TokenStore(coordinator.config.data_dir),
+        tokens=tokens or TokenStore(cfg.data_dir),
         views=JobViews(coordinator),
         activity=activity or Activity(interval_s=settings.activity_interval_s),
+        quotas=Quotas(QuotaSettings(cfg.api_requests_per_minute, cfg.api_jobs_per_token, cfg.api_rows_per_token)),
     )
     app = FastAPI(
         title="dataswarm coordinator",
@@ -180,7 +185,7 @@ def build_app(
     install_error_handlers(app)
     # The schema must say which endpoints need a token, so reads depend on the bearer scheme only when closed.
     read_deps = [Depends(_open_reader if settings.open_reads else _closed_reader)]
-    read_errors = _errors(401, 403) if not settings.open_reads else {}
+    read_errors = _errors(401, 403, 429) if not settings.open_reads else {}
 
     async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await coordinator.runtime.call(fn, *args, **kwargs)
@@ -212,7 +217,7 @@ def build_app(
         "/v1/jobs",
         response_model=JobView,
         status_code=201,
-        responses=_errors(400, 401, 403, 409, 413, 422)
+        responses=_errors(400, 401, 403, 409, 413, 422, 429)
         | {200: {"model": JobView, "description": "The job with this job_id and body already exists."}},
         tags=["jobs"],
     )
@@ -230,10 +235,16 @@ def build_app(
                         response.status_code = 200
                         return await call(state.views.job, body.job_id)  # type: ignore[no-any-return]
                     raise ApiError(409, f"job id {body.job_id!r} is taken by a different request: choose another id")
+            if not who.scope.allows(Scope.ADMIN):
+                mine = await state.call_tokens(state.tokens.jobs_of, who.token_id)
+                running = await call(_running_jobs, coordinator, mine)
+                state.quotas.check_submit(who.token_id, running, body.rows or spec.rows)
             try:
                 job_id = await coordinator.submit(
                     body.text, spec=spec, rows=body.rows, job_id=body.job_id, from_request=body.spec is None
                 )
+            except PlanTooLarge as exc:
+                raise ApiError(422, str(exc), code="plan_too_large") from None
             except JobError as exc:
                 raise ApiError(409, str(exc)) from None
             await state.call_tokens(state.tokens.set_owner, job_id, who.token_id)
@@ -249,7 +260,9 @@ def build_app(
         """One job's state, stage progress and rejections."""
         return await call(state.views.job, job_id)  # type: ignore[no-any-return]
 
-    @app.delete("/v1/jobs/{job_id}", response_model=JobView, responses=_errors(401, 403, 404, 409, 422), tags=["jobs"])
+    @app.delete(
+        "/v1/jobs/{job_id}", response_model=JobView, responses=_errors(401, 403, 404, 409, 422, 429), tags=["jobs"]
+    )
     async def cancel_job(job_id: JobIdPath, who: WriteToken) -> JobView:
         """Cancel a running job: a write token cancels the jobs it submitted; an admin token any job."""
         view: JobView = await call(state.views.job, job_id)
@@ -398,3 +411,13 @@ def _job_doc(coordinator: Coordinator, job_id: str) -> dict[str, Any] | None:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _running_jobs(coordinator: Coordinator, job_ids: set[str]) -> list[RunningJob]:
+    """Worker thread only: which of `job_ids` have not ended, with the rows each asked for."""
+    running = []
+    for job in coordinator.store.jobs():
+        if job.job_id in job_ids and job.state not in FINAL_STATES:
+            rows = job.spec.get("spec", {}).get("rows", 0)
+            running.append(RunningJob(job.job_id, rows if isinstance(rows, int) else 0))
+    return running

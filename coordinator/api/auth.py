@@ -164,6 +164,12 @@ class TokenStore:
         with self._lock:
             self._conn.execute("INSERT OR IGNORE INTO job_owners (job_id, token_id) VALUES (?, ?)", (job_id, token_id))
 
+    def jobs_of(self, token_id: str) -> set[str]:
+        """The jobs `token_id` submitted through the API."""
+        with self._lock:
+            rows = self._conn.execute("SELECT job_id FROM job_owners WHERE token_id = ?", (token_id,)).fetchall()
+        return {str(r[0]) for r in rows}
+
     def owner(self, job_id: str) -> str | None:
         """The token that submitted `job_id` through the API (None: submitted otherwise, e.g. the CLI)."""
         with self._lock:

@@ -48,13 +48,14 @@ def node(n: int) -> Identity:
     return Identity.from_seed(hashlib.sha256(f"dataswarm-api-test-node-{n}".encode()).digest())
 
 
-def config(tmp: Path) -> CoordinatorConfig:
+def config(tmp: Path, **overrides: Any) -> CoordinatorConfig:
     return CoordinatorConfig(
         key_path=tmp / "coordinator.key",
         listen=["/ip4/127.0.0.1/tcp/0"],
         mdns=False,
         relay_hop=False,
         data_dir=tmp / "data",
+        **overrides,
     )
 
 
@@ -77,8 +78,9 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def api_server(tmp: Path, settings: ApiSettings | None = FAST) -> AsyncIterator[Served]:
-    async with open_coordinator(config(tmp)) as coord, trio.open_nursery() as nursery:
+async def api_server(tmp: Path, settings: ApiSettings | None = FAST, **overrides: Any) -> AsyncIterator[Served]:
+    """`overrides`: coordinator config settings (quotas, limits) for this server."""
+    async with open_coordinator(config(tmp, **overrides)) as coord, trio.open_nursery() as nursery:
         url = await nursery.start(lambda task_status: serve_api(coord, "127.0.0.1:0", settings=settings,
                                                                 task_status=task_status))  # fmt: skip
         try:
@@ -205,9 +207,11 @@ def report_status(coordinator: Coordinator, who: Identity, *, free: int = 2, tok
 class LiveApi:
     """A coordinator and its API in a background thread (its own trio loop), for synchronous clients."""
 
-    def __init__(self, tmp: Path, settings: ApiSettings | None = FAST) -> None:
+    def __init__(self, tmp: Path, settings: ApiSettings | None = FAST, **overrides: Any) -> None:
+        """`overrides`: coordinator config settings, as for `api_server`."""
         self.tmp = tmp
         self.settings = settings
+        self.overrides = overrides
         self.url = ""
         self.token = ""
         self._ready = threading.Event()
@@ -263,7 +267,7 @@ class LiveApi:
     async def _serve(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
-        async with api_server(self.tmp, self.settings) as served:
+        async with api_server(self.tmp, self.settings, **self.overrides) as served:
             self._coordinator = served.coordinator
             self.url = served.url
             self.token = issue(served.coordinator, "live-test", Scope.ADMIN)
