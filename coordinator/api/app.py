@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -359,9 +360,9 @@ def build_app(
         rows: Annotated[int | None, Query(ge=1, le=MAX_ROWS)] = None,
     ) -> SpecPreview:
         """Dry run: the spec a request would become, and the tasks it would plan. Nothing is submitted."""
-        return await trio.to_thread.run_sync(
-            lambda: preview_spec(SpecQuery(request=request, rows=rows), llm_spec=coordinator.config.llm_spec)
-        )
+        query = SpecQuery(request=request, rows=rows)
+        preview = partial(preview_spec, query, llm_spec=cfg.llm_spec, max_tasks=cfg.max_job_tasks)
+        return await trio.to_thread.run_sync(preview)
 
     @app.post(
         "/v1/spec", response_model=SpecPreview, dependencies=read_deps,
@@ -369,7 +370,8 @@ def build_app(
     )  # fmt: skip
     async def spec_dry_run_post(body: SpecQuery) -> SpecPreview:
         """Dry run with a body: a request sentence or a spec (checked as `POST /v1/jobs` would)."""
-        return await trio.to_thread.run_sync(lambda: preview_spec(body, llm_spec=coordinator.config.llm_spec))
+        preview = partial(preview_spec, body, llm_spec=cfg.llm_spec, max_tasks=cfg.max_job_tasks)
+        return await trio.to_thread.run_sync(preview)
 
     @app.get(
         "/v1/activity", response_model=ActivityView, dependencies=read_deps, responses=read_errors,

@@ -27,7 +27,7 @@ from coordinator.api.schemas import (
     StageView,
     WaitingView,
 )
-from coordinator.planner import LLM_SPEC_NOTE, parse_request, plan
+from coordinator.planner import LLM_SPEC_NOTE, parse_request, plan, planned_tasks, rows_within
 from coordinator.scheduler import LIVE_NODE_MS
 from coordinator.spec import DatasetSpec, SpecError, dump_spec, spec_from_mapping
 from coordinator.store import NotFound
@@ -60,13 +60,19 @@ def resolve_spec(query: SpecQuery) -> tuple[DatasetSpec, list[str]]:
     return parsed.spec, list(parsed.notes)
 
 
-def preview_spec(query: SpecQuery, *, llm_spec: bool = False) -> SpecPreview:
-    """llm_spec: the coordinator starts jobs from a sentence with the LLM `spec` stage."""
+def preview_spec(query: SpecQuery, *, llm_spec: bool = False, max_tasks: int | None = None) -> SpecPreview:
+    """llm_spec: the coordinator starts jobs from a sentence with the LLM `spec` stage. max_tasks: its
+    `max_job_tasks`; a spec over it gets a note, as submitting it would be refused."""
     spec, notes = resolve_spec(query)
     refine = llm_spec and query.spec is None
     if refine:
         notes.append(LLM_SPEC_NOTE)
     p = plan(spec, llm_spec=refine)
+    if max_tasks is not None and (tasks := planned_tasks(spec, llm_spec=refine)) > max_tasks:
+        notes.append(
+            f"refused if submitted: about {tasks} tasks, over this coordinator's maximum of {max_tasks} "
+            f"(max_job_tasks); at most {rows_within(max_tasks, spec, llm_spec=refine)} rows fit"
+        )
     return SpecPreview(
         spec=spec.model_dump(mode="json"),
         spec_yaml=dump_spec(spec),

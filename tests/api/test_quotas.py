@@ -96,6 +96,9 @@ async def test_a_job_that_plans_too_many_tasks_is_refused_before_anything_is_wri
             assert f"maximum of {limit} (max_job_tasks)" in detail and f"at most {fits} rows" in detail
             assert await _jobs(served) == []
             assert not (served.coordinator.config.data_dir / "datasets" / "big").exists()
+            # The dry run says so before anyone submits.
+            preview = (await client.get("/v1/spec", params={"request": f"1000 grounded {REQUEST}"})).json()
+            assert any(n.startswith("refused if submitted") and f"at most {fits} rows" in n for n in preview["notes"])
             # The size it names is accepted.
             ok = await client.post("/v1/jobs", json={"request": f"{fits} grounded {REQUEST}", "job_id": "fits"})
             assert ok.status_code == 201
