@@ -10,7 +10,7 @@ Part 2 (P2): verified cost = LLM compute per accepted row / compute of one unver
 generation, read from a real job's store (`--db PATH`, e.g. a demo's
 ~/.cache/dataswarm/demo/coordinator/coordinator.db). Compute is counted in generated-token
 equivalents: prefill tokens weigh 1/2.3 of a generated token (measured: prefill runs 2.3x
-the generation rate on this CPU, shared/notes/llama.md). Goal <= 1.15 with honest nodes.
+the generation rate on this CPU, docs/notes/llama.md). Goal <= 1.15 with honest nodes.
 
 The store runs with the coordinator's own durability setting unless `--synchronous` says
 otherwise (FULL costs an fsync per commit, NORMAL none: see coordinator/store/db.py).

@@ -251,7 +251,7 @@ def report(figures: list[JobFigures], *, largest: Path, coordinator_ms: float) -
         )
         print("   so the node processes share one fixed pool of cores. Beyond 1 node the added rate can only come")
         print("   from overlapping the coordinator's and the network's waits with generation; past one process per")
-        print("   core the threads oversubscribe the cores (shared/notes/llama.md: 2 x 2 threads on 2 cores fell")
+        print("   core the threads oversubscribe the cores (docs/notes/llama.md: 2 x 2 threads on 2 cores fell")
         print("   to 20 tok/s), so the curve saturates at 2 nodes here. Volunteers bring their own cores: see the")
         print("   projection below.")
     candidates = f.rows_generated

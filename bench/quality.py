@@ -194,7 +194,7 @@ class Generator:
 
     def remember(self, row: dict[str, Any]) -> None:
         """Re-add an accepted cached row to its dedup (so a resumed run gates like one run)."""
-        from coordinator.verify.gates import row_text
+        from coordinator.verify.text import row_text
 
         text = row_text({"question": row["question"], "answer": row["answer"]})
         self._dedup(row["corpus"], row["pipeline"]).add(row["id"], text)
@@ -234,7 +234,7 @@ class Generator:
         )
 
     async def new(self, chunk: Chunk, sentence: str, seed: int) -> dict[str, Any]:
-        from coordinator.verify.gates import check_answer_first
+        from coordinator.verify.questions import check_answer_first
         from node.executors.synthesize import write_question
         from node.executors.validate import round_trip
         from protocol.tasks import DecodingParams
@@ -453,7 +453,7 @@ def reverdict(rec: dict[str, Any], gen: Generator) -> dict[str, Any] | None:
     """A cached new-pipeline row judged again by today's model-free stages (answer sentence, grammar,
     answer-first gates, round-trip thresholds on its cached scores, row gates), or None when today's
     code would not make it (it must be generated again)."""
-    from coordinator.verify.gates import check_answer_first
+    from coordinator.verify.questions import check_answer_first
     from node.executors.curate import answer_sentences
     from protocol.tasks import RoundTrip
 

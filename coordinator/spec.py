@@ -3,10 +3,10 @@
 Owns: `DatasetSpec` and `FieldSpec` (the fields with types, descriptions and
 bounds, the row count, topic, grounding, language, seed examples, license), the
 row JSON schema handed to nodes (every string bounded, because unbounded strings
-ran away to max_tokens in 2/20 SmolLM2 tries, shared/notes/llama.md), a plain
+ran away to max_tokens in 2/20 SmolLM2 tries, docs/notes/llama.md), a plain
 per-field row check with messages that name the field, and loading a spec from
 a YAML or JSON file with errors that name the field and the fix.
-Must not: parse natural language or call an LLM (planner.py does), or do I/O
+Must not: parse natural language or call an LLM (coordinator.request does), or do I/O
 beyond reading the one spec file it is given.
 
 Derived fields. A field whose `source` is `source_url` or `evidence` is not
@@ -32,7 +32,7 @@ from protocol.tasks import MAX_FIELD_CHARS as MAX_FIELD_CHARS
 from protocol.tasks import MAX_ROWS as MAX_ROWS
 from protocol.tasks import MAX_TOPIC_CHARS as MAX_TOPIC_CHARS
 
-# MAX_ROWS: a job that size is ~150k synthesize tasks (see planner.plan); bigger datasets are
+# MAX_ROWS: a job that size is ~150k synthesize tasks (see pipeline.sizing.plan); bigger datasets are
 # several jobs, each with its own manifest. MAX_FIELD_CHARS: the evidence span in
 # `protocol.tasks.GeneratedRow` is 2000 too. Both, and MAX_TOPIC_CHARS, bound the spec task's
 # draft on the wire, so they live in the protocol.

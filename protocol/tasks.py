@@ -2,7 +2,7 @@
 
 Every string and list is bounded: the bounds are part of the schema handed to
 llama.cpp grammars (unbounded strings ran away to max_tokens in 2/20 tries on
-SmolLM2, see shared/notes/llama.md), and they cap what a hostile peer can make
+SmolLM2, see docs/notes/llama.md), and they cap what a hostile peer can make
 the other side hold in memory.
 """
 
@@ -62,7 +62,7 @@ class DecodingParams(Frozen):
 
 # --- spec -------------------------------------------------------------------
 # A request sentence read into a draft dataset spec by a schema-constrained LLM.
-# The coordinator merges the draft over its rule-based reading (coordinator/planner.py),
+# The coordinator merges the draft over its rule-based reading (coordinator/request/),
 # so these bounds only need to keep the draft small and grammar-compilable.
 
 MAX_REQUEST_CHARS = 4000

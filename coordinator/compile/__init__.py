@@ -14,6 +14,7 @@ One concept per module, in data-flow order:
 - `manifest`    manifest.json and the coordinator's signature
 - `compiler`    compile_dataset, which ties them together
 - `verify_dir`  verify_directory, which checks all of it offline
+- `verify_report` what it found (Problem, VerifyReport)
 """
 
 from coordinator.compile.compiler import CompiledDataset, compile_dataset
@@ -21,7 +22,8 @@ from coordinator.compile.diversity import DiversityReport
 from coordinator.compile.errors import CompileError
 from coordinator.compile.exports import ExportFormat
 from coordinator.compile.records import AcceptedRow, JobStats, ProducerRecord, ValidatorRecord
-from coordinator.compile.verify_dir import Problem, VerifyReport, verify_directory
+from coordinator.compile.verify_dir import verify_directory
+from coordinator.compile.verify_report import Problem, VerifyReport
 
 __all__ = [
     "AcceptedRow",

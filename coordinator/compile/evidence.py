@@ -3,7 +3,7 @@
 Owns: the text normalization evidence is compared under, and mapping a match
 back to character offsets in the raw source, so provenance can say *where* the
 quote is and `verify_directory` can re-check it.
-Normalization mirrors the grounding gate (`coordinator.verify.gates.normalize_ws`):
+Normalization mirrors the grounding gate (`coordinator.verify.text.normalize_ws`):
 NFKC, typographic quotes and dashes folded to ASCII, whitespace runs collapsed,
 ends trimmed. LLMs "prettify" quotes and re-flow whitespace when they copy, so
 a faithful quote must match through those. It is applied per grapheme-ish

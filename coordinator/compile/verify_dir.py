@@ -31,7 +31,7 @@ import difflib
 import hashlib
 import json
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -50,60 +50,11 @@ from coordinator.compile.provenance import (
 )
 from coordinator.compile.rows import Row, delivered_row, differing_fields, row_leaf
 from coordinator.compile.signed import EnvelopeInvalid, open_result_offline, result_sha256
+from coordinator.compile.verify_report import VerifyReport
 from coordinator.spec import DatasetSpec, format_validation_error
 from protocol.identity import public_key_from_peer_id
 from protocol.messages import Result
 from protocol.tasks import RoundTrip, SynthesizeOutput, ValidateOutput
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    message: str
-    row: int | None = None
-    """0-based row number (data.jsonl line i+1, provenance.jsonl `row`)."""
-    field: str | None = None
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f" row {self.row}"
-        if self.field is not None:
-            where += f" field {self.field!r}"
-        return f"{where}: {self.message}"
-
-
-@dataclass
-class VerifyReport:
-    path: Path
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
-    rows: int = 0
-    signatures_checked: int = 0
-    evidence_checked: int = 0
-    roundtrips_checked: int = 0
-    """Answer-first rows whose signed validator output shows the answer recovered from the question."""
-    merkle_root: str | None = None
-    coordinator: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def add(self, file: str, message: str, row: int | None = None, field: str | None = None) -> None:
-        self.problems.append(Problem(file, message, row, field))
-
-    def summary(self) -> str:
-        head = (
-            f"OK: {self.rows} rows, {self.signatures_checked} signatures, {self.evidence_checked} evidence quotes"
-            + (f", {self.roundtrips_checked} round trips" if self.roundtrips_checked else "")
-            if self.ok
-            else f"FAILED: {len(self.problems)} problem(s)"
-        )
-        lines = [f"{self.path}: {head}"]
-        lines += [f"  error: {p}" for p in self.problems]
-        lines += [f"  warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
 
 
 @dataclass
@@ -171,7 +122,7 @@ def _check_manifest(root: Path, report: VerifyReport, trusted: Collection[str | 
             try:
                 keys.add(bytes(t) if isinstance(t, bytes) else public_key_from_peer_id(t))
             except ValueError:
-                report.warnings.append(Problem("(arguments)", f"trusted coordinator {t!r} is not a valid peer id"))
+                report.warn("(arguments)", f"trusted coordinator {t!r} is not a valid peer id")
         if bytes.fromhex(manifest.coordinator.public_key) not in keys:
             report.add(
                 MANIFEST_FILE,
@@ -210,7 +161,7 @@ def _check_files(root: Path, manifest: Manifest, report: VerifyReport) -> None:
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if path.is_file() and rel not in listed:
-            report.warnings.append(Problem(rel, "not listed in the manifest (not covered by any signature)"))
+            report.warn(rel, "not listed in the manifest (not covered by any signature)")
 
 
 def _decode_b64(value: str) -> bytes | None:

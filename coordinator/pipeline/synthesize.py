@@ -23,10 +23,10 @@ from typing import Any
 from coordinator.pipeline import curate, question_gen
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskSpec
-from coordinator.planner import OVERGENERATION, ROWS_PER_SYNTHESIZE_TASK
+from coordinator.pipeline.sizing import OVERGENERATION, ROWS_PER_SYNTHESIZE_TASK
 from coordinator.scheduler import coverage_of
 from coordinator.spec import DatasetSpec, FieldSpec, FieldType, asks
-from coordinator.verify.gates import normalize_ws
+from coordinator.verify.text import normalize_ws
 from protocol.tasks import AnswerTarget, SynthesisSpec, SynthesizePayload, TaskKind
 
 MAX_TASKS_FACTOR = 8

@@ -1,6 +1,6 @@
 """Checks every single result must pass before it is compared with anything else.
 
-Owns: the per-result rules of DESIGN.md "Verification" step 1: the signer holds
+Owns: the per-result rules of docs/design.md "Verification" step 1: the signer holds
 the lease, the lease is live (or late within grace), the output kind matches
 the task, the output is valid against the task's schema (for synthesize: each
 row's `data` against the task's row JSON schema), sizes are within bounds, the

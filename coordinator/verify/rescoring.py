@@ -4,7 +4,7 @@ Owns two pure decisions:
 1. `compare_replicas`: do two replicas of a generative task agree? With the same
    model digest and decoding settings (seed included), llama.cpp output is
    byte-identical across processes on the same build and CPU features, but a
-   different build or instruction set changes the text (shared/notes/llama.md,
+   different build or instruction set changes the text (docs/notes/llama.md,
    "Determinism"). So: exact match first, then a normalized edit similarity.
    At temperature > 0 a single differing token makes the rest of the sample
    diverge, so CLOSE is mostly seen at temperature 0; DIVERGENT replicas go to

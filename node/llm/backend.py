@@ -4,7 +4,7 @@ Owns: loading a GGUF file, rendering chat prompts, the token-by-token
 generation loop (sampling, grammar, logprobs, cancellation) and the
 teacher-forced re-scoring pass. Everything here blocks (ctypes calls into
 llama.cpp) and is NOT thread-safe: one `LlamaBackend` must be used by one
-thread at a time (shared/notes/llama.md: concurrent use gave
+thread at a time (docs/notes/llama.md: concurrent use gave
 `llama_decode returned -1`, then a segfault). `engine.py` guarantees that
 with one slot per backend; `_exclusive` turns any slip into an exception
 instead of a crash.
@@ -277,7 +277,7 @@ class LlamaBackend:
         """Generate from `prompt` (already rendered) under `grammar` (GBNF, root rule `root`).
 
         Starts from an empty KV cache every time: reusing a cached prefix changes the
-        output (shared/notes/llama.md, "Determinism").
+        output (docs/notes/llama.md, "Determinism").
         """
         lib = self._lib
         with self._exclusive():

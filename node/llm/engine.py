@@ -9,7 +9,7 @@ or the network: executors build prompts and grammars, the runtime reads
 Concurrency. Each model has N slots; a slot is one `LlamaBackend` (one `Llama`:
 weights, KV cache, compute buffers). A `trio.CapacityLimiter(N)` guards the
 pool of idle backends, so a backend is handed to exactly one worker thread at
-a time (two threads in one `Llama` segfault, shared/notes/llama.md). N > 1
+a time (two threads in one `Llama` segfault, docs/notes/llama.md). N > 1
 therefore costs N times the memory; we do not share one `Llama` between slots
 with llama.cpp sequences because batched decoding changes outputs (notes:
 "Batching changes the output"), which would break replica comparison. Default
@@ -26,7 +26,7 @@ asserted by tests/node/test_llm_engine.py):
 - same seed and params -> byte-identical text, token ids and logprobs within
   one process, also after other requests in between (every request starts
   from an empty KV cache: `Llama.reset()` + clearing the cache; reusing a
-  cached prefix changes the output, shared/notes/llama.md);
+  cached prefix changes the output, docs/notes/llama.md);
 - a fresh process produces the same bytes;
 - n_threads 1 and 2 produce the same bytes;
 - a validator's batched prefill of the same tokens gives logprobs within

@@ -4,7 +4,7 @@ Owns: detecting the hardware and turning (hardware, resolved models, config
 overrides) into a `ModelPlan` per model to load: context size, threads, GPU
 layers and slots. It must not load models; `engine.py` does that from a plan.
 
-Rules, each from a measurement in shared/notes/llama.md:
+Rules, each from a measurement in docs/notes/llama.md:
 - Threads are physical cores (limited by the CPU affinity mask) divided among
   slots, never more: 2 processes x 2 threads on 2 cores collapsed to 20 tok/s
   from 61-70 tok/s.

@@ -5,7 +5,7 @@ JSON valid for that schema (up to the few keywords listed as post-validated),
 a bound on how long that JSON can be, and the post-generation check.
 
 Why our own emitter instead of `LlamaGrammar.from_json_schema`
-(shared/notes/llama.md, "Grammar pitfalls"):
+(docs/notes/llama.md, "Grammar pitfalls"):
 - its string rule `[^"\\\\]` lets raw control characters into strings, which
   strict `json.loads` rejects (Gemma: 4/10 outputs); ours excludes
   U+0000-U+001F and U+007F;

@@ -8,7 +8,7 @@ What is measured: decode tokens per second of a *grammar-constrained* JSON
 generation through `LlamaBackend.generate`, the exact path every generative
 task takes, after the prompt is prefilled. Unconstrained speed would overstate
 what tasks see (grammar sampling is the biggest single cost on a node,
-shared/notes/llama.md). All runs together are capped at `BENCH_MAX_SECONDS`.
+docs/notes/llama.md). All runs together are capped at `BENCH_MAX_SECONDS`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MIN_TOK_S = 5.0
 Reasoning: Dria drops nodes under 10 tok/s of *unconstrained* generation; ours is
 measured *with* a grammar, which runs at about half the unconstrained speed on
 llama-cpp-python's eager path (SmolLM2, 1 thread: 42-45 vs 21 tok/s,
-shared/notes/llama.md), so 5 constrained is about 10 unconstrained. At 5 tok/s a
+docs/notes/llama.md), so 5 constrained is about 10 unconstrained. At 5 tok/s a
 typical synthesize output (3 rows, ~400 tokens) takes 80 s, about the longest
 lease we want to hand out; slower nodes would mostly produce expired leases."""
 
@@ -42,7 +42,7 @@ the benchmark runs on an idle machine, and a volunteer's machine rarely stays id
 (with another process at 40% CPU, 2-thread generation fell from 66 to 13-21 tok/s)."""
 
 PREFILL_SPEEDUP = 2.3
-"""Prefill runs about 2.3x faster per token than generation on a CPU (shared/notes/llama.md)."""
+"""Prefill runs about 2.3x faster per token than generation on a CPU (docs/notes/llama.md)."""
 
 _BENCH_SCHEMA = {
     "type": "object",

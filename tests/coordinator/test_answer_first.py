@@ -10,7 +10,8 @@ import pytest
 
 from coordinator.scheduler import Scheduler
 from coordinator.store import Store, TaskState
-from coordinator.verify.gates import check_answer_first, check_question, page_cap
+from coordinator.verify.gates import page_cap
+from coordinator.verify.questions import check_answer_first, check_question
 from coordinator.verify.reasons import Reason
 from coordinator.verify.rescoring import roundtrip_failure
 from protocol.identity import Identity

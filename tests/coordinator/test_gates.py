@@ -14,10 +14,9 @@ from coordinator.verify.gates import (
     check_language,
     check_length,
     gate_row,
-    normalize_ws,
-    row_text,
 )
 from coordinator.verify.reasons import Failure, Reason
+from coordinator.verify.text import normalize_ws, row_text
 from protocol.tasks import GeneratedRow, SourceChunk
 from tests.coordinator.factories import GOOD_ROW, chunk
 

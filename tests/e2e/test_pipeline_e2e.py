@@ -21,7 +21,7 @@ import pytest
 
 from coordinator.compile import verify_directory
 from coordinator.store import Store, TaskState
-from coordinator.verify.gates import check_answer_first, check_question
+from coordinator.verify.questions import check_answer_first, check_question
 from node.executors.synthesize import leaked_words
 
 ROWS = int(os.environ.get("DATASWARM_E2E_ROWS", "20"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.verify.gates import check_question
+from coordinator.verify.questions import check_question
 from node.executors.curate import answer_sentences, asking_verb, sentence_subject
 from node.executors.synthesize import evidence_candidates, leaked_words, question_frames, write_question
 from node.executors.validate import ValidateExecutor, round_trip

@@ -1,0 +1,187 @@
+"""Answer-first question/answer rows: whether a question is one well-formed question that its answer sentence answers.
+
+Owns: `check_question` (the form: wh-word or auxiliary first, "?" last and only there, no
+debris) and `check_answer_first`: the answer is the task's sentence, verbatim; every content
+word the question uses is in its answer sentence (a question about what the sentence says,
+not merely a word of the chunk); it leaves most of the sentence unsaid (a question that
+restates the answer asks nothing); and it is not vague ("What does X do?", or what a named
+product "supports" or "includes": many sentences answer those, not this one). The round trip
+by a third node runs after these (scheduler.py).
+Must not: touch the store or the network, or change a row.
+"""
+
+from __future__ import annotations
+
+import re
+
+from coordinator.verify.reasons import Failure, Reason
+from coordinator.verify.text import WORD, content_words, normalize_ws, stem
+
+_OPENER_TEXT = (
+    "what which who whom whose when where why how is are was were do does did can could may might must "
+    "will would should shall has have had"
+)
+QUESTION_OPENERS = frozenset(_OPENER_TEXT.split())
+_ACTION_WORDS = frozenset({"doing", "done"})
+MIN_QUESTION_WORDS = 3
+MAX_GIVEN_SHARE = 0.6
+"""A question may name at most this share of the content words its answer sentence has beyond them
+both (the subject, which a question keeps): "What does X compute when compiled with -O3?" for "X
+computes incorrect results when compiled with -O3" gives the answer away."""
+_DEBRIS = re.compile(r"[{}\[\]\"<>|\\`]|\n|\?.|[.!;]\s+[A-Z]|'\s*[,:;]|[,:;]\s*'")
+"""Braces, brackets, double quotes, pipes, backslashes, backticks, newlines; a "?" that is not last; a
+second sentence; a single quote against a comma or colon (JSON debris such as `','case':'`)."""
+
+
+def _root(word: str) -> str:
+    """`_stem` after a plural or tense ending: "use" and "uses", "return" and "returned" meet."""
+    for ending in ("ing", "ed", "es", "s"):
+        if len(word) > len(ending) + 2 and word.endswith(ending) and not word.isdigit():
+            word = word[: -len(ending)]
+            break
+    return stem(word)
+
+
+_NEGATION = re.compile(r"\b(?:not|never|cannot|no)\b|n't\b", re.IGNORECASE)
+
+
+def _negated(text: str) -> bool:
+    return _NEGATION.search(text) is not None
+
+
+MAX_ASKING_WORDS = 1
+"""Content words a question built on its sentence's subject may add: the verb it asks with ("What does X
+return?"). More of them state part of the answer ("What can a structure contain other structures?")."""
+
+
+def _subject_in(question: str, sentence: str) -> set[str]:
+    """Content words of the longest opening of `sentence` that `question` repeats word for word: the
+    subject the question is built on."""
+    s_words = WORD.findall(normalize_ws(sentence).casefold())
+    q_text = " " + " ".join(WORD.findall(normalize_ws(question).casefold())) + " "
+    n = 0
+    while n < len(s_words) and f" {' '.join(s_words[: n + 1])} " in q_text:
+        n += 1
+    if n == 0 and s_words and s_words[0] in ("the", "a", "an"):
+        return _subject_in(question, " ".join(s_words[1:]))
+    return set(content_words(" ".join(s_words[:n])))
+
+
+def _asking_tail(question: str, sentence: str) -> list[str] | None:
+    """The words a question adds after its opener, auxiliary and the sentence's subject ("be extended to"
+    in "What can distutils be extended to?"), or None when it does not repeat the subject."""
+    q = WORD.findall(normalize_ws(question).casefold())
+    s_words = WORD.findall(normalize_ws(sentence).casefold())
+    if s_words and s_words[0] in ("the", "a", "an"):
+        s_words = s_words[1:]
+    for start in range(1, min(4, len(q))):
+        n = 0
+        while start + n < len(q) and n < len(s_words) and q[start + n] == s_words[n]:
+            n += 1
+        if n:
+            return q[start + n :]
+    return None
+
+
+_PREPOSITION_TEXT = "of for to into by with from in on at as about onto upon"
+_PREPOSITIONS = frozenset(_PREPOSITION_TEXT.split())
+_GAP_WORDS = frozenset({"what", "which"})
+_PASSIVE = re.compile(r"\b(?:is|are|was|were|be|been)\s+(?:\w+ly\s+|only\s+|not\s+)?\w+(?:ed|en)\b", re.I)
+
+
+def _no_gap(question: str, tail: list[str]) -> str:
+    """Why a "What ..." question has no place for its answer, or "". "What" stands for a missing
+    complement: after "is"/"can be" + a participle or adjective ("What is the wal file deleted?", "What may
+    new error codes be added?") nothing is missing unless a preposition ends the question ("... converted
+    into?")."""
+    words = question.split()
+    if len(words) < 2 or words[0].lower() not in _GAP_WORDS or (tail and tail[-1] in _PREPOSITIONS):
+        return ""
+    if not tail:
+        return f"no verb to ask with: {question[:80]!r}" if words[1].lower() in ("does", "do", "did") else ""
+    aux = words[1].lower()
+    if aux in ("does", "do", "did") and not tail:
+        return f"no verb to ask with: {question[:80]!r}"
+    if aux in ("does", "do", "did") and tail[0].endswith("s") and tail[0] not in ("does", "is", "has"):
+        return f"the verb after {aux!r} is inflected twice: {question[:80]!r}"
+    copular = aux in ("is", "are", "was", "were") or (tail[0] == "be" and len(tail) > 1)
+    if copular:
+        return f"no place for its answer: {question[:80]!r} ends without a preposition after {aux!r}"
+    return ""
+
+
+_HAVING_TEXT = "support include contain provide offer have define cover"
+_HAVING_VERBS = frozenset(_HAVING_TEXT.split())
+"""Verbs of holding: "What does X support?" asks for a list. In the labelled set (bench/quality.py) these,
+asked of a subject that is no code identifier, were 5 of the 12 unacceptable rows left after the other gates
+("What does IDLE include?" for "IDLE includes a help menu ..."); they also held 3 acceptable ones."""
+_CODE = re.compile(r"\w[_.(]|[_.]\w|[a-zA-Z]\d|[a-z][A-Z]")
+"""An identifier (sqlite3_open(), os.path, _charset, xFilter): a subject narrow enough to be described whole."""
+
+
+def _contiguous(roots: list[str], sentence: str) -> bool:
+    have = [_root(w) for w in WORD.findall(normalize_ws(sentence).casefold())]
+    return any(have[i : i + len(roots)] == roots for i in range(len(have) - len(roots) + 1))
+
+
+def check_question(question: str, *, max_chars: int = 400) -> Failure | None:
+    """One well-formed question, by form alone (language-neutral except the opener list)."""
+    q = question.strip()
+    words = q.split()
+    if not q.endswith("?") or q.count("?") != 1:
+        return Failure(Reason.QUESTION_MALFORMED, f"not one question ending in '?': {q[:80]!r}")
+    if len(words) < MIN_QUESTION_WORDS or len(q) > max_chars:
+        return Failure(Reason.QUESTION_MALFORMED, f"{len(words)} words, {len(q)} chars: {q[:80]!r}")
+    if words[0].lower() not in QUESTION_OPENERS or not words[0][0].isupper():
+        return Failure(Reason.QUESTION_MALFORMED, f"does not open like a question: {q[:80]!r}")
+    if _DEBRIS.search(q):
+        return Failure(Reason.QUESTION_MALFORMED, f"debris or more than one sentence: {q[:80]!r}")
+    return None
+
+
+def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: int = 400) -> Failure | None:
+    """The gates of an answer-first row: its answer, its question's form, and the question against its answer."""
+    if normalize_ws(answer) != normalize_ws(sentence):
+        return Failure(Reason.ANSWER_MISMATCH, f"answer {answer[:60]!r} is not the task's sentence")
+    failure = check_question(question, max_chars=max_chars)
+    if failure is not None:
+        return failure
+    answer_stems = {_root(w) for w in content_words(sentence)}
+    # "doing" and "done" are function words elsewhere, but "What is X doing?" asks for an action the
+    # sentence must name.
+    asked = [w for w in content_words(question) if w not in QUESTION_OPENERS]
+    asked += [w for w in WORD.findall(question.casefold()) if w in _ACTION_WORDS]
+    off = [w for w in asked if _root(w) not in answer_stems]
+    if off or not asked:
+        return Failure(
+            Reason.QUESTION_OFF_ANSWER, f"asks about {off[:5] or 'nothing'} that its answer does not mention"
+        )
+    if _negated(question) != _negated(sentence):
+        return Failure(Reason.QUESTION_OFF_ANSWER, "the question and its answer differ in negation")
+    tail = _asking_tail(question, sentence)
+    if tail is not None and (gapless := _no_gap(question, tail)):
+        return Failure(Reason.QUESTION_MALFORMED, gapless)
+    if tail == ["do"] and _PASSIVE.search(sentence):
+        return Failure(Reason.QUESTION_OFF_ANSWER, "asks what its subject does; the answer says what is done to it")
+    if tail is not None and len(tail) == 1 and tail[0] in _HAVING_VERBS and not _CODE.search(question):
+        # "What does CPython support?": a named product holds many things; only a narrower subject (an
+        # identifier) or a longer question picks out the one this sentence names.
+        return Failure(Reason.QUESTION_VAGUE, f"asks what a broad subject {tail[0]}s, of which its answer names one")
+    if tail == ["do"] and not {"do", "does", "did"} & set(WORD.findall(sentence.casefold())):
+        # In the labelled set (bench/quality.py) 17 of 24 accepted "What does X do?" rows were vague or asked
+        # for something else ("What does SQLite do?" for "SQLite treats the CROSS JOIN operator specially").
+        return Failure(Reason.QUESTION_VAGUE, "asks what its subject does in general, not with its answer's verb")
+    if tail is not None and tail not in ([], ["do"]) and not _contiguous([_root(w) for w in tail], sentence):
+        detail = f"asks with {' '.join(tail)!r}, which its answer does not say: it answers another question"
+        return Failure(Reason.QUESTION_OFF_ANSWER, detail)
+    beyond = [w for w in asked if w not in _subject_in(question, sentence) and w not in _ACTION_WORDS]
+    if len(beyond) > MAX_ASKING_WORDS:
+        return Failure(Reason.QUESTION_GIVES_ANSWER, f"states {beyond} besides its subject: part of the answer")
+    asked_stems = {_root(w) for w in asked}
+    rest = [w for w in dict.fromkeys(content_words(sentence)) if _root(w) not in asked_stems]
+    given = len(answer_stems) - len({_root(w) for w in rest})
+    if rest and given / len(answer_stems) > MAX_GIVEN_SHARE and len(rest) < 3:
+        return Failure(Reason.QUESTION_GIVES_ANSWER, f"leaves only {rest} of its answer unsaid")
+    if not rest:
+        return Failure(Reason.QUESTION_GIVES_ANSWER, "restates its whole answer")
+    return None
