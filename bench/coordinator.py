@@ -114,18 +114,24 @@ def bench_overhead(n_tasks: int, n_nodes: int, synchronous: str | None = None) -
 
 
 def verified_cost(db: Path, *, fabricated: Collection[str] = ()) -> None:
-    """Two ratios: verification overhead on accepted work, and everything per accepted row.
+    """P2, and where it goes: generation, replication, validation and waste, per accepted row.
+
+    The unit is the compute of the generations that became the delivered rows (1.00 = one
+    unverified generation per row). Replication: the other replicas of the tasks that yielded a
+    row; validation: the validate tasks (re-scoring and round trip) of those tasks; waste: all the
+    synthesize and validate compute of tasks that yielded no row (rejected candidates, rows the
+    gates dropped). Spec and question-generation tasks are not counted (a few per job).
 
     `fabricated`: nodes whose results are made up (cheaters). Their claimed token counts are no
     compute anyone spent, so they count zero; the honest work they cause (replicas, validations) counts.
     """
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     row_results = {r[0] for r in conn.execute("SELECT result_id FROM rows")}
-    cost_by_task: dict[str, float] = {}
-    canonical_cost: dict[str, float] = {}
-    total = 0.0
+    generation: dict[str, float] = {}  # task -> the cost of its result that became a row
+    replicas: dict[str, float] = {}
+    validation: dict[str, float] = {}
     cheats = 0
-    for rid, task_id, _stage, env, node in conn.execute(
+    for rid, task_id, stage, env, node in conn.execute(
         "SELECT r.result_id, r.task_id, t.stage, r.envelope, r.node FROM results r"
         " JOIN tasks t ON t.task_id = r.task_id WHERE t.stage IN ('synthesize', 'validate')"
     ):
@@ -136,23 +142,35 @@ def verified_cost(db: Path, *, fabricated: Collection[str] = ()) -> None:
         if node in fabricated:
             cheats += 1
             cost = 0.0
-        total += cost
-        parent = task_id.split(".v")[0]  # a validate task's cost belongs to the task it checks
-        cost_by_task[parent] = cost_by_task.get(parent, 0.0) + cost
-        if rid in row_results:
-            canonical_cost[task_id] = cost
-    if not canonical_cost:
+        if stage == "validate":
+            parent = task_id.split(".v")[0]  # a validate task's cost belongs to the task it checks
+            validation[parent] = validation.get(parent, 0.0) + cost
+        elif rid in row_results:
+            generation[task_id] = generation.get(task_id, 0.0) + cost
+        else:
+            replicas[task_id] = replicas.get(task_id, 0.0) + cost
+    if not generation:
         print(f"P2: no accepted rows in {db}")
         return
-    verified = sum(cost_by_task[t] for t in canonical_cost) / sum(canonical_cost.values())
+    unit = sum(generation.values())
+    yielded = set(generation)
+    split = {
+        "generation": 1.0,
+        "replication": sum(c for t, c in replicas.items() if t in yielded) / unit,
+        "validation": sum(c for t, c in validation.items() if t in yielded) / unit,
+        "waste": (
+            sum(c for t, c in replicas.items() if t not in yielded)
+            + sum(c for t, c in validation.items() if t not in yielded)
+        )
+        / unit,
+    }
+    verified = split["generation"] + split["replication"] + split["validation"]
     who = f", {cheats} results of cheaters counted as no compute" if fabricated else ", honest nodes"
-    print(f"P2 verified cost from {db}: {len(row_results)} rows{who}")
+    print(f"P2 verified cost from {db}: {len(row_results)} rows from {len(yielded)} tasks{who}")
     goal = " (goal <= 1.15 with honest nodes)" if not fabricated else ""
     print(f"   tasks that yielded a row: all replicas + validations / one generation = {verified:.2f}{goal}")
-    print(
-        f"   everything the job generated / one generation per delivered row = "
-        f"{total / sum(canonical_cost.values()):.2f} (includes rows the quality gates dropped)"
-    )
+    print(f"   everything the job generated / one generation per delivered row = {sum(split.values()):.2f}")
+    print("   per delivered row, in generations: " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
 
 
 def main() -> None:
