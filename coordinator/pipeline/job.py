@@ -29,8 +29,7 @@ import trio
 
 from coordinator import job_states
 from coordinator.compile import CompiledDataset
-from coordinator.pipeline import compile as compile_stage
-from coordinator.pipeline import curate, question_gen, retrieve, search, synthesize
+from coordinator.pipeline import curate, deliver, question_gen, retrieve, search, synthesize
 from coordinator.pipeline import spec as spec_stage
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskSpec
@@ -284,7 +283,7 @@ class JobRunner:
             await self.rt.call(self._set_state, final)  # compiled before a restart
             return None
         compiled = await self.rt.call(
-            lambda: compile_stage.run(
+            lambda: deliver.run(
                 self.ctx,
                 self.out_dir,
                 coordinator=self.rt.scheduler.identity,

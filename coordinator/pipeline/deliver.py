@@ -1,4 +1,4 @@
-"""Stage 6, compile: the job's accepted rows, with provenance, become the dataset directory."""
+"""Stage 6, deliver: the job's accepted rows, with provenance, compiled into the dataset directory."""
 
 from __future__ import annotations
 
