@@ -49,7 +49,7 @@ SYSTEM_PACKAGES := libgmp-dev python3.11-doc sqlite3-doc chromium docker-compose
 # docker-compose, systemd: static checks of deploy/ (compose config, systemd-analyze verify); no engine needed.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: system-deps install test lint demo bench bench-full fuzz clean
+.PHONY: system-deps install test lint demo bench bench-full fuzz soak clean
 
 system-deps:
 	@command -v dpkg >/dev/null || { echo "not Debian/Ubuntu: install GMP (libgmp) and Python 3.11 yourself"; exit 0; }; \
@@ -94,7 +94,7 @@ test: $(LLAMA_STAMP)
 
 lint: $(LLAMA_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy protocol network node coordinator cli
+	$(BIN)/mypy protocol network node coordinator cli settings
 
 demo: $(LLAMA_STAMP)
 	$(BIN)/dataswarm demo $(DEMO_ARGS)
@@ -113,6 +113,12 @@ bench-full: $(LLAMA_STAMP)
 # CI runs the short version (tests/protocol/test_fuzz_budget.py).
 fuzz: $(LLAMA_STAMP)
 	$(BIN)/python bench/fuzz.py --budget 1 $(FUZZ_ARGS)
+
+# A 30-minute job on the real network under churn (a node kill -9ed and restarted every 60 s, the coordinator
+# kill -9ed twice, one node's clock 20 s off), then up to 10 min for the job to be delivered. SOAK_ARGS passes
+# --minutes/--rows/--workdir/--json-out through (bench/soak.py --help).
+soak: $(LLAMA_STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

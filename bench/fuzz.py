@@ -931,7 +931,7 @@ def fuzz_api(total: int, seed: int, log: Callable[[str], None]) -> ApiStats:
 
 
 SEMANTIC = {("POST", "/v1/jobs"), ("GET", "/v1/spec"), ("POST", "/v1/spec")}
-"""As in tests/api/test_schema.py: there a schema-valid request may be a 422 (a sentence the planner cannot read)."""
+"""As in tests/api/test_schema.py: there a schema-valid request may be a 422 (a sentence the rules cannot read)."""
 
 
 def _api_operation(url: str, session: Any, operation: Any, mode: Any, n: int, seed: int, stats: ApiStats) -> int:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from cli.errors import friendly
-from node.config import DATA_DIR
+from settings import DATA_DIR
 
 app = typer.Typer(no_args_is_help=True, help="Build and serve the local search corpus.")
 console = Console(soft_wrap=True)

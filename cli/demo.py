@@ -36,7 +36,7 @@ from coordinator.api import serve_api
 from coordinator.compile import verify_directory
 from coordinator.config import CoordinatorConfig
 from coordinator.pipeline.progress import JobProgress
-from coordinator.planner import parse_request
+from coordinator.request import parse_request
 from coordinator.service import open_coordinator
 from node.search.corpus import SUPPORTED_FORMATS, corpus_files, index_corpus
 from node.search.corpus_server import CorpusServer

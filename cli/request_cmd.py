@@ -123,7 +123,8 @@ def _load_spec(path: Path | None) -> DatasetSpec | None:
 
 def _dry_run(text: str | None, spec: DatasetSpec | None, rows: int | None) -> None:
     """What the coordinator would plan for this request (the same functions it runs), computed here."""
-    from coordinator.planner import LLM_SPEC_NOTE, parse_request, plan
+    from coordinator.pipeline.sizing import plan
+    from coordinator.request import LLM_SPEC_NOTE, parse_request
     from coordinator.spec import dump_spec
 
     notes: tuple[str, ...] = ()

@@ -1,4 +1,4 @@
-"""The coordinator: planner, pipeline, scheduler, verifier, store, compiler, API.
+"""The coordinator: request reader, pipeline, scheduler, verifier, store, compiler, API.
 
 Imports `protocol/` and `network/`; never imports `node/`.
 """

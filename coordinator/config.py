@@ -9,23 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from protocol.identity import public_key_from_peer_id
+from settings import CONFIG_DIR, DATA_DIR, TomlSettings, load_settings
+from settings import ConfigError as ConfigError
 
-CONFIG_DIR = Path(platformdirs.user_config_dir("dataswarm"))
-DATA_DIR = Path(platformdirs.user_data_dir("dataswarm"))
 DEFAULT_CONFIG_FILE = CONFIG_DIR / "coordinator.toml"
 ENV_PREFIX = "DATASWARM_COORDINATOR_"
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the setting and the fix."""
-
-
-class CoordinatorConfig(BaseSettings):
+class CoordinatorConfig(TomlSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     key_path: Path = Field(CONFIG_DIR / "coordinator.key", description="Ed25519 identity that signs offers.")
@@ -73,35 +68,7 @@ class CoordinatorConfig(BaseSettings):
             public_key_from_peer_id(peer_id)  # ValueError names the bad ID
         return value
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
-
 
 def load_coordinator_config(path: Path | None = None, **flags: Any) -> CoordinatorConfig:
     """The effective config. `flags` are command-line values (None means not given)."""
-    file = path or DEFAULT_CONFIG_FILE
-    if path is not None and not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-
-    class _FromFile(CoordinatorConfig):
-        model_config = SettingsConfigDict(
-            env_prefix=ENV_PREFIX, extra="forbid", toml_file=file if file.exists() else None
-        )
-
-    given = {k: v for k, v in flags.items() if v is not None}
-    try:
-        return CoordinatorConfig.model_validate(_FromFile(**given).model_dump())
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"setting {where!r} in {file} or the environment: {first['msg']}") from None
-    except ValueError as exc:
-        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    return load_settings(CoordinatorConfig, DEFAULT_CONFIG_FILE, path, **flags)

@@ -13,7 +13,8 @@ resumes where it was (`resume` re-evaluates tasks that had results pending).
 Verification flow per task (see shared/DESIGN.md, "Verification"):
 - Replication is adaptive (BOINC): a task starts with one slot; a claim by an
   untrusted node adds a second slot so two distinct nodes run it; a trusted
-  node runs it alone, with a spot-check at probability p.
+  node runs it alone, with a spot-check at probability p (the pick is stored
+  with the task, so a restart before the result arrives still re-scores it).
 - Deterministic kinds (search, retrieve, curate) settle by quorum over
   normalized outputs; without a majority a third replica is added.
 - Generative kinds compare replicas (same seed and settings, so honest
@@ -40,7 +41,7 @@ import hashlib
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from coordinator import job_states
@@ -48,17 +49,9 @@ from coordinator.spec import asks
 from coordinator.store import Judgement, NewRow, NotFound, Store, TaskState
 from coordinator.store.db import ResultRecord, SlotRecord, TaskRecord
 from coordinator.verify.checks import check_result
-from coordinator.verify.gates import (
-    Deduplicator,
-    GroundingChecker,
-    LexicalGrounding,
-    check_answer_first,
-    gate_row,
-    normalize_ws,
-    page_cap,
-    row_text,
-)
+from coordinator.verify.gates import Deduplicator, GroundingChecker, LexicalGrounding, gate_row, page_cap
 from coordinator.verify.injection import injection_failure
+from coordinator.verify.questions import check_answer_first
 from coordinator.verify.quorum import QuorumPolicy, QuorumStatus, quorum
 from coordinator.verify.reasons import Failure, Reason
 from coordinator.verify.receipts import build_receipt
@@ -82,6 +75,7 @@ from coordinator.verify.rescoring import (
     roundtrip_failure,
 )
 from coordinator.verify.rescoring import validate_payload_for as rescoring_payload
+from coordinator.verify.text import normalize_ws, row_text
 from protocol.envelope import Opened, seal
 from protocol.identity import Identity
 from protocol.messages import (
@@ -260,13 +254,11 @@ class Scheduler:
         self._last_offer: dict[tuple[str, int], int] = {}
         self._status: dict[str, NodeStatus] = {}
         self._seen_ms: dict[str, int] = {}
-        self._spot_check: set[str] = set()
         self._deferred: dict[tuple[str, tuple[str, int]], int] = {}
         self._waiting_validations: tuple[int, list[tuple[str, int]]] = (-(10**12), [])
         self._dedup: dict[str, Deduplicator] = {}
         self._coverage: dict[str, Coverage] = {}
         self.stats: Counter[str] = Counter()
-        self.on_settled: Callable[[TaskRecord], None] | None = None
 
     # --- tasks --------------------------------------------------------------
 
@@ -447,8 +439,9 @@ class Scheduler:
             have = len(self.store.slots(task.task_id))
             for _ in range(max(0, min(replicas, self.config.max_replicas) - have)):
                 self.store.add_replica(task.task_id, now_ms=now_ms)
-            if plan.spot_check:
-                self._spot_check.add(task.task_id)
+            if plan.spot_check and task.kind in GENERATIVE_KINDS:
+                # Stored before the grant: a restart while the node runs the task still re-scores its result.
+                self.store.pick_spot_check(task.task_id, now_ms=now_ms)
         lease_id = f"{task.task_id}.r{slot.replica}.a{slot.attempt}"
         deadline = lease_deadline_ms(now_ms, task.est_tokens, claim.tok_s)
         decoding = self.decoding_for(task)
@@ -516,14 +509,10 @@ class Scheduler:
         """
         result = opened.message
         assert isinstance(result, Result)
-        recorded = self.store.record_result(opened, now_ms=now_ms)
-        rid = recorded.result.result_id
-        if recorded.duplicate:
-            existing = self.store.receipt(rid)
-            return existing or self._receipt(result, opened.sender_peer_id, Verdict.PENDING, now_ms), []
-        self.stats["results"] += 1
-        task = self.store.task(recorded.result.task_id)
-        grant = self.store.grant_message(result.lease_id)
+        # Checked before it is recorded: a check that raises leaves nothing stored, never a counted result
+        # without a verdict (which `evaluate` or a restart's `resume` would then decide without the checks).
+        grant = self.store.grant_message(result.lease_id)  # NotFound for a lease never granted
+        task = self.store.task(grant.task_id)
         failures = check_result(
             result,
             signer_peer_id=opened.sender_peer_id,
@@ -531,6 +520,12 @@ class Scheduler:
             allowed_models=self.allowed_models(task),
             now_ms=now_ms,
         )
+        recorded = self.store.record_result(opened, now_ms=now_ms)
+        rid = recorded.result.result_id
+        if recorded.duplicate:
+            existing = self.store.receipt(rid)
+            return existing or self._receipt(result, opened.sender_peer_id, Verdict.PENDING, now_ms), []
+        self.stats["results"] += 1
         if failures:
             log.info("result %s for %s rejected: %s", rid, task.task_id, failures[0])
             self._settle(task, [(recorded.result, failures[0])], now_ms=now_ms)
@@ -643,9 +638,8 @@ class Scheduler:
     def _generative(self, task: TaskRecord, pending: list[ResultRecord], now_ms: int) -> list[Outgoing]:
         messages = {r.result_id: self.store.result_message(r.result_id) for r in pending}
         validations = self._validations(task.task_id)
-        needs_rescore = (
-            self._audited(task) or task.task_id in self._spot_check or any(v is not None for v in validations.values())
-        )
+        picked = self.store.spot_checked(task.task_id)
+        needs_rescore = self._audited(task) or picked or any(v is not None for v in validations.values())
         if len(pending) >= 2 and not needs_rescore:
             first, *rest = pending
             agreement = [compare_replicas(messages[first.result_id], messages[r.result_id]) for r in rest]
@@ -678,7 +672,8 @@ class Scheduler:
         rejected: list[tuple[ResultRecord, Failure | None]] = [
             (r, decisions[r.result_id]) for r in pending if decisions[r.result_id] is not None
         ]
-        self._spot_check.discard(task.task_id)
+        if picked:
+            self.store.clear_spot_check(task.task_id)
         if not accepted:
             return self._settle(task, rejected, now_ms=now_ms)
         audit = validations.get(accepted[0].result_id) or []
@@ -968,8 +963,6 @@ class Scheduler:
         return not any(p not in involved and self.serves(p, task.kind, models) for p in live)
 
     def _after_close(self, task: TaskRecord, now_ms: int) -> list[Outgoing]:
-        if self.on_settled is not None:
-            self.on_settled(task)
         link = parent_of(task.task_id) if task.kind is TaskKind.VALIDATE else None
         return self.evaluate(link[0], now_ms) if link is not None else []
 
@@ -981,7 +974,7 @@ class Scheduler:
             return self._after_close(task, now_ms)
         # A result is in but its replica never came: it is re-scored rather than taken on trust.
         if task.kind in GENERATIVE_KINDS:
-            self._spot_check.add(task_id)
+            self.store.pick_spot_check(task_id, now_ms=now_ms)
         return self.evaluate(task_id, now_ms)
 
     # --- refusals -----------------------------------------------------------

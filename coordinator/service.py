@@ -22,7 +22,8 @@ from coordinator.config import CoordinatorConfig
 from coordinator.models import default_allowed_models
 from coordinator.pipeline.job import JobRunner
 from coordinator.pipeline.progress import JobProgress, job_progress
-from coordinator.planner import parse_request, planned_tasks, rows_within
+from coordinator.pipeline.sizing import planned_tasks, rows_within
+from coordinator.request import parse_request
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.scheduler import Scheduler, SchedulerConfig
 from coordinator.spec import DatasetSpec

@@ -48,6 +48,7 @@ COPY network network
 COPY node node
 COPY coordinator coordinator
 COPY cli cli
+COPY settings settings
 RUN pip install --find-links /wheels . \
     && python -I -c "import llama_cpp, cli.main" \
     && find /opt/dataswarm/venv -name __pycache__ -prune -exec rm -rf {} +

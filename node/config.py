@@ -11,22 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import platformdirs
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from protocol.tasks import TaskKind
+from settings import CONFIG_DIR, DATA_DIR, TomlSettings, load_settings
+from settings import ConfigError as ConfigError
 
-CONFIG_DIR = Path(platformdirs.user_config_dir("dataswarm"))
-DATA_DIR = Path(platformdirs.user_data_dir("dataswarm"))
 DEFAULT_CONFIG_FILE = CONFIG_DIR / "node.toml"
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the setting and the fix."""
-
-
-class NodeConfig(BaseSettings):
+class NodeConfig(TomlSettings):
     model_config = SettingsConfigDict(env_prefix="DATASWARM_NODE_", extra="forbid")
 
     key_path: Path = Field(CONFIG_DIR / "node.key", description="Ed25519 identity (created on first start, 0600).")
@@ -59,35 +54,7 @@ class NodeConfig(BaseSettings):
         None, description="host:port for Prometheus /metrics (e.g. 127.0.0.1:9471); off when unset."
     )
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
-
 
 def load_node_config(path: Path | None = None, **flags: Any) -> NodeConfig:
     """Load the effective config. `flags` are command-line values (None means not given)."""
-    file = path or DEFAULT_CONFIG_FILE
-    if path is not None and not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-
-    class _FromFile(NodeConfig):
-        model_config = SettingsConfigDict(
-            env_prefix="DATASWARM_NODE_", extra="forbid", toml_file=file if file.exists() else None
-        )
-
-    given = {k: v for k, v in flags.items() if v is not None}
-    try:
-        return NodeConfig.model_validate(_FromFile(**given).model_dump())
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"setting {where!r} in {file} or the environment: {first['msg']}") from None
-    except ValueError as exc:  # malformed TOML
-        raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    return load_settings(NodeConfig, DEFAULT_CONFIG_FILE, path, **flags)

@@ -53,7 +53,7 @@ from coordinator.api.schemas import (
     SpecQuery,
 )
 from coordinator.api.views import DELIVERED_STATES, FINAL_STATES, JobViews, node_views, preview_spec, resolve_spec
-from coordinator.planner import MAX_REQUEST_CHARS
+from coordinator.request import MAX_REQUEST_CHARS
 from coordinator.spec import MAX_ROWS
 
 if TYPE_CHECKING:

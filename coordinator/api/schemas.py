@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from coordinator.planner import MAX_REQUEST_CHARS
+from coordinator.request import MAX_REQUEST_CHARS
 from coordinator.spec import MAX_ROWS
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

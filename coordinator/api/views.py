@@ -27,7 +27,8 @@ from coordinator.api.schemas import (
     StageView,
     WaitingView,
 )
-from coordinator.planner import LLM_SPEC_NOTE, parse_request, plan, planned_tasks, rows_within
+from coordinator.pipeline.sizing import plan, planned_tasks, rows_within
+from coordinator.request import LLM_SPEC_NOTE, parse_request
 from coordinator.scheduler import LIVE_NODE_MS
 from coordinator.spec import DatasetSpec, SpecError, dump_spec, spec_from_mapping
 from coordinator.store import NotFound
@@ -43,7 +44,7 @@ PREFIX = "/v1"
 
 
 def resolve_spec(query: SpecQuery) -> tuple[DatasetSpec, list[str]]:
-    """The spec a job would run with, and the planner's notes; ApiError 422 when it cannot be built."""
+    """The spec a job would run with, and the request reader's notes; ApiError 422 when it cannot be built."""
     if query.spec is not None:
         try:
             spec = spec_from_mapping(query.spec, origin="spec")

@@ -222,7 +222,7 @@ def compile_dataset(
 
     documents: full texts of cited documents; when given they are written to sources.jsonl so that
     `verify_directory` can check content digests and evidence offsets against the whole document.
-    spec_notes: how the request was read into the spec (the planner's notes), for the card.
+    spec_notes: how the request was read into the spec (the request reader's notes), for the card.
     """
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

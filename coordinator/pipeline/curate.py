@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from coordinator.pipeline import retrieve
 from coordinator.pipeline.context import JobContext
+from coordinator.pipeline.sizing import DOCUMENTS_PER_CURATE
 from coordinator.pipeline.stage import TaskSpec
-from coordinator.planner import DOCUMENTS_PER_CURATE
 from protocol.tasks import CurateOutput, CuratePayload, SynthesisSpec, TaskKind
 
 CHUNK_CHARS = 1200

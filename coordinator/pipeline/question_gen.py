@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from coordinator.pipeline.context import JobContext
+from coordinator.pipeline.sizing import plan
 from coordinator.pipeline.stage import TaskSpec
-from coordinator.planner import plan
 from protocol.tasks import QuestionGenOutput, QuestionGenPayload, TaskKind
 
 EST_TOKENS = 200

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from coordinator.pipeline import search
 from coordinator.pipeline.context import JobContext
+from coordinator.pipeline.sizing import plan
 from coordinator.pipeline.stage import TaskSpec
-from coordinator.planner import plan
 from protocol.tasks import Document, RetrieveOutput, RetrievePayload, TaskKind
 
 MIN_TEXT_CHARS = 200

@@ -1,7 +1,7 @@
 """Stage 0, spec: an LLM on the network reads the request sentence into a draft spec.
 
-The job starts on the rule-based reading (`planner.parse_request`); this stage
-merges the verified draft over it (`planner.merge_llm_spec`): what the request
+The job starts on the rule-based reading (`coordinator.request.parse_request`); this stage
+merges the verified draft over it (`coordinator.request.merge_llm_spec`): what the request
 says explicitly is kept, the draft fills what the rules had to default. A
 draft that never verifies (no capable node, every replica rejected) leaves the
 rule-based spec, with a note. Jobs handed in as a spec file skip this stage.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskSpec
-from coordinator.planner import ParsedRequest, merge_llm_spec, parse_request
+from coordinator.request import ParsedRequest, merge_llm_spec, parse_request
 from protocol.tasks import MAX_REQUEST_CHARS, SpecOutput, SpecPayload, TaskKind
 
 EST_TOKENS = 300

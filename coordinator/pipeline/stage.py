@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.tasks import TaskKind, TaskPayload
+from protocol.tasks import TaskPayload
 
 
 @dataclass(frozen=True)
@@ -15,12 +15,3 @@ class TaskSpec:
     payload: TaskPayload
     est_tokens: int = 0
     """Expected generated tokens (LLM kinds): sizes the lease deadline."""
-
-
-@dataclass(frozen=True)
-class StageName:
-    kind: TaskKind
-
-    @property
-    def name(self) -> str:
-        return self.kind.value

@@ -22,8 +22,8 @@ from typing import Any
 
 from coordinator.pipeline import curate, question_gen
 from coordinator.pipeline.context import JobContext
-from coordinator.pipeline.stage import TaskSpec
 from coordinator.pipeline.sizing import OVERGENERATION, ROWS_PER_SYNTHESIZE_TASK
+from coordinator.pipeline.stage import TaskSpec
 from coordinator.scheduler import coverage_of
 from coordinator.spec import DatasetSpec, FieldSpec, FieldType, asks
 from coordinator.verify.text import normalize_ws

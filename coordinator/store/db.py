@@ -509,14 +509,27 @@ class Store:
         with self._lock:
             return [self._slot_from(r) for r in self._conn.execute(sql, args)]
 
-    def record_offer(self, task_id: str, attempt: int, envelope: bytes | None, *, expires_ms: int, now_ms: int) -> int:
-        """Remember a gossiped offer (for audit and re-gossip); returns its id."""
+    # --- spot-checks ------------------------------------------------------------
+
+    def pick_spot_check(self, task_id: str, *, now_ms: int) -> None:
+        """Mark a task whose result a validator must re-score rather than take on trust (idempotent).
+
+        Stored, not kept in the scheduler's memory: a coordinator restarted between the pick and the
+        result (a trusted node runs the task meanwhile) must still re-score that result.
+        """
         with self._tx() as c:
-            cur = c.execute(
-                "INSERT INTO offers (task_id, attempt, envelope, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
-                (task_id, attempt, envelope, now_ms, expires_ms),
-            )
-            return int(cur.lastrowid or 0)
+            c.execute("INSERT OR IGNORE INTO spot_checks (task_id, picked_ms) VALUES (?, ?)", (task_id, now_ms))
+
+    def spot_checked(self, task_id: str) -> bool:
+        """Whether the task is picked for a spot-check that is not yet decided."""
+        with self._lock:
+            row = self._conn.execute("SELECT 1 FROM spot_checks WHERE task_id = ?", (task_id,)).fetchone()
+        return row is not None
+
+    def clear_spot_check(self, task_id: str) -> None:
+        """The spot-check was decided (its re-scores are in): a later replica is not picked by it."""
+        with self._tx() as c:
+            c.execute("DELETE FROM spot_checks WHERE task_id = ?", (task_id,))
 
     # --- slot transitions -----------------------------------------------------
 
@@ -525,7 +538,7 @@ class Store:
 
         None when the task is not open, no slot is OFFERED, or `node` already holds
         or produced another replica of this task (redundancy needs distinct nodes).
-        `claim_deadline_ms` bounds how long the claim may wait for GRANT/DENY.
+        `claim_deadline_ms` bounds how long the claim may wait for its GRANT (then it expires).
         """
         with self._tx() as c:
             task = self._task(c, task_id)
@@ -546,12 +559,6 @@ class Store:
                 return None
             slot = self._slot_from(row)
             return self._move(c, slot, SlotEvent.CLAIM, now_ms, node=node, lease_id=None, deadline_ms=claim_deadline_ms)
-
-    def deny(self, task_id: str, replica: int, *, now_ms: int) -> SlotRecord:
-        """CLAIMED -> OFFERED (the coordinator refused the claim after all)."""
-        with self._tx() as c:
-            slot = self._slot(c, task_id, replica)
-            return self._move(c, slot, SlotEvent.DENY, now_ms, node=None, lease_id=None, deadline_ms=None)
 
     def grant(
         self,

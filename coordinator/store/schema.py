@@ -200,7 +200,22 @@ _V3_ROW_DROPS: Migration = (
     "ALTER TABLE reputation ADD COLUMN consecutive_expired INTEGER NOT NULL DEFAULT 0",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_SCHEDULING, _V2_VERIFICATION, _V3_ROW_DROPS)
+_V4_SPOT_CHECKS: Migration = (
+    # Tasks whose result is re-scored by a validator rather than taken on trust: a trusted node's task
+    # picked for a spot-check, or a task abandoned with its replica missing. In the database, so that a
+    # coordinator restarted between the pick and the result still re-scores that result.
+    """
+    CREATE TABLE spot_checks (
+        task_id     TEXT PRIMARY KEY REFERENCES tasks(task_id),
+        picked_ms   INTEGER NOT NULL
+    )
+    """,
+    # Version 1 created a table of gossiped offers that no coordinator ever wrote (offers are signed
+    # afresh from the slots each round); no table references it, so an old database drops it as it is.
+    "DROP TABLE offers",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1_SCHEDULING, _V2_VERIFICATION, _V3_ROW_DROPS, _V4_SPOT_CHECKS)
 LATEST_VERSION = len(MIGRATIONS)
 
 

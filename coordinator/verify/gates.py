@@ -31,7 +31,6 @@ from datasketch import MinHash, MinHashLSH
 
 from coordinator.verify.reasons import Failure, Reason
 from coordinator.verify.text import WORD, content_words, normalize_ws, row_text, stem
-from coordinator.verify.questions import check_answer_first  # noqa: F401  TEMP until scheduler.py imports it
 from protocol.tasks import GeneratedRow, JsonObject, SourceChunk
 
 # --- grounding -----------------------------------------------------------------------

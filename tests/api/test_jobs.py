@@ -9,7 +9,7 @@ import httpx
 import pytest
 import trio
 
-from coordinator.planner import parse_request
+from coordinator.request import parse_request
 from coordinator.spec import DatasetSpec
 from network import now_ms
 from tests.api.support import Served, api_server, auth, issue, search_job, settle_search

@@ -13,7 +13,8 @@ import pytest
 
 from coordinator.api.auth import Scope
 from coordinator.config import CoordinatorConfig
-from coordinator.planner import parse_request, planned_tasks, rows_within
+from coordinator.pipeline.sizing import planned_tasks, rows_within
+from coordinator.request import parse_request
 from coordinator.service import PlanTooLarge, open_coordinator
 from tests.api.support import Served, api_server, auth, config, issue
 

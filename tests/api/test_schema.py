@@ -41,7 +41,7 @@ OPERATIONS = [
 ]
 EXAMPLES = 25
 SEMANTIC = {("POST", "/v1/jobs"), ("GET", "/v1/spec"), ("POST", "/v1/spec")}
-"""Operations that check more than a JSON schema can say (a sentence the planner cannot read, a spec whose
+"""Operations that check more than a JSON schema can say (a sentence the request reader cannot read, a spec whose
 fields contradict each other): there a schema-valid request may still be a 422, so schemathesis's
 "valid data is accepted" check is left out; every other check still runs."""
 

@@ -21,7 +21,7 @@ def test_a_corpus_needs_a_request(tmp_path: Path) -> None:
 
 def test_a_request_on_the_users_own_folder_is_grounded_in_it() -> None:
     from cli.demo import grounded_request
-    from coordinator.planner import parse_request
+    from coordinator.request import parse_request
 
     loose = grounded_request("question-answer pairs about tidal energy and honeybees")
     assert parse_request(loose).spec.grounded and loose.endswith("grounded in the documents")

@@ -26,7 +26,8 @@ from cli.main import app
 from cli.request_cmd import Eta, derive_job_id
 from coordinator.api.auth import Scope
 from coordinator.api.events import format_event
-from coordinator.planner import parse_request, plan
+from coordinator.pipeline.sizing import plan
+from coordinator.request import parse_request
 from network import now_ms
 from tests.api.support import LiveApi, budget_spent_job, issue, node, report_status, search_job, settle_search
 from tests.coordinator.test_compile_fixtures import JOB, compile_into

@@ -53,8 +53,7 @@ def main(db: str, seed: int, start_ms: int) -> None:
             if claimed is None:
                 continue
             if rng.random() < 0.1:
-                store.deny(claimed.task_id, claimed.replica, now_ms=now)
-                continue
+                continue  # never granted: the claim lapses at its deadline and the slot is offered again
             lease_id = f"L{seed}-{now}-{claimed.task_id}-{claimed.replica}"
             store.grant(claimed.task_id, claimed.replica, lease_id=lease_id, deadline_ms=now + 3_000, now_ms=now)
             leases[lease_id] = (claimed.task_id, node)

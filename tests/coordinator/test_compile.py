@@ -173,7 +173,7 @@ def test_card_survives_a_hostile_request(tmp_path: Path) -> None:
     front = yaml.safe_load(text.split("---\n")[1])
     assert front["license"] == "cc-by-4.0"  # the request's fake front matter did not leak in
     assert "`````text\n" + hostile + "\n`````" in text  # fenced with a longer fence than any inside
-    # The planner's notes are listed one per line, on one line each, escaped.
+    # The request reader's notes are listed one per line, on one line each, escaped.
     assert "- topic guessed as 'pipes'\n- llm: `rows` = 9 ignored --- license: mit \\| &lt;b>\n" in text
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from coordinator.pipeline import spec as spec_stage
 from coordinator.pipeline.context import JobContext
-from coordinator.planner import parse_request, plan
+from coordinator.pipeline.sizing import plan
+from coordinator.request import parse_request
 from coordinator.spec import FieldType
 from coordinator.store import TaskState
 from coordinator.verify.checks import check_result

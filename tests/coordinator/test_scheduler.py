@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
+import coordinator.scheduler
 from coordinator.scheduler import DEFER_WINDOW_MS, Scheduler, parent_of, seed_for
 from coordinator.store import Store, TaskState
 from coordinator.verify.reasons import Reason
@@ -240,6 +243,33 @@ def test_a_lying_validator_is_outvoted_and_penalised(tmp_path: Path) -> None:
     assert rep_liar is not None and rep_liar.rejected >= 1 and rep_liar.score < 0.5
 
 
+def test_a_check_that_raises_stores_nothing_so_no_result_is_left_without_a_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No wire input was found that makes check_result raise (the canonical encoding bounds nesting far
+    below what its schema checks recurse into), so the fault is injected. Were the result recorded
+    before the check, it would sit counted and unjudged, and `resume` would decide it unchecked."""
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    ga, gb = claim(s, "t1", NODE_A), claim(s, "t1", NODE_B)
+    assert isinstance(ga, Grant) and isinstance(gb, Grant)
+    submit(s, honest(gb), NODE_B)
+
+    def garbage_breaks_the_checker(*args: object, **kwargs: object) -> list[object]:
+        raise RecursionError("maximum recursion depth exceeded while getting the repr of an object")
+
+    monkeypatch.setattr(coordinator.scheduler, "check_result", garbage_breaks_the_checker)
+    with pytest.raises(RecursionError):
+        submit(s, honest(ga), NODE_A)
+    assert [r.node for r in s.store.results_for("t1")] == [NODE_B.peer_id]  # A's result was not stored
+    assert [x.state for x in s.store.slots("t1")] == [SlotState.GRANTED, SlotState.SUBMITTED]
+    assert s.resume(T0 + 1500) == [] and s.store.task("t1").state is TaskState.OPEN  # nothing decided unchecked
+
+    monkeypatch.undo()  # the node sends its result again: checked, recorded and decided as usual
+    assert submit(s, honest(ga), NODE_A, now=T0 + 2000).verdict is Verdict.ACCEPTED
+    assert s.store.task("t1").state is TaskState.DONE
+
+
 def test_an_abandoned_replica_sends_the_lone_result_to_rescoring_not_to_the_dataset(tmp_path: Path) -> None:
     s = new_scheduler(tmp_path)
     s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
@@ -366,7 +396,7 @@ def test_a_task_every_live_node_has_run_is_given_up_at_once_not_after_the_stall_
 def test_token_ceilings_cover_what_the_nodes_grammar_admits_for_pipeline_payloads() -> None:
     """The grant states the real budget: a node raises a grant below its grammar's bound to that bound."""
     from coordinator.pipeline.synthesize import grounded_row_schema
-    from coordinator.planner import parse_request
+    from coordinator.request import parse_request
     from coordinator.scheduler import SchedulerConfig
     from node.executors import judge, question_gen, spec, synthesize
     from node.llm.schema import compile_schema

@@ -211,7 +211,7 @@ def test_spec_invariants() -> None:
 
 def test_grounded_rows_are_written_stating_fields_first() -> None:
     from coordinator.pipeline.synthesize import grounded_row_schema
-    from coordinator.planner import parse_request
+    from coordinator.request import parse_request
     from coordinator.spec import asks
 
     spec = parse_request("20 grounded rows about heapq, JSON with question, answer, module_name, source_url").spec

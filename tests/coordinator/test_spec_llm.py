@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.planner import merge_llm_spec, parse_request
+from coordinator.request import merge_llm_spec, parse_request
 from coordinator.spec import DatasetSpec, FieldSource, FieldType
 
 REQUEST = "300 question-answer pairs about Python's standard library, grounded in the docs"

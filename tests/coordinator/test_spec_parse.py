@@ -9,14 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coordinator.planner import (
-    MAX_REQUEST_CHARS,
-    OVERGENERATION,
-    ParsedRequest,
-    RequestError,
-    parse_request,
-    plan,
-)
+from coordinator.pipeline.sizing import OVERGENERATION, plan
+from coordinator.request import MAX_REQUEST_CHARS, ParsedRequest, RequestError, parse_request
 from coordinator.spec import DEFAULT_ROWS, MAX_ROWS, DatasetSpec, FieldSource, FieldType
 from protocol.tasks import TaskKind
 

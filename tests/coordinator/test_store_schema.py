@@ -10,6 +10,7 @@ import pytest
 from coordinator.store import LATEST_VERSION, SchemaTooNew, Store, TaskState, migrate
 from coordinator.store.db import payload_bytes, payload_sha256
 from coordinator.store.schema import MIGRATIONS, current_version
+from protocol.tasks import TaskPayload
 from tests.coordinator.factories import T0, synth_payload
 
 
@@ -24,15 +25,13 @@ def test_fresh_database_is_latest_version_in_wal_mode(tmp_path: Path) -> None:
     assert current_version(conn) == LATEST_VERSION == len(MIGRATIONS)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    expected = {"jobs", "stages", "tasks", "slots", "offers", "leases", "results", "verdicts", "rows", "nodes"}
-    assert expected | {"reputation", "receipts", "schema_version"} <= tables
+    expected = {"jobs", "stages", "tasks", "slots", "leases", "results", "verdicts", "rows", "nodes", "spot_checks"}
+    assert expected | {"reputation", "receipts", "row_drops", "schema_version"} <= tables
+    assert "offers" not in tables  # version 1 made it, nothing wrote it, version 4 drops it
 
 
-def test_database_created_at_version_1_upgrades_and_keeps_its_data(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    conn = _connect(path)
-    assert migrate(conn, target=1) == 1
-    # What a version-1 coordinator would have written.
+def _old_job_and_task(conn: sqlite3.Connection) -> TaskPayload:
+    """Job 'j1' with task 't1', as a version-1 coordinator would have written them; returns the payload."""
     conn.execute("INSERT INTO jobs (job_id, spec, state, created_ms, updated_ms) VALUES ('j1', '{}', 'open', 1, 1)")
     payload = synth_payload()
     conn.execute(
@@ -40,6 +39,14 @@ def test_database_created_at_version_1_upgrades_and_keeps_its_data(tmp_path: Pat
         " updated_ms) VALUES ('t1', 'j1', 'synthesize', 'synthesize', ?, ?, 3, 'open', 1, 1)",
         (payload_sha256(payload), payload_bytes(payload)),
     )
+    return payload
+
+
+def test_database_created_at_version_1_upgrades_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = _connect(path)
+    assert migrate(conn, target=1) == 1
+    payload = _old_job_and_task(conn)
     conn.execute("INSERT INTO slots (task_id, replica, state, attempt, updated_ms) VALUES ('t1', 0, 'offered', 0, 1)")
     assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}.isdisjoint({"verdicts", "rows"})
     conn.close()
@@ -52,6 +59,26 @@ def test_database_created_at_version_1_upgrades_and_keeps_its_data(tmp_path: Pat
         assert store.claim("t1", "node-x", claim_deadline_ms=T0 + 1, now_ms=T0) is not None
         assert store.rows("j1") == []
     assert current_version(_connect(path)) == LATEST_VERSION
+
+
+def test_a_version_3_database_drops_the_unused_offers_table_and_gains_spot_checks(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    conn = _connect(path)
+    assert migrate(conn, target=3) == 3
+    conn.execute("PRAGMA foreign_keys=ON")  # as the Store runs
+    _old_job_and_task(conn)
+    conn.execute("INSERT INTO offers (task_id, attempt, created_ms, expires_ms) VALUES ('t1', 0, 1, 2)")
+    conn.close()
+
+    with Store(path) as store:
+        assert store.task("t1").state is TaskState.OPEN
+        assert not store.spot_checked("t1")
+        store.pick_spot_check("t1", now_ms=T0)
+        assert store.spot_checked("t1")
+    conn = _connect(path)
+    assert current_version(conn) == LATEST_VERSION
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "offers" not in tables and "spot_checks" in tables
 
 
 def test_a_failing_migration_rolls_back_entirely(tmp_path: Path) -> None:

@@ -97,29 +97,16 @@ def test_two_replicas_claim_grant_submit_accept_complete(store: Store) -> None:
     assert store.claim("t1", NODE_C.peer_id, claim_deadline_ms=T0 + 9_000, now_ms=T0 + 4_000) is None
 
 
-def test_deny_returns_the_slot_to_offered(store: Store) -> None:
-    store.add_task("t1", "j1", "synthesize", synth_payload(), replicas=1, max_attempts=3, now_ms=T0)
-    slot = store.claim("t1", NODE_A.peer_id, claim_deadline_ms=T0 + 5_000, now_ms=T0)
-    assert slot is not None and slot.state is SlotState.CLAIMED and slot.node == NODE_A.peer_id
-    after = store.deny("t1", 0, now_ms=T0 + 1)
-    assert after.state is SlotState.OFFERED and after.node is None and after.deadline_ms is None
-    assert store.offered_slots() == [after]
-
-
 def test_illegal_event_raises_and_changes_nothing(store: Store) -> None:
     store.add_task("t1", "j1", "synthesize", synth_payload(), replicas=1, max_attempts=3, now_ms=T0)
-    before = store.slots("t1")
-    with pytest.raises(IllegalTransition) as info:
-        store.deny("t1", 0, now_ms=T0 + 1)  # nothing was claimed
-    assert (info.value.state, info.value.event) == ("offered", "deny")
     claim_and_grant(store, "t1", NODE_A, lease_id="la")
     granted = store.slots("t1")
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition) as info:
         store.grant("t1", 0, lease_id="again", deadline_ms=T0 + 1, now_ms=T0 + 2)  # granted twice
+    assert (info.value.state, info.value.event) == ("granted", "grant")
     assert store.slots("t1") == granted
     with pytest.raises(NotFound):
         store.lease("again")  # the lease insert never happened
-    assert before[0].state is SlotState.OFFERED
 
 
 def test_failure_after_the_transition_rolls_the_transition_back(store: Store) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from coordinator.compile import ValidatorRecord, compile_dataset, verify_directory
 from coordinator.config import ConfigError, load_coordinator_config
-from coordinator.scheduler import Scheduler, SchedulerConfig
+from coordinator.scheduler import Scheduler, SchedulerConfig, parent_of
 from coordinator.store import Store, TaskState
 from coordinator.verify.reputation import ReputationConfig, new_node, plan_replication
 from protocol.envelope import seal
@@ -108,6 +108,35 @@ def test_with_another_node_live_and_no_spot_check_drawn_the_trusted_result_is_ta
     assert isinstance(g, Grant)
     assert submit(s, honest(g), NODE_A).verdict is Verdict.ACCEPTED
     assert s.store.tasks("j1", stage="validate") == []
+
+
+def test_a_spot_check_picked_before_a_restart_still_re_scores_the_result_after_it(tmp_path: Path) -> None:
+    """The pick is in the store: a coordinator restarted while the trusted node runs the task does not
+    take its result on trust (the new scheduler draws nothing: spot_check_p is 0 there)."""
+    s = scheduler(tmp_path, live=(NODE_A.peer_id, NODE_B.peer_id), spot_check_p=1.0)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    g = claim(s, "t1", NODE_A)
+    assert isinstance(g, Grant) and len(s.store.slots("t1")) == 1
+    assert s.store.spot_checked("t1")
+    s.store.close()  # the coordinator stops while node A runs the task
+
+    config = SchedulerConfig(trusted_nodes=frozenset({NODE_A.peer_id}), reputation=ReputationConfig(spot_check_p=0.0))
+    restarted = Scheduler(Store(tmp_path / "c.db"), COORDINATOR, config, rng=random.Random(1))
+    assert restarted.resume(T0 + 500) == []
+    for peer in (NODE_A.peer_id, NODE_B.peer_id):
+        restarted.note_status(peer, STATUS, T0 + 500)
+    assert submit(restarted, honest(g), NODE_A).verdict is Verdict.PENDING  # not accepted alone
+    [mine] = restarted.store.results_for("t1")
+    assert restarted.store.verdict(mine.result_id) is None
+    [vtask] = restarted.store.tasks("j1", stage="validate")
+    assert parent_of(vtask.task_id) == ("t1", mine.result_id)
+    vg = claim(restarted, vtask.task_id, NODE_B, now=T0 + 1500)
+    assert isinstance(vg, Grant)
+    submit(restarted, result_for(vg, measurement(True)), NODE_B, now=T0 + 2000)
+    assert restarted.store.task("t1").state is TaskState.DONE
+    verdict = restarted.store.verdict(mine.result_id)
+    assert verdict is not None and verdict.verdict is Verdict.ACCEPTED
+    assert not restarted.store.spot_checked("t1")  # decided: the pick is spent
 
 
 def test_an_untrusted_node_alone_never_validates_itself(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import json
 import jsonschema
 import pytest
 
-from coordinator.planner import merge_llm_spec, parse_request
+from coordinator.request import merge_llm_spec, parse_request
 from coordinator.spec import DatasetSpec, FieldType
 from node.executors import spec
 from node.executors.base import ExecutionError
