@@ -115,8 +115,11 @@ _HAVING_VERBS = frozenset(_HAVING_TEXT.split())
 """Verbs of holding: "What does X support?" asks for a list. In the labelled set (bench/quality.py) these,
 asked of a subject that is no code identifier, were 5 of the 12 unacceptable rows left after the other gates
 ("What does IDLE include?" for "IDLE includes a help menu ..."); they also held 3 acceptable ones."""
-_CODE = re.compile(r"\w[_.(]|[_.]\w|[a-zA-Z]\d|[a-z][A-Z]")
-"""An identifier (sqlite3_open(), os.path, _charset, xFilter): a subject narrow enough to be described whole."""
+_CODE = re.compile(r"\w[_.(]|[_.]\w|[a-zA-Z]\d|\b[a-z]+[A-Z]")
+"""An identifier (sqlite3_open(), os.path, _charset, xFilter): a subject narrow enough to be described whole.
+Capitalised mixed case is a name, not code ("MySQL", "JavaScript"): such a product holds many things too."""
+_CONDITION = re.compile(r"\b(?:if|unless|upon|when|whenever|on (?:success|failure|error))\b", re.IGNORECASE)
+"""A clause that limits what the sentence says to one case."""
 
 
 def _contiguous(roots: list[str], sentence: str) -> bool:
@@ -167,6 +170,10 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
         # "What does CPython support?": a named product holds many things; only a narrower subject (an
         # identifier) or a longer question picks out the one this sentence names.
         return Failure(Reason.QUESTION_VAGUE, f"asks what a broad subject {tail[0]}s, of which its answer names one")
+    if tail == ["return"] and len(_CONDITION.findall(sentence)) == 1 and not _CONDITION.search(question):
+        # "What does X return?" for "X returns SQLITE_OK upon successful entry": the return of one case is
+        # half an answer; a sentence that names two cases ("OK on success and ERROR if not") answers it.
+        return Failure(Reason.QUESTION_VAGUE, "asks what its subject returns; its answer gives one case only")
     if tail == ["do"] and not {"do", "does", "did"} & set(WORD.findall(sentence.casefold())):
         # In the labelled set (bench/quality.py) 17 of 24 accepted "What does X do?" rows were vague or asked
         # for something else ("What does SQLite do?" for "SQLite treats the CROSS JOIN operator specially").

@@ -205,3 +205,21 @@ def test_a_negated_answer_needs_a_negated_question() -> None:
     failure = check_answer_first("What must a busy handler do?", sentence, sentence)
     assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER
     assert check_answer_first("What must a busy handler not close?", sentence, sentence) is None
+
+
+def test_a_capitalised_product_name_is_no_identifier_but_lower_camel_case_is() -> None:
+    sentence = "PostgreSQL supports the MERGE statement since version 15."
+    failure = check_answer_first("What does PostgreSQL support?", sentence, sentence)
+    assert failure is not None and failure.reason is Reason.QUESTION_VAGUE
+    method = "The getAttribute method includes the namespace prefix in the name it looks up."
+    assert check_answer_first("What does the getAttribute method include?", method, method) is None
+
+
+def test_what_a_subject_returns_needs_every_case_its_answer_limits_itself_to() -> None:
+    one_case = "The lock_try() function returns zero upon successful entry."
+    failure = check_answer_first("What does the lock_try() function return?", one_case, one_case)
+    assert failure is not None and failure.reason is Reason.QUESTION_VAGUE
+    both = "The lock_try() function returns zero on success and minus one if the lock is held."
+    assert check_answer_first("What does the lock_try() function return?", both, both) is None
+    plain = "The lock_count() function returns the number of locks held by the thread."
+    assert check_answer_first("What does the lock_count() function return?", plain, plain) is None
