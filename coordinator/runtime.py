@@ -29,7 +29,8 @@ from network import (
     TASK_REQUEST_KINDS,
     NetworkError,
     Refused,
-    SwarmHost,
+    Subscription,
+    Transport,
     now_ms,
     offers_topic,
     reason_of,
@@ -53,7 +54,7 @@ T = TypeVar("T")
 class CoordinatorRuntime:
     def __init__(
         self,
-        host: SwarmHost,
+        host: Transport,
         scheduler: Scheduler,
         *,
         tick_s: float = 0.25,
@@ -112,8 +113,8 @@ class CoordinatorRuntime:
                     log.warning("offer not published on %s: %s", offers_topic(kind), exc)
             await trio.sleep(self.tick_s)
 
-    async def _statuses(self, sub: object) -> None:
-        async for opened in sub:  # type: ignore[attr-defined]
+    async def _statuses(self, sub: Subscription) -> None:
+        async for opened in sub:
             if isinstance(opened.message, NodeStatus):
                 await self.call(self.scheduler.note_status, opened.sender_peer_id, opened.message, now_ms())
 

@@ -59,7 +59,9 @@ class Coordinator:
 
     @property
     def host(self) -> SwarmHost:
-        return self.runtime.host
+        host = self.runtime.host
+        assert isinstance(host, SwarmHost)  # open_coordinator runs the runtime on libp2p
+        return host
 
     @property
     def peer_addrs(self) -> list[str]:

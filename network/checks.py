@@ -22,13 +22,17 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from network.errors import NetworkError
-from network.topics import OFFERS_PREFIX, offers_topic
+from network.errors import NetworkError, PublishTooLarge
+from network.topics import OFFERS_PREFIX, offers_topic, topic_kinds
 from protocol.envelope import Opened, ReplayCache, open_envelope
 from protocol.errors import ProtocolError
 from protocol.messages import MessageKind, TaskOffer
 
 log = logging.getLogger(__name__)
+
+
+MAX_GOSSIP_BYTES = 1_000_000
+"""py-libp2p drops RPCs of 1 MiB or more at the sender without a word (notes #4); 1,000,000 bytes arrived."""
 
 
 def now_ms() -> int:
@@ -121,14 +125,31 @@ class EnvelopeChecks:
         _check_topic(topic, opened)
         return opened
 
+    def publishing(self, topic: str, data: bytes, *, self_peer: str, check: bool = True) -> None:
+        """Before a publish: PublishTooLarge over the gossip ceiling, and (with `check`) `outgoing`'s ProtocolError."""
+        if len(data) > MAX_GOSSIP_BYTES:
+            raise PublishTooLarge(
+                f"{len(data)} bytes is over the {MAX_GOSSIP_BYTES}-byte gossip ceiling; send it on a stream"
+            )
+        if check:
+            self.outgoing(topic, data, self_peer=self_peer, expect=topic_kinds(topic))
+
     def drop(self, counter: Counter[str], exc: BaseException, *, what: str, peer: str, **context: Any) -> str:
         reason = reason_of(exc)
         counter[reason] += 1
         extra = "".join(f" {k}={v}" for k, v in context.items())
         # Echoes after a reconnect (recent-message replay, queued stale status) are normal.
         level = logging.INFO if reason in ("replayed", "expired") else logging.WARNING
-        log.log(level, "dropped %s from %s: %s (%s)%s", what, peer, reason, exc, extra,
-                extra={"drop_reason": reason, "peer": peer})
+        log.log(
+            level,
+            "dropped %s from %s: %s (%s)%s",
+            what,
+            peer,
+            reason,
+            exc,
+            extra,
+            extra={"drop_reason": reason, "peer": peer},
+        )
         return reason
 
 

@@ -3,9 +3,18 @@
 Everything `network/` refuses or fails at has its own class, so callers can
 tell a timeout from a lost connection from a peer that said no. Envelope
 verification failures are not wrapped: they stay `protocol.errors` types.
+What libp2p, trio or a stream raise is mapped to these in one function,
+`network_error` (with `network_errors`, its context manager), which every
+transport uses.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import trio
 
 
 class NetworkError(Exception):
@@ -82,3 +91,40 @@ class FrameTimeout(FrameError):
     """A frame started but did not complete in time (a stalled or trickling peer)."""
 
     reason = "stalled_frame"
+
+
+Operation = Literal["dial", "open", "read", "write", "request"]
+"""What was being done when a transport failed: the error type and message follow from it."""
+
+
+def network_error(exc: Exception, op: Operation, what: str, *, timeout: float | None = None) -> NetworkError:
+    """The dataswarm error for `exc`, raised by libp2p, trio or a stream while doing `op` on `what`.
+
+    The one place where foreign failures become ours: a dial fails with DialError; opening,
+    reading or writing a stream, or waiting for an answer on one, with ConnectionLost, or
+    RequestTimeout when `trio.TooSlowError` says the deadline (`timeout`) passed. A
+    `NetworkError` is returned unchanged. Cancellation is not an Exception and never gets here.
+    """
+    if isinstance(exc, NetworkError):
+        return exc
+    timed_out = isinstance(exc, trio.TooSlowError)
+    within = f" within {timeout:g} s" if timeout is not None else ""
+    if op == "dial":
+        return DialError(f"{what}: no connection{within}" if timed_out else f"{what}: {exc}")
+    if timed_out:
+        return RequestTimeout(f"no answer from {what}{within}")
+    if op == "open":
+        return ConnectionLost(f"cannot open {what}: {exc}")
+    return ConnectionLost(f"{op} {what} failed: {exc!r}")
+
+
+@contextlib.contextmanager
+def network_errors(op: Operation, what: str, *, timeout: float | None = None) -> Iterator[None]:
+    """Raise what `network_error` makes of any Exception from the block (put it outside `trio.fail_after`)."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = network_error(exc, op, what, timeout=timeout)
+        if mapped is exc:
+            raise
+        raise mapped from exc

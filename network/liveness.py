@@ -30,6 +30,7 @@ from protocol.messages import Message
 
 if TYPE_CHECKING:
     from network.host import SwarmHost
+    from network.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ RETRY_MAX_S = 2.0
 
 
 async def run_periodic_publisher(
-    host: SwarmHost,
+    host: Transport,
     topic: str,
     produce: Callable[[], Message],
     *,

@@ -79,7 +79,8 @@ async def serve_session(stream: ByteStream, handler: Handler, limits: ServerLimi
 
     Returns normally at a clean end of stream; raises FrameError (or a
     subclass) when the peer broke framing, so the caller can count the reason
-    and reset the stream. Handler failures never propagate.
+    and reset the stream, and ConnectionLost when the stream broke. Handler
+    failures never propagate.
     """
     reader = FrameReader(stream, max_frame=HEADER_LEN + limits.max_request, frame_timeout=limits.frame_timeout)
     write_lock = trio.Lock()
@@ -106,7 +107,7 @@ async def serve_session(stream: ByteStream, handler: Handler, limits: ServerLimi
         finally:
             slots.release()
 
-    broken: FrameError | None = None
+    broken: FrameError | ConnectionLost | None = None
     async with trio.open_nursery() as nursery:
         try:
             while True:
@@ -119,8 +120,9 @@ async def serve_session(stream: ByteStream, handler: Handler, limits: ServerLimi
                 if kind != REQUEST:
                     raise FrameError(f"a client sent a frame of type 0x{kind:02x}")
                 nursery.start_soon(answer, request_id, body)
-        except FrameError as exc:
-            # Raised outside the nursery, so callers see the FrameError itself, not a group.
+        except (FrameError, ConnectionLost) as exc:
+            # Raised outside the nursery, so callers see the error itself, not a group: a stream that
+            # broke mid-session is the peer leaving, which the caller logs quietly.
             broken = exc
             nursery.cancel_scope.cancel()
     if broken is not None:

@@ -28,7 +28,8 @@ from network import (
     NetworkError,
     Refused,
     RequestTimeout,
-    SwarmHost,
+    Subscription,
+    Transport,
     now_ms,
     offers_topic,
     run_periodic_publisher,
@@ -149,7 +150,7 @@ def pulled_grant_problem(
 class NodeRuntime:
     def __init__(
         self,
-        host: SwarmHost,
+        host: Transport,
         executors: Mapping[TaskKind, Executor],
         models: list[ModelInfo],
         *,
@@ -198,8 +199,8 @@ class NodeRuntime:
             )
             task_status.started()
 
-    async def _consume(self, sub: object, nursery: trio.Nursery) -> None:
-        async for opened in sub:  # type: ignore[attr-defined]
+    async def _consume(self, sub: Subscription, nursery: trio.Nursery) -> None:
+        async for opened in sub:
             offer = opened.message
             assert isinstance(offer, TaskOffer)
             self.counters.offers_seen += 1

@@ -24,7 +24,7 @@ from tests.e2e.cheaters import BEHAVIOURS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 """About 2 minutes on a 2-core machine (11 before offers reached every node: flood publish in
-network/host.py). Forged and replayed results are charged the moment they are refused (the
+network/patches.py). Forged and replayed results are charged the moment they are refused (the
 transport-authenticated peer sent them); a silent node is charged through its lapsed leases."""
 
 HONEST = 3

@@ -165,3 +165,19 @@ async def test_waiting_calls_fail_when_the_stream_closes(nursery: trio.Nursery) 
     await server_stream.aclose()
     with pytest.raises(ConnectionLost):
         await client.call(b"again", timeout=5)
+
+
+class _Breaks:
+    """A server stream whose reads fail the way a libp2p stream does when the peer vanishes."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        raise ConnectionLost("stream reset by the peer")
+
+    async def send_all(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_stream_that_breaks_mid_session_raises_connection_lost_itself_not_a_group() -> None:
+    with pytest.raises(ConnectionLost, match="reset by the peer"):
+        await serve_session(_Breaks(), echo, ServerLimits(max_request=4096))  # type: ignore[arg-type]
