@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -30,6 +27,7 @@ from coordinator.store import Store, TaskState
 from node.retrieve.extract import extract_document
 from node.search.corpus_server import CORPUS_CONTENT_TYPES
 from protocol.tasks import MAX_DOCUMENT_CHARS
+from tests.e2e.demo_run import DemoRun, run_demo
 from tests.e2e.hostile_corpus import INJECTED_MARKERS, NEVER_EVIDENCE, write_hostile_corpus
 from tests.node.document_support import LIGHTHOUSE_PAGES, make_pdf
 
@@ -97,23 +95,9 @@ The Buckfast bee is a hybrid honey bee that Brother Adam bred at Buckfast Abbey 
 
 
 @dataclass
-class DemoRun:
-    corpus: Path
-    out: Path
-    work: Path
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def diagnosis(self) -> str:
-        parts = [f"exit code {self.returncode} after {self.seconds:.0f} s", self.stdout[-3000:], self.stderr[-3000:]]
-        for log in sorted(self.work.glob("*.log")):
-            lines = log.read_text(errors="replace").splitlines()
-            notable = [line for line in lines if " WARNING " in line or " ERROR " in line or "Traceback" in line]
-            parts.append(f"--- {log.name}: {len(lines)} lines, last warnings/errors:")
-            parts.extend(notable[-40:] or lines[-20:])
-        return "\n".join(parts)
+class CorpusRun(DemoRun):
+    corpus: Path = Path()
+    """The folder the demo read."""
 
 
 def build_corpus(root: Path) -> Path:
@@ -129,39 +113,20 @@ def build_corpus(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> CorpusRun:
     base = tmp_path_factory.mktemp("formats-e2e")
     corpus = build_corpus(base / "corpus")
-    out, work = base / "dataset", base / "work"
-    started = time.monotonic()
-    with open(base / "stdout.txt", "w+") as stdout, open(base / "stderr.txt", "w+") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "demo", "--rows", str(ROWS), "--nodes", "1", "--out", str(out),
-             "--workdir", str(work), "--corpus", str(corpus), "--request", REQUEST],
-            stdout=stdout, stderr=stderr, text=True, env={**os.environ, "COLUMNS": "200"},
-        )  # fmt: skip
-        try:
-            code = proc.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)  # the demo stops its nodes and keeps its logs
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            code = -1
-        stdout.seek(0)
-        stderr.seek(0)
-        run = DemoRun(corpus, out, work, code, stdout.read(), stderr.read(), time.monotonic() - started)
+    args = ["--rows", str(ROWS), "--nodes", "1", "--corpus", str(corpus), "--request", REQUEST]
+    run = run_demo(base, args, timeout_s=TIMEOUT_S)
     print(f"demo --corpus: exit {run.returncode} in {run.seconds:.0f} s")
-    return run
+    return CorpusRun(**vars(run), corpus=corpus)
 
 
 def _lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_the_demo_delivers_rows_that_verify(demo_run: DemoRun) -> None:
+def test_the_demo_delivers_rows_that_verify(demo_run: CorpusRun) -> None:
     assert demo_run.returncode == 0, demo_run.diagnosis()
     rows = _lines(demo_run.out / "data.jsonl")
     assert 0 < len(rows) <= ROWS, demo_run.diagnosis()
@@ -172,7 +137,7 @@ def test_the_demo_delivers_rows_that_verify(demo_run: DemoRun) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_evidence_offsets_point_into_the_extracted_source_file(demo_run: DemoRun) -> None:
+def test_evidence_offsets_point_into_the_extracted_source_file(demo_run: CorpusRun) -> None:
     assert demo_run.returncode == 0, demo_run.diagnosis()
     rows = _lines(demo_run.out / "data.jsonl")
     provenance = _lines(demo_run.out / "provenance.jsonl")
@@ -194,7 +159,7 @@ def test_evidence_offsets_point_into_the_extracted_source_file(demo_run: DemoRun
     print(f"rows from: {sorted(formats)}")
 
 
-def test_one_trusted_node_checks_its_own_rows_and_the_card_says_so(demo_run: DemoRun) -> None:
+def test_one_trusted_node_checks_its_own_rows_and_the_card_says_so(demo_run: CorpusRun) -> None:
     assert demo_run.returncode == 0, demo_run.diagnosis()
     provenance = _lines(demo_run.out / "provenance.jsonl")
     assert provenance and all("rescored_by_producer" in p["checks"] for p in provenance)  # type: ignore[operator]
@@ -203,7 +168,7 @@ def test_one_trusted_node_checks_its_own_rows_and_the_card_says_so(demo_run: Dem
     assert "re-scored by an independent validator: 0 of" in card
 
 
-def test_no_row_carries_injected_text_or_quotes_boilerplate_or_repetition(demo_run: DemoRun) -> None:
+def test_no_row_carries_injected_text_or_quotes_boilerplate_or_repetition(demo_run: CorpusRun) -> None:
     assert demo_run.returncode == 0, demo_run.diagnosis()
     rows = _lines(demo_run.out / "data.jsonl")
     for row in rows:
@@ -216,7 +181,7 @@ def test_no_row_carries_injected_text_or_quotes_boilerplate_or_repetition(demo_r
     print(f"hostile pages retrieved: {sorted(u.rsplit('/', 1)[-1] for u in urls if '/web/' in u)}")
 
 
-def test_the_network_settles_retrieve_tasks_of_every_format(demo_run: DemoRun) -> None:
+def test_the_network_settles_retrieve_tasks_of_every_format(demo_run: CorpusRun) -> None:
     """Which documents the model's queries reached is its choice; each one retrieved (PDF included,
     where a query found it) was extracted and settled (by the operator's node alone here)."""
     assert demo_run.returncode == 0, demo_run.diagnosis()

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -23,6 +20,7 @@ from coordinator.compile import verify_directory
 from coordinator.store import Store, TaskState
 from coordinator.verify.questions import check_answer_first, check_question
 from node.executors.synthesize import leaked_words
+from tests.e2e.demo_run import DemoRun, run_demo
 
 ROWS = int(os.environ.get("DATASWARM_E2E_ROWS", "20"))
 TIMEOUT_S = 1100
@@ -31,48 +29,9 @@ TIMEOUT_S = 1100
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
-@dataclass
-class DemoRun:
-    out: Path
-    work: Path
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def diagnosis(self) -> str:
-        """What a failing run leaves behind: the demo's output, then the warnings of every process."""
-        parts = [f"exit code {self.returncode}", self.stdout[-3000:], self.stderr[-3000:]]
-        for log in sorted(self.work.glob("*.log")):
-            lines = log.read_text(errors="replace").splitlines()
-            notable = [line for line in lines if " WARNING " in line or " ERROR " in line or "Traceback" in line]
-            parts.append(f"--- {log.name}: {len(lines)} lines, last warnings/errors:")
-            parts.extend(notable[-40:] or lines[-20:])
-        return "\n".join(parts)
-
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    base = tmp_path_factory.mktemp("e2e")
-    out, work = base / "dataset", base / "work"
-    with open(base / "stdout.txt", "w+") as stdout, open(base / "stderr.txt", "w+") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "demo", "--rows", str(ROWS), "--nodes", "2", "--out", str(out),
-             "--workdir", str(work)],
-            stdout=stdout, stderr=stderr, text=True, env={**os.environ, "COLUMNS": "200"},
-        )  # fmt: skip
-        try:
-            code = proc.wait(timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)  # the demo stops its nodes and keeps its logs
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            code = -1
-        stdout.seek(0)
-        stderr.seek(0)
-        return DemoRun(out, work, code, stdout.read(), stderr.read())
+    return run_demo(tmp_path_factory.mktemp("e2e"), ["--rows", str(ROWS), "--nodes", "2"], timeout_s=TIMEOUT_S)
 
 
 def test_demo_delivers_a_verified_dataset(demo_run: DemoRun) -> None:
