@@ -8,7 +8,7 @@ from pathlib import Path
 from coordinator.compile import AcceptedRow, CompiledDataset, JobStats, ProducerRecord, ValidatorRecord, compile_dataset
 from coordinator.pipeline import retrieve, synthesize
 from coordinator.pipeline.context import JobContext
-from coordinator.scheduler import VALIDATE_MARK
+from coordinator.scheduler import validate_task_id
 from coordinator.store import NotFound, TaskState
 from protocol.identity import Identity
 from protocol.messages import Verdict
@@ -31,7 +31,7 @@ def accepted_rows(ctx: JobContext) -> list[AcceptedRow]:
         validators: list[ValidatorRecord] = []
         for r in results:
             try:
-                vt = store.task(f"{row.task_id}{VALIDATE_MARK}{r.result_id}")
+                vt = store.task(validate_task_id(row.task_id, r.result_id))
             except NotFound:
                 continue
             if vt.state is TaskState.DONE and vt.canonical_result_id is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import coordinator.scheduler
+import coordinator.scheduler.results
 from coordinator.scheduler import DEFER_WINDOW_MS, Scheduler, parent_of, seed_for
 from coordinator.store import Store, TaskState
 from coordinator.verify.reasons import Reason
@@ -258,7 +258,7 @@ def test_a_check_that_raises_stores_nothing_so_no_result_is_left_without_a_verdi
     def garbage_breaks_the_checker(*args: object, **kwargs: object) -> list[object]:
         raise RecursionError("maximum recursion depth exceeded while getting the repr of an object")
 
-    monkeypatch.setattr(coordinator.scheduler, "check_result", garbage_breaks_the_checker)
+    monkeypatch.setattr(coordinator.scheduler.results, "check_result", garbage_breaks_the_checker)
     with pytest.raises(RecursionError):
         submit(s, honest(ga), NODE_A)
     assert [r.node for r in s.store.results_for("t1")] == [NODE_B.peer_id]  # A's result was not stored

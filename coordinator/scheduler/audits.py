@@ -1,0 +1,95 @@
+"""Audits: the `validate` task that re-scores one candidate result, and how its outcome reaches the parent.
+
+A validate task's id names its parent and candidate (`ids.validate_task_id`). The parent reads its
+audits' outcomes (`read_audits`); a closed validate task sends its parent back to be decided
+(`parent_to_decide`), through the scheduler's work queue rather than by a nested call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from coordinator.scheduler.config import VALIDATE_STAGE, SchedulerConfig
+from coordinator.scheduler.ids import parent_of, validate_task_id
+from coordinator.store import NotFound, ResultRecord, Store, TaskRecord, TaskState
+from coordinator.verify.rescoring import validate_payload_for
+from protocol.messages import Result, Verdict
+from protocol.tasks import RESCORABLE_PAYLOADS, SynthesizePayload, TaskKind, TaskPayload, ValidateOutput
+
+
+def read_audits(
+    store: Store, task_id: str, results: Sequence[ResultRecord]
+) -> dict[int, tuple[ValidateOutput, ...] | None]:
+    """Per candidate result id with a validate task: None while it is open, else the outputs of the
+    validators that agreed (empty when it failed)."""
+    out: dict[int, tuple[ValidateOutput, ...] | None] = {}
+    for r in results:
+        vid = validate_task_id(task_id, r.result_id)
+        try:
+            vt = store.task(vid)
+        except NotFound:
+            continue
+        if vt.state is TaskState.OPEN:
+            out[r.result_id] = None
+        elif vt.state is TaskState.DONE and vt.canonical_result_id is not None:
+            agreed = []
+            for v in store.results_for(vid):
+                verdict = store.verdict(v.result_id)
+                if verdict is not None and verdict.verdict is Verdict.ACCEPTED:
+                    output = store.result_message(v.result_id).output
+                    assert isinstance(output, ValidateOutput)
+                    agreed.append(output)
+            out[r.result_id] = tuple(agreed)
+        else:
+            out[r.result_id] = ()
+    return out
+
+
+def audited(payload: TaskPayload | None) -> bool:
+    """Whether every result of a task with this payload goes to a validator (answer-first synthesize tasks)."""
+    return isinstance(payload, SynthesizePayload) and payload.target is not None
+
+
+def parent_to_decide(task: TaskRecord) -> list[str]:
+    """The task to decide next because `task` closed: a validate task's parent, else none."""
+    link = parent_of(task.task_id) if task.kind is TaskKind.VALIDATE else None
+    return [link[0]] if link is not None else []
+
+
+def parent_producers(store: Store, validate_id: str) -> set[str] | None:
+    """The nodes that produced a result of a validate task's parent (None for a task that is not one)."""
+    link = parent_of(validate_id)
+    return None if link is None else {r.node for r in store.results_for(link[0])}
+
+
+def create_audit(
+    store: Store,
+    config: SchedulerConfig,
+    task: TaskRecord,
+    payload: TaskPayload | None,
+    candidate: ResultRecord,
+    result: Result,
+    *,
+    replicas: int,
+    now_ms: int,
+) -> None:
+    """Create the validate task for one candidate, with `replicas` validator slots."""
+    task_payload = payload if isinstance(payload, RESCORABLE_PAYLOADS) else None
+    # An answer-first question is a few tokens, most forced by its frame grammar, the rest sampled
+    # from the top-k of the grant: an honest one lies inside that top-k, so that is the k to check.
+    # With top-10, 2 of 79 honest questions of a 20-row demo run scored 0.63 and 0.73 (3 misses).
+    top_k = config.validate_top_k
+    if isinstance(task_payload, SynthesizePayload) and task_payload.target is not None:
+        top_k = max(top_k, config.top_k)
+    validate = validate_payload_for(result, top_k=top_k, task=task_payload)
+    est = max(1, len(result.prompt) // 4 + len(result.raw_text) // 4)
+    store.add_task(
+        validate_task_id(task.task_id, candidate.result_id),
+        task.job_id,
+        VALIDATE_STAGE,
+        validate,
+        replicas=replicas,
+        max_attempts=config.max_attempts,
+        est_tokens=est // 3,
+        now_ms=now_ms,
+    )
