@@ -18,7 +18,7 @@ the decision (one `Store.settle` for verdicts, receipts, reputations and the `ro
 that pass the gates; or a replica, or `audits` to create). A closed audit queues its
 parent, and the loop decides that next.
 
-Verification flow per task (see shared/DESIGN.md, "Verification"):
+Verification flow per task (see docs/design.md, "Verification"):
 - Replication is adaptive (BOINC): a task starts with one slot; a claim by an
   untrusted node adds a second slot so two distinct nodes run it; a trusted
   node runs it alone, with a spot-check at probability p (the pick is stored
