@@ -62,6 +62,7 @@ import trio  # noqa: E402
 
 from protocol import encoding  # noqa: E402
 from protocol import tasks as t  # noqa: E402
+from protocol.digests import payload_sha256  # noqa: E402
 from protocol.envelope import (  # noqa: E402
     NONCE_LEN,
     SIGNING_DOMAIN,
@@ -529,7 +530,7 @@ def build_corpus(n_messages: int, seed: int) -> Corpus:
                 job_id=message.job_id,
                 task_kind=t.TaskKind(message.payload.kind),
                 attempt=message.attempt,
-                payload_sha256=encoding.digest(message.payload.model_dump(mode="python")).hex(),
+                payload_sha256=payload_sha256(message.payload),
                 model_sha256=[],
                 offer_expires_ms=NOW,
             )

@@ -37,7 +37,7 @@ from network import (
 from network.topics import RECEIPTS_PROTOCOL
 from node.executors.base import ExecutionError, Executor
 from node.ledger import ReceiptLedger
-from protocol import encoding
+from protocol.digests import payload_sha256
 from protocol.envelope import Opened, seal
 from protocol.errors import ProtocolError
 from protocol.messages import (
@@ -124,7 +124,7 @@ def grant_problem(offer: TaskOffer, grant: Grant, *, peer_id: str, models: Colle
     if grant.attempt < offer.attempt:
         # A later attempt is fine: the offer was gossiped before a lease of this task lapsed.
         return "the grant is for an older attempt than the offer"
-    if encoding.digest(grant.payload.model_dump(mode="python")).hex() != offer.payload_sha256:
+    if payload_sha256(grant.payload) != offer.payload_sha256:
         return "the payload does not match the digest in the offer"
     if grant.payload.kind != offer.task_kind:
         return "the payload kind does not match the offer"

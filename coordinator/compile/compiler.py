@@ -45,8 +45,9 @@ from coordinator.compile.provenance import (
 )
 from coordinator.compile.records import AcceptedRow, JobStats, ProducerRecord
 from coordinator.compile.rows import Row, delivered_row, row_leaf
-from coordinator.compile.signed import EnvelopeInvalid, open_result_offline, result_sha256
+from coordinator.compile.signed import EnvelopeInvalid, open_result_offline
 from coordinator.spec import DatasetSpec
+from protocol.digests import body_sha256
 from protocol.envelope import Opened
 from protocol.identity import Identity
 from protocol.messages import Result
@@ -82,7 +83,7 @@ def _signed_ref(where: str, rec: ProducerRecord, task_id: str, job_id: str, outp
     return SignedResultRef(
         peer_id=rec.peer_id,
         envelope=_b64(rec.envelope),
-        result_sha256=result_sha256(opened),
+        result_sha256=body_sha256(opened.body),
         output_row=output_row,
         model_sha256=result.model_sha256,
         decoding=result.decoding.model_dump(mode="json") if result.decoding else None,

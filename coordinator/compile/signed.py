@@ -10,8 +10,6 @@ Must not: accept anything `open_envelope` would refuse for a reason other than t
 
 from __future__ import annotations
 
-import hashlib
-
 from protocol import encoding
 from protocol.envelope import Opened, max_envelope_size, open_envelope
 from protocol.errors import MalformedMessage, ProtocolError
@@ -36,8 +34,3 @@ def open_result_offline(raw: bytes) -> tuple[Opened, Result]:
         raise EnvelopeInvalid(f"{type(exc).__name__}: {exc}") from None
     assert isinstance(opened.message, Result)  # expect={RESULT} guarantees it
     return opened, opened.message
-
-
-def result_sha256(opened: Opened) -> str:
-    """sha256 of the canonical Result body: what a node's Receipt names (`coordinator.verify.receipts`)."""
-    return hashlib.sha256(opened.body).hexdigest()

@@ -49,9 +49,10 @@ from coordinator.compile.provenance import (
     SourceDocument,
 )
 from coordinator.compile.rows import Row, delivered_row, differing_fields, row_leaf
-from coordinator.compile.signed import EnvelopeInvalid, open_result_offline, result_sha256
+from coordinator.compile.signed import EnvelopeInvalid, open_result_offline
 from coordinator.compile.verify_report import VerifyReport
 from coordinator.spec import DatasetSpec, format_validation_error
+from protocol.digests import body_sha256, content_sha256
 from protocol.identity import public_key_from_peer_id
 from protocol.messages import Result
 from protocol.tasks import RoundTrip, SynthesizeOutput, ValidateOutput
@@ -198,7 +199,7 @@ def _check_ref(
         bad(f"envelope answers task {result.task_id!r}, but provenance says {line.task_id!r}", "envelope")
     if job_id is not None and result.job_id != job_id:
         bad(f"envelope belongs to job {result.job_id!r}, this dataset is job {job_id!r}", "envelope")
-    if ref.result_sha256 != result_sha256(opened):
+    if ref.result_sha256 != body_sha256(opened.body):
         bad("does not match the sha256 of the signed result", "result_sha256")
     if ref.model_sha256 != result.model_sha256:
         bad(f"{ref.model_sha256} differs from the signed {result.model_sha256}", "model_sha256")
@@ -323,7 +324,7 @@ def _check_documents(root: Path, report: VerifyReport, expected: list[_Expected 
         except ValidationError as exc:
             report.add(SOURCES_FILE, format_validation_error(exc.errors()[0]), row=i)
             continue
-        actual = hashlib.sha256(doc.text.encode()).hexdigest()
+        actual = content_sha256(doc.text)
         if actual != doc.content_sha256:
             report.add(SOURCES_FILE, f"text hashes to {actual}, not {doc.content_sha256}", row=i, field="text")
             continue

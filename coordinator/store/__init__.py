@@ -1,31 +1,30 @@
 """The coordinator's durable state (SQLite in WAL mode) and its blob folder.
 
 Public API: `Store` and the records it returns; `BlobStore`; `migrate`.
-Synchronous by design: see `coordinator.store.db` for how the trio runtime calls it.
+Synchronous by design: see `coordinator.store.db` for how the trio runtime calls it, and
+which module holds each concept.
 """
 
 from coordinator.store.blobs import BlobCorrupted, BlobMissing, BlobStore
-from coordinator.store.db import (
-    Conflict,
+from coordinator.store.db import Store
+from coordinator.store.errors import Conflict, NotFound, StoreError
+from coordinator.store.records import (
     Expiry,
     JobRecord,
     Judgement,
     LeaseRecord,
     NewRow,
-    NotFound,
     Recorded,
     ResultRecord,
     RowRecord,
     Settled,
     SlotRecord,
-    Store,
-    StoreError,
     TaskRecord,
     TaskState,
     VerdictRecord,
-    payload_sha256,
 )
 from coordinator.store.schema import LATEST_VERSION, SchemaTooNew, migrate
+from protocol.digests import payload_sha256
 
 __all__ = [
     "LATEST_VERSION",

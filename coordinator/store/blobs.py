@@ -19,11 +19,12 @@ committed row never points at a missing blob (an orphan blob is harmless).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
+
+from protocol.digests import sha256_hex
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -38,10 +39,6 @@ class BlobMissing(BlobError, KeyError):
 
 class BlobCorrupted(BlobError):
     """The stored bytes no longer hash to their name (disk or tampering)."""
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

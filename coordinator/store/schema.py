@@ -1,8 +1,9 @@
 """The coordinator database schema, as numbered migrations.
 
 Owns: the table layout and how a database moves from one version to the next.
-Must not: hold queries of the running coordinator (those live in `db.py`), or
-read the clock.
+Must not: hold queries of the running coordinator (those live in the concept
+modules beside it: jobs.py, tasks.py, slots.py, results.py, nodes.py), or read
+the clock.
 
 Rules
 -----

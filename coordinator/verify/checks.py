@@ -16,7 +16,6 @@ signature belongs to.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Collection, Iterator
@@ -32,6 +31,7 @@ from jsonschema.validators import validator_for
 from coordinator.verify.reasons import Failure, Reason
 from coordinator.verify.receipts import token_allowance
 from protocol import encoding
+from protocol.digests import content_sha256
 from protocol.messages import Grant, Result
 from protocol.state import LATE_GRACE_MS, LeaseStatus, lease_status
 from protocol.tasks import (
@@ -169,7 +169,7 @@ def _retrieve(out: RetrieveOutput, payload: RetrievePayload) -> list[Failure]:
     text = out.text.encode("utf-8")
     if len(text) > payload.max_bytes:
         fails.append(Failure(Reason.OVERSIZED, f"text is {len(text)} bytes, max_bytes is {payload.max_bytes}"))
-    actual = hashlib.sha256(text).hexdigest()
+    actual = content_sha256(out.text)
     if actual != out.content_sha256:
         fails.append(Failure(Reason.CONTENT_DIGEST_MISMATCH, f"text hashes to {actual}, claimed {out.content_sha256}"))
     return fails

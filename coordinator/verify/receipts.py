@@ -5,18 +5,18 @@ result digest, work units, verdict) sealed with the coordinator's key, and the
 offline check a node runs over the receipts in its ledger.
 Must not: decide the verdict (the verifier did), or store anything.
 
-`result_sha256` is sha256 of the canonical `Result` body bytes, i.e. of
-`protocol.envelope.encode_message(result)`; a node can recompute it from the
-Result it sent, so a receipt cannot be re-pointed at another result.
+`result_sha256` (`protocol.digests`) is sha256 of the canonical `Result` body
+bytes; a node can recompute it from the Result it sent, so a receipt cannot be
+re-pointed at another result.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Collection
 
 from protocol import encoding
-from protocol.envelope import MAX_LIFETIME_MS, encode_message, max_envelope_size, open_envelope, seal
+from protocol.digests import result_sha256
+from protocol.envelope import MAX_LIFETIME_MS, max_envelope_size, open_envelope, seal
 from protocol.errors import ProtocolError
 from protocol.identity import Identity
 from protocol.messages import MessageKind, Receipt, Result, Verdict
@@ -29,10 +29,6 @@ bounds replay on the live stream, so use the longest one allowed."""
 
 class ReceiptInvalid(Exception):
     """A receipt that must not be trusted; the message says why."""
-
-
-def result_sha256(result: Result) -> str:
-    return hashlib.sha256(encode_message(result)).hexdigest()
 
 
 def token_allowance(max_tokens: int, raw_text: str) -> int:

@@ -32,11 +32,11 @@ make curate a generative kind that needs re-scoring.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from itertools import zip_longest
 
 from node.executors.base import ExecutionError, ExecutionResult
+from protocol.digests import content_sha256
 from protocol.tasks import (
     CurateOutput,
     CuratePayload,
@@ -395,7 +395,7 @@ def curate(payload: CuratePayload) -> CurateOutput:
 
 
 def _document_tasks(doc: Document, payload: CuratePayload) -> list[SynthesisSpec]:
-    digest = hashlib.sha256(doc.text.encode("utf-8")).hexdigest()
+    digest = content_sha256(doc.text)
     if digest != doc.content_sha256:
         # Offsets are only meaningful against the exact text the digest names.
         raise ExecutionError(f"document {doc.url} does not match its content_sha256 (got {digest})")

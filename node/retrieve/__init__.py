@@ -30,8 +30,9 @@ from node.retrieve.errors import (
     TooManyRedirectsError,
 )
 from node.retrieve.fetch import FetchedPage, Fetcher
-from node.retrieve.retriever import Retriever, content_sha256
+from node.retrieve.retriever import Retriever
 from node.retrieve.ssrf import AddressPolicy, AllowRule, GuardedNetworkBackend
+from protocol.digests import content_sha256
 
 __all__ = [
     "AddressPolicy",

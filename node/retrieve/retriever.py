@@ -1,7 +1,7 @@
 """URL in, `RetrieveOutput` out: fetch (guarded), extract (in a worker process), bound, digest.
 
 Owns: the assembly of a retrieve task's output, including the truncation to protocol
-bounds and `content_sha256` (sha256 of the final `text` as UTF-8, what evidence offsets
+bounds and `content_sha256` of the final `text` (`protocol.digests`: what evidence offsets
 refer to), and where extraction runs. Fetching rules live in `fetch.py`, extraction in
 `extract.py`.
 
@@ -14,7 +14,6 @@ crashes or hangs the parser must cost one task, not the volunteer's whole node.
 
 from __future__ import annotations
 
-import hashlib
 import signal
 from collections.abc import Callable
 from types import TracebackType
@@ -28,6 +27,7 @@ from node.retrieve.errors import ExtractionFailed, NoContentError, RetrieveError
 from node.retrieve.extract import ExtractedText, extract_document
 from node.retrieve.fetch import ClockMs, FetchedPage, Fetcher, wall_clock_ms
 from node.retrieve.ssrf import GuardedNetworkBackend
+from protocol.digests import content_sha256
 from protocol.tasks import MAX_DOCUMENT_CHARS, RetrieveOutput
 
 MAX_TITLE_CHARS = 512
@@ -35,10 +35,6 @@ MAX_CONTENT_TYPE_CHARS = 512
 
 Extractor = Callable[[bytes, str, str | None, str], ExtractedText]
 """`extract_document`'s signature; it must be importable by name (it is pickled to a worker)."""
-
-
-def content_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def build_output(page: FetchedPage, extracted: ExtractedText) -> RetrieveOutput:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from coordinator.store import LATEST_VERSION, SchemaTooNew, Store, TaskState, migrate
-from coordinator.store.db import payload_bytes, payload_sha256
 from coordinator.store.schema import MIGRATIONS, current_version
+from protocol.digests import payload_bytes, payload_sha256
 from protocol.tasks import TaskPayload
 from tests.coordinator.factories import T0, synth_payload
 

@@ -24,7 +24,7 @@ from node.executors.search import SearchExecutor
 from node.runtime import NodeRuntime
 from node.search.index_db import open_for_writing, upsert_pages
 from node.search.local import LocalSearchBackend
-from protocol import encoding
+from protocol.digests import payload_sha256
 from protocol.envelope import Opened
 from protocol.messages import Claim, Grant, TaskOffer
 from protocol.tasks import SearchPayload, TaskKind
@@ -101,7 +101,7 @@ def test_a_grant_at_a_later_attempt_than_a_stale_offer_is_run_but_never_an_older
     sched.submit("t1", "j1", "synthesize", payload, est_tokens=10, now_ms=T0)
     stale = TaskOffer(
         task_id="t1", job_id="j1", task_kind=TaskKind.SYNTHESIZE,
-        payload_sha256=encoding.digest(payload.model_dump(mode="python")).hex(),
+        payload_sha256=payload_sha256(payload),
         est_tokens=10, model_sha256=[MODEL], offer_expires_ms=T0 + 600_000, attempt=0,
     )  # fmt: skip
     first = sched.on_claim(Claim(task_id="t1", attempt=0, model_sha256=MODEL, free_slots=1, tok_s=50.0),

@@ -1,0 +1,312 @@
+"""Slots and leases in the store: every slot transition short of a verdict.
+
+Owns: adding a replica slot, the slot reads (one, a task's, the offered ones,
+the expired ones, how many a node holds), CLAIM, GRANT with its lease and the
+Grant rebuilt from it, EXPIRE with its RETRY or GIVE_UP, CANCEL when a task is
+abandoned, and `move`, the one place a slot row changes state: each event is
+decided by `protocol.state.next_state` inside the caller's transaction (an
+illegal event raises `IllegalTransition` and the transaction rolls back).
+Must not: record results or write verdicts (`results.py` moves a slot on
+SUBMIT, ACCEPT and REJECT through `move`), or read the clock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from coordinator.store.connection import fetch_one
+from coordinator.store.errors import Conflict
+from coordinator.store.records import (
+    Expiry,
+    LeaseRecord,
+    SlotRecord,
+    TaskRecord,
+    TaskState,
+    decoding_bytes,
+    decoding_from,
+    lease_from,
+    slot_from,
+)
+from coordinator.store.tasks import TaskStore, fail_if_exhausted, load_task
+from protocol.messages import Grant
+from protocol.state import SlotEvent, SlotState, after_failure, next_state
+from protocol.tasks import DecodingParams, TaskKind
+
+
+def load_slot(c: sqlite3.Connection, task_id: str, replica: int) -> SlotRecord:
+    sql = "SELECT * FROM slots WHERE task_id = ? AND replica = ?"
+    return fetch_one(c, slot_from, sql, (task_id, replica), f"slot {task_id}#{replica}")
+
+
+def load_lease(c: sqlite3.Connection, lease_id: str) -> LeaseRecord:
+    return fetch_one(c, lease_from, "SELECT * FROM leases WHERE lease_id = ?", (lease_id,), f"lease {lease_id!r}")
+
+
+def move(
+    c: sqlite3.Connection,
+    slot: SlotRecord,
+    event: SlotEvent,
+    now_ms: int,
+    *,
+    node: str | None,
+    lease_id: str | None,
+    deadline_ms: int | None,
+    attempt: int | None = None,
+) -> SlotRecord:
+    """Apply one event to one slot; IllegalTransition aborts the whole transaction."""
+    new = next_state(slot.state, event)
+    n = c.execute(
+        "UPDATE slots SET state = ?, node = ?, lease_id = ?, deadline_ms = ?, attempt = ?, updated_ms = ?"
+        " WHERE task_id = ? AND replica = ? AND state = ?",
+        (
+            new.value,
+            node,
+            lease_id,
+            deadline_ms,
+            slot.attempt if attempt is None else attempt,
+            now_ms,
+            slot.task_id,
+            slot.replica,
+            slot.state.value,
+        ),
+    ).rowcount
+    if n != 1:  # the caller's snapshot is stale; cannot happen under the lock, but never write blind
+        raise Conflict(f"slot {slot.task_id}#{slot.replica} is no longer {slot.state}")
+    # Every column but the key was just written: the row is this (no read-back query).
+    return SlotRecord(
+        task_id=slot.task_id,
+        replica=slot.replica,
+        state=new,
+        attempt=slot.attempt if attempt is None else attempt,
+        node=node,
+        lease_id=lease_id,
+        deadline_ms=deadline_ms,
+        updated_ms=now_ms,
+    )
+
+
+def follow_up(c: sqlite3.Connection, slot: SlotRecord, task: TaskRecord, closing: bool, now_ms: int) -> SlotRecord:
+    """EXPIRED/REJECTED -> OFFERED at the next attempt, or FAILED."""
+    event = SlotEvent.GIVE_UP if closing else after_failure(slot.attempt, task.max_attempts)
+    if event is SlotEvent.RETRY:
+        return move(c, slot, event, now_ms, node=None, lease_id=None, deadline_ms=None, attempt=slot.attempt + 1)
+    return move(c, slot, event, now_ms, node=slot.node, lease_id=slot.lease_id, deadline_ms=None)
+
+
+class SlotStore(TaskStore):
+    def add_replica(self, task_id: str, *, now_ms: int) -> SlotRecord:
+        """One more OFFERED slot for an open task (replicas disagreed, or a spot-check)."""
+        with self._tx() as c:
+            task = load_task(c, task_id)
+            if task.state is not TaskState.OPEN:
+                raise Conflict(f"task {task_id!r} is {task.state}; no replica can be added")
+            replica = c.execute("SELECT COALESCE(MAX(replica), -1) + 1 FROM slots WHERE task_id = ?", (task_id,))
+            n = int(replica.fetchone()[0])
+            c.execute(
+                "INSERT INTO slots (task_id, replica, state, attempt, updated_ms) VALUES (?, ?, ?, 0, ?)",
+                (task_id, n, SlotState.OFFERED.value, now_ms),
+            )
+            return load_slot(c, task_id, n)
+
+    def slot(self, task_id: str, replica: int) -> SlotRecord:
+        with self._lock:
+            return load_slot(self._conn, task_id, replica)
+
+    def slots(self, task_id: str) -> list[SlotRecord]:
+        with self._lock:
+            rows = self._conn.execute("SELECT * FROM slots WHERE task_id = ? ORDER BY replica", (task_id,))
+            return [slot_from(r) for r in rows]
+
+    def offered_slots(self, *, limit: int = 100, kinds: Iterable[TaskKind] | None = None) -> list[SlotRecord]:
+        """Slots waiting for a claim, oldest first, of tasks that are still open."""
+        sql = "SELECT s.* FROM slots s JOIN tasks t ON t.task_id = s.task_id WHERE s.state = ? AND t.state = 'open'"
+        args: list[Any] = [SlotState.OFFERED.value]
+        if kinds is not None:
+            ks = [k.value for k in kinds]
+            sql += f" AND t.kind IN ({','.join('?' * len(ks))})"
+            args += ks
+        sql += " ORDER BY s.updated_ms, s.task_id, s.replica LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            return [slot_from(r) for r in self._conn.execute(sql, args)]
+
+    def count_held(self, node: str) -> int:
+        """Slots `node` holds right now (claimed or granted): its outstanding leases."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM slots WHERE node = ? AND state IN (?, ?)",
+                (node, SlotState.CLAIMED.value, SlotState.GRANTED.value),
+            ).fetchone()
+            return int(row[0])
+
+    def claim(self, task_id: str, node: str, *, claim_deadline_ms: int, now_ms: int) -> SlotRecord | None:
+        """OFFERED -> CLAIMED for `node` on the lowest free replica, or None if there is none for it.
+
+        None when the task is not open, no slot is OFFERED, or `node` already holds
+        or produced another replica of this task (redundancy needs distinct nodes).
+        `claim_deadline_ms` bounds how long the claim may wait for its GRANT (then it expires).
+        """
+        with self._tx() as c:
+            task = load_task(c, task_id)
+            if task.state is not TaskState.OPEN:
+                return None
+            taken = c.execute(
+                "SELECT 1 FROM slots WHERE task_id = ? AND node = ?"
+                " UNION ALL SELECT 1 FROM results WHERE task_id = ? AND node = ? LIMIT 1",
+                (task_id, node, task_id, node),
+            ).fetchone()
+            if taken:
+                return None
+            row = c.execute(
+                "SELECT * FROM slots WHERE task_id = ? AND state = ? ORDER BY replica LIMIT 1",
+                (task_id, SlotState.OFFERED.value),
+            ).fetchone()
+            if row is None:
+                return None
+            slot = slot_from(row)
+            return move(c, slot, SlotEvent.CLAIM, now_ms, node=node, lease_id=None, deadline_ms=claim_deadline_ms)
+
+    def grant(
+        self,
+        task_id: str,
+        replica: int,
+        *,
+        lease_id: str,
+        deadline_ms: int,
+        model_sha256: str | None = None,
+        decoding: DecodingParams | None = None,
+        now_ms: int,
+    ) -> LeaseRecord:
+        """CLAIMED -> GRANTED, creating the lease held by the claiming node."""
+        with self._tx() as c:
+            slot = load_slot(c, task_id, replica)
+            if slot.node is None:
+                raise Conflict(f"slot {task_id}#{replica} has no claiming node")
+            move(c, slot, SlotEvent.GRANT, now_ms, node=slot.node, lease_id=lease_id, deadline_ms=deadline_ms)
+            raw_decoding = decoding_bytes(decoding)
+            c.execute(
+                "INSERT INTO leases (lease_id, task_id, replica, attempt, node, model_sha256, decoding, granted_ms,"
+                " deadline_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'live')",
+                (
+                    lease_id,
+                    task_id,
+                    replica,
+                    slot.attempt,
+                    slot.node,
+                    model_sha256,
+                    raw_decoding,
+                    now_ms,
+                    deadline_ms,
+                ),
+            )
+            return LeaseRecord(
+                lease_id=lease_id,
+                task_id=task_id,
+                replica=replica,
+                attempt=slot.attempt,
+                node=slot.node,
+                model_sha256=model_sha256,
+                decoding=decoding_from(raw_decoding),  # as `lease()` would read it back
+                granted_ms=now_ms,
+                deadline_ms=deadline_ms,
+                state="live",
+            )
+
+    def lease(self, lease_id: str) -> LeaseRecord:
+        with self._lock:
+            return load_lease(self._conn, lease_id)
+
+    def grant_message(self, lease_id: str) -> Grant:
+        """The Grant as it was sent for `lease_id` (rebuilt from the lease and the task)."""
+        lease = self.lease(lease_id)
+        task = self.task(lease.task_id)
+        return Grant(
+            task_id=task.task_id,
+            job_id=task.job_id,
+            lease_id=lease.lease_id,
+            attempt=lease.attempt,
+            node_peer_id=lease.node,
+            payload=self.task_payload(task.task_id),
+            decoding=lease.decoding,
+            model_sha256=lease.model_sha256,
+            lease_deadline_ms=lease.deadline_ms,
+        )
+
+    def expired_slots(self, *, now_ms: int) -> list[SlotRecord]:
+        """Slots whose claim or lease deadline passed before `now_ms`."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM slots WHERE state IN (?, ?) AND deadline_ms < ? ORDER BY deadline_ms",
+                (SlotState.CLAIMED.value, SlotState.GRANTED.value, now_ms),
+            )
+            return [slot_from(r) for r in rows]
+
+    def expire_due(self, *, now_ms: int) -> list[Expiry]:
+        """EXPIRE every slot past its deadline, then RETRY or GIVE_UP it, per `after_failure`.
+
+        Returns what happened to each slot, including which node let it lapse (the
+        caller charges that node `Outcome.EXPIRED`; a crash before it does so only
+        forgoes that mild penalty). One transaction per slot, so each commit stays
+        short and a crash part-way leaves the rest for the next call. Also finishes
+        any slot found EXPIRED or REJECTED without its follow-up (none should
+        exist, but a restart must converge whatever it finds).
+        """
+        out: list[Expiry] = []
+        for due in self.expired_slots(now_ms=now_ms) + self._stranded():
+            with self._tx() as c:
+                slot = load_slot(c, due.task_id, due.replica)
+                before = slot
+                if slot.state in (SlotState.CLAIMED, SlotState.GRANTED):
+                    if slot.deadline_ms is None or slot.deadline_ms >= now_ms:
+                        continue  # moved on since the query
+                    if slot.lease_id is not None:
+                        c.execute("UPDATE leases SET state = 'expired' WHERE lease_id = ?", (slot.lease_id,))
+                    slot = move(
+                        c,
+                        slot,
+                        SlotEvent.EXPIRE,
+                        now_ms,
+                        node=slot.node,
+                        lease_id=slot.lease_id,
+                        deadline_ms=slot.deadline_ms,
+                    )
+                if slot.state not in (SlotState.EXPIRED, SlotState.REJECTED):
+                    continue
+                task = load_task(c, slot.task_id)
+                after = follow_up(c, slot, task, task.state is not TaskState.OPEN, now_ms)
+                fail_if_exhausted(c, slot.task_id, now_ms)
+                out.append(Expiry(before=before, after=after))
+        return out
+
+    def _stranded(self) -> list[SlotRecord]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT * FROM slots WHERE state IN (?, ?)", (SlotState.EXPIRED.value, SlotState.REJECTED.value)
+            )
+            return [slot_from(r) for r in rows]
+
+    def abandon_task(self, task_id: str, *, now_ms: int) -> TaskRecord:
+        """Stop waiting for nodes on an open task: its waiting slots are cancelled (FAILED). The task
+        fails, unless a submitted result is still to be judged (then it stays open for that)."""
+        with self._tx() as c:
+            task = load_task(c, task_id)
+            if task.state is not TaskState.OPEN:
+                return task
+            for row in c.execute(
+                "SELECT * FROM slots WHERE task_id = ? AND state IN (?, ?)",
+                (task_id, SlotState.OFFERED.value, SlotState.CLAIMED.value),
+            ).fetchall():
+                slot = slot_from(row)
+                move(c, slot, SlotEvent.CANCEL, now_ms, node=slot.node, lease_id=None, deadline_ms=None)
+            busy = c.execute(
+                "SELECT 1 FROM slots WHERE task_id = ? AND state IN (?, ?)",
+                (task_id, SlotState.GRANTED.value, SlotState.SUBMITTED.value),
+            ).fetchone()
+            if not busy:
+                c.execute(
+                    "UPDATE tasks SET state = ?, updated_ms = ? WHERE task_id = ?",
+                    (TaskState.FAILED.value, now_ms, task_id),
+                )
+            return load_task(c, task_id)

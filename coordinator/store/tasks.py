@@ -1,0 +1,138 @@
+"""Tasks in the store: creating them with their slots, reading them and their payloads back.
+
+Owns: a task row and its payload (inline up to the store's `inline_limit`, in
+the blob folder beyond it, always checked against its digest on the way
+back), the task-level queries (a job's tasks, a stage's last activity and its
+untaken tasks), and `fail_if_exhausted`, the rule that an open task whose every
+slot FAILED fails.
+Must not: move a slot (`slots.py` applies slot events), record or judge
+results (`results.py`), or read the clock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from coordinator.store.connection import Database, fetch_one
+from coordinator.store.errors import NotFound, StoreError
+from coordinator.store.records import TaskRecord, TaskState, task_from
+from protocol import encoding
+from protocol.digests import payload_bytes, sha256_hex
+from protocol.state import SlotState
+from protocol.tasks import TaskKind, TaskPayload
+
+_PAYLOAD_ADAPTER: TypeAdapter[TaskPayload] = TypeAdapter(TaskPayload)
+
+
+def load_task(c: sqlite3.Connection, task_id: str) -> TaskRecord:
+    return fetch_one(c, task_from, "SELECT * FROM tasks WHERE task_id = ?", (task_id,), f"task {task_id!r}")
+
+
+def fail_if_exhausted(c: sqlite3.Connection, task_id: str, now_ms: int) -> None:
+    """An open task whose every slot FAILED can make no more progress."""
+    live = c.execute(
+        "SELECT COUNT(*) FROM slots WHERE task_id = ? AND state != ?", (task_id, SlotState.FAILED.value)
+    ).fetchone()[0]
+    if live == 0:
+        c.execute(
+            "UPDATE tasks SET state = 'failed', updated_ms = ? WHERE task_id = ? AND state = 'open'",
+            (now_ms, task_id),
+        )
+
+
+class TaskStore(Database):
+    def add_task(
+        self,
+        task_id: str,
+        job_id: str,
+        stage: str,
+        payload: TaskPayload,
+        *,
+        replicas: int,
+        max_attempts: int,
+        est_tokens: int = 0,
+        now_ms: int,
+    ) -> TaskRecord:
+        """Create a task with `replicas` slots, all OFFERED at attempt 0."""
+        if replicas < 1 or max_attempts < 1:
+            raise ValueError(f"replicas ({replicas}) and max_attempts ({max_attempts}) must be >= 1")
+        raw = payload_bytes(payload)
+        # Refuse now what could not be read back later (model_copy/model_construct skip validation).
+        _PAYLOAD_ADAPTER.validate_python(encoding.decode(raw, limit=len(raw), what="payload"))
+        digest = sha256_hex(raw)
+        inline: bytes | None = raw
+        if len(raw) > self._inline_limit:
+            # Blob first, row second: a committed row never points at a missing blob.
+            self.blobs.put(raw)
+            inline = None
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO tasks (task_id, job_id, stage, kind, payload_sha256, payload, est_tokens, max_attempts,"
+                " state, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
+                (task_id, job_id, stage, payload.kind.value, digest, inline, est_tokens, max_attempts, now_ms, now_ms),
+            )
+            c.executemany(
+                "INSERT INTO slots (task_id, replica, state, attempt, updated_ms) VALUES (?, ?, ?, 0, ?)",
+                [(task_id, i, SlotState.OFFERED.value, now_ms) for i in range(replicas)],
+            )
+        # What the row now holds (built rather than read back: one query less per task).
+        return TaskRecord(
+            task_id=task_id,
+            job_id=job_id,
+            stage=stage,
+            kind=TaskKind(payload.kind.value),
+            payload_sha256=digest,
+            est_tokens=est_tokens,
+            max_attempts=max_attempts,
+            state=TaskState.OPEN,
+            canonical_result_id=None,
+            created_ms=now_ms,
+            updated_ms=now_ms,
+        )
+
+    def task(self, task_id: str) -> TaskRecord:
+        with self._lock:
+            return load_task(self._conn, task_id)
+
+    def tasks(self, job_id: str, *, stage: str | None = None) -> list[TaskRecord]:
+        sql = "SELECT * FROM tasks WHERE job_id = ?" + (" AND stage = ?" if stage is not None else "")
+        args: tuple[Any, ...] = (job_id, stage) if stage is not None else (job_id,)
+        with self._lock:
+            return [task_from(r) for r in self._conn.execute(sql + " ORDER BY created_ms, task_id", args)]
+
+    def task_payload(self, task_id: str) -> TaskPayload:
+        """The task's payload, read back and checked against its digest."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT payload, payload_sha256 FROM tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"task {task_id!r}")
+        raw = row["payload"] if row["payload"] is not None else self.blobs.get(row["payload_sha256"])
+        if sha256_hex(raw) != row["payload_sha256"]:
+            raise StoreError(f"payload of task {task_id!r} does not match its digest")
+        return _PAYLOAD_ADAPTER.validate_python(encoding.decode(raw, limit=len(raw), what="stored payload"))
+
+    def stage_activity_ms(self, job_id: str, stage: str) -> int:
+        """When a slot of the stage last changed (claim, grant, submit, verdict, expiry); 0 if never."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MAX(s.updated_ms) FROM slots s JOIN tasks t ON t.task_id = s.task_id"
+                " WHERE t.job_id = ? AND t.stage = ?",
+                (job_id, stage),
+            ).fetchone()
+            return int(row[0] or 0)
+
+    def untaken_tasks(self, job_id: str, stage: str) -> list[str]:
+        """Open tasks of a stage waiting for a node that does not come: a slot OFFERED, none claimed or running."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT t.task_id FROM tasks t WHERE t.job_id = ? AND t.stage = ? AND t.state = 'open'"
+                " AND EXISTS (SELECT 1 FROM slots s WHERE s.task_id = t.task_id AND s.state = ?)"
+                " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.task_id = t.task_id AND s.state IN (?, ?))",
+                (job_id, stage, SlotState.OFFERED.value, SlotState.CLAIMED.value, SlotState.GRANTED.value),
+            )
+            return [str(r[0]) for r in rows]
