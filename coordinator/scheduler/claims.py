@@ -18,11 +18,12 @@ from coordinator.scheduler.config import (
     VALIDATION_SCAN_MS,
     SchedulerConfig,
 )
-from coordinator.scheduler.grants import allowed_models, decoding_for, grant_message
+from coordinator.scheduler.grants import allowed_models, decoding_for
 from coordinator.scheduler.nodes import Nodes
 from coordinator.scheduler.offers import Offers
 from coordinator.scheduler.view import Payloads
 from coordinator.store import NotFound, SlotRecord, Store, TaskRecord, TaskState
+from coordinator.store.slots import grant_for
 from coordinator.verify.reputation import NodeReputation, plan_replication
 from protocol.messages import Claim, Grant, Pull, Reject, RejectReason
 from protocol.state import SlotState, lease_deadline_ms
@@ -121,7 +122,7 @@ class Claims:
             now_ms=now_ms,
         )
         self.stats["grants"] += 1
-        return grant_message(lease, task, self.payloads.get(task.task_id))
+        return grant_for(lease, task, self.payloads.get(task.task_id))
 
     def _plan(self, task: TaskRecord, have: int, rep: NodeReputation | None, peer_id: str, now_ms: int) -> None:
         """Replicas for the task now that `peer_id` claimed it (BOINC-style adaptive replication)."""
@@ -153,7 +154,7 @@ class Claims:
                 and slot.lease_id is not None
                 and (slot.deadline_ms is None or slot.deadline_ms > now_ms)
             ):
-                return grant_message(self.store.lease(slot.lease_id), task, self.payloads.get(task.task_id))
+                return grant_for(self.store.lease(slot.lease_id), task, self.payloads.get(task.task_id))
         return None
 
     def _another_serves(self, peer_id: str, task: TaskRecord, now_ms: int) -> bool:

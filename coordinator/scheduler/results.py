@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable
 
 from coordinator.scheduler.effects import Applied, Effects
-from coordinator.scheduler.grants import allowed_models, grant_message
+from coordinator.scheduler.grants import allowed_models
 from coordinator.scheduler.view import Payloads
 from coordinator.store import Store
+from coordinator.store.slots import grant_for
 from coordinator.verify.checks import check_result
 from protocol.envelope import Opened
 from protocol.messages import Result, Verdict
@@ -38,7 +39,7 @@ def record_result(
     failures = check_result(
         result,
         signer_peer_id=opened.sender_peer_id,
-        grant=grant_message(lease, task, payloads.get(task.task_id)),
+        grant=grant_for(lease, task, payloads.get(task.task_id)),
         allowed_models=allowed_models(store, payloads, task),
         now_ms=now_ms,
     )

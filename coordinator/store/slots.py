@@ -32,7 +32,7 @@ from coordinator.store.records import (
 from coordinator.store.tasks import TaskStore, fail_if_exhausted, load_task
 from protocol.messages import Grant
 from protocol.state import SlotEvent, SlotState, after_failure, next_state
-from protocol.tasks import DecodingParams, TaskKind
+from protocol.tasks import DecodingParams, TaskKind, TaskPayload
 
 
 def load_slot(c: sqlite3.Connection, task_id: str, replica: int) -> SlotRecord:
@@ -93,6 +93,21 @@ def follow_up(c: sqlite3.Connection, slot: SlotRecord, task: TaskRecord, closing
     if event is SlotEvent.RETRY:
         return move(c, slot, event, now_ms, node=None, lease_id=None, deadline_ms=None, attempt=slot.attempt + 1)
     return move(c, slot, event, now_ms, node=slot.node, lease_id=slot.lease_id, deadline_ms=None)
+
+
+def grant_for(lease: LeaseRecord, task: TaskRecord, payload: TaskPayload) -> Grant:
+    """The Grant a lease was sent with, from the lease, its task and the task's payload."""
+    return Grant(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        lease_id=lease.lease_id,
+        attempt=lease.attempt,
+        node_peer_id=lease.node,
+        payload=payload,
+        decoding=lease.decoding,
+        model_sha256=lease.model_sha256,
+        lease_deadline_ms=lease.deadline_ms,
+    )
 
 
 class SlotStore(TaskStore):
@@ -222,17 +237,7 @@ class SlotStore(TaskStore):
         """The Grant as it was sent for `lease_id` (rebuilt from the lease and the task)."""
         lease = self.lease(lease_id)
         task = self.task(lease.task_id)
-        return Grant(
-            task_id=task.task_id,
-            job_id=task.job_id,
-            lease_id=lease.lease_id,
-            attempt=lease.attempt,
-            node_peer_id=lease.node,
-            payload=self.task_payload(task.task_id),
-            decoding=lease.decoding,
-            model_sha256=lease.model_sha256,
-            lease_deadline_ms=lease.deadline_ms,
-        )
+        return grant_for(lease, task, self.task_payload(task.task_id))
 
     def expired_slots(self, *, now_ms: int) -> list[SlotRecord]:
         """Slots whose claim or lease deadline passed before `now_ms`."""
