@@ -1,4 +1,4 @@
-"""The task and lease state rules, shared by the coordinator and the tests.
+"""The replica, task and lease state rules, shared by the coordinator and the tests.
 
 Theory of operation
 -------------------
@@ -24,14 +24,37 @@ A result that arrives for an EXPIRED slot ("late") is still verified, via the
 `late_submit` event, but the slot only counts once: if the slot was already
 re-offered, the late result is recorded and not double-counted.
 
+A *task* is OPEN until a canonical result is accepted (DONE) or it can make no
+more progress (FAILED):
+
+    OPEN --settle--> DONE
+    OPEN --exhaust--> FAILED     (every replica FAILED)
+    OPEN --abandon--> FAILED     (no node may take it, nothing left to judge)
+
+A *lease* is the grant one replica runs under. It follows its replica's events:
+
+    LIVE --submit--> SUBMITTED
+    LIVE --expire--> EXPIRED --late_submit--> SUBMITTED
+
+Where a result stands against the lease's deadline is time, not state: before the
+deadline the lease is LIVE; after it the lease is EXPIRED, and a late result is
+still verified until `LATE_GRACE_MS` past the deadline (`past_grace`).
+
+The job's states (coordinator-only) have their table in `coordinator/job_states.py`.
+
 Times are integer unix milliseconds passed in by the caller.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TypeVar
 
 from protocol.errors import IllegalTransition
+
+St = TypeVar("St", bound=StrEnum)
+Ev = TypeVar("Ev", bound=StrEnum)
 
 
 class SlotState(StrEnum):
@@ -82,12 +105,66 @@ TRANSITIONS: dict[tuple[SlotState, SlotEvent], SlotState] = {
 TERMINAL = frozenset({S.VERIFIED, S.FAILED})
 
 
-def next_state(state: SlotState, event: SlotEvent) -> SlotState:
-    """The state after `event`, or IllegalTransition naming both."""
+class TaskState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    """A canonical result was accepted: never offered or claimed again."""
+    FAILED = "failed"
+    """Every slot gave up without an accepted result, or the task was abandoned."""
+
+
+class TaskEvent(StrEnum):
+    SETTLE = "settle"
+    """A canonical result was accepted."""
+    EXHAUST = "exhaust"
+    """Every slot is FAILED."""
+    ABANDON = "abandon"
+    """No node may take it and no submitted result is left to judge."""
+
+
+TASK_TRANSITIONS: dict[tuple[TaskState, TaskEvent], TaskState] = {
+    (TaskState.OPEN, TaskEvent.SETTLE): TaskState.DONE,
+    (TaskState.OPEN, TaskEvent.EXHAUST): TaskState.FAILED,
+    (TaskState.OPEN, TaskEvent.ABANDON): TaskState.FAILED,
+}
+
+
+class LeaseState(StrEnum):
+    LIVE = "live"
+    """Granted, no result yet, deadline not passed."""
+    SUBMITTED = "submitted"
+    """Its result was recorded (on time, or late within the grace)."""
+    EXPIRED = "expired"
+    """The deadline passed without a result; a late result is still verified within `LATE_GRACE_MS`."""
+
+
+LEASE_TRANSITIONS: dict[tuple[LeaseState, SlotEvent], LeaseState] = {
+    (LeaseState.LIVE, E.SUBMIT): LeaseState.SUBMITTED,
+    (LeaseState.LIVE, E.EXPIRE): LeaseState.EXPIRED,
+    (LeaseState.EXPIRED, E.LATE_SUBMIT): LeaseState.SUBMITTED,
+}
+
+
+def _step(table: Mapping[tuple[St, Ev], St], state: St, event: Ev, machine: str) -> St:
     try:
-        return TRANSITIONS[(state, event)]
+        return table[(state, event)]
     except KeyError:
-        raise IllegalTransition(state.value, event.value) from None
+        raise IllegalTransition(state.value, event.value, machine=machine) from None
+
+
+def next_state(state: SlotState, event: SlotEvent) -> SlotState:
+    """The slot's state after `event`, or IllegalTransition naming both."""
+    return _step(TRANSITIONS, state, event, "slot")
+
+
+def next_task_state(state: TaskState, event: TaskEvent) -> TaskState:
+    """The task's state after `event`, or IllegalTransition naming both."""
+    return _step(TASK_TRANSITIONS, state, event, "task")
+
+
+def next_lease_state(state: LeaseState, event: SlotEvent) -> LeaseState:
+    """The lease's state after its slot's `event`, or IllegalTransition naming both."""
+    return _step(LEASE_TRANSITIONS, state, event, "lease")
 
 
 # --- leases -----------------------------------------------------------------
@@ -109,19 +186,10 @@ def lease_deadline_ms(now_ms: int, est_tokens: int, tok_s: float, *, min_ms: int
     return now_ms + max(min_ms, expected_ms)
 
 
-class LeaseStatus(StrEnum):
-    LIVE = "live"
-    LATE = "late"
-    """Expired, but a result is still verified (within LATE_GRACE_MS)."""
-    DEAD = "dead"
-
-
-def lease_status(deadline_ms: int, now_ms: int, *, grace_ms: int = LATE_GRACE_MS) -> LeaseStatus:
-    if now_ms <= deadline_ms:
-        return LeaseStatus.LIVE
-    if now_ms <= deadline_ms + grace_ms:
-        return LeaseStatus.LATE
-    return LeaseStatus.DEAD
+def past_grace(deadline_ms: int, now_ms: int, *, grace_ms: int = LATE_GRACE_MS) -> bool:
+    """Whether a result arriving at `now_ms` is too late to verify: its lease EXPIRED more than
+    `grace_ms` ago (before the deadline the lease is LIVE; within the grace a result is late but verified)."""
+    return now_ms > deadline_ms + grace_ms
 
 
 def after_failure(attempt: int, max_attempts: int) -> SlotEvent:

@@ -20,11 +20,11 @@ from coordinator.store.records import (
     Settled,
     SlotRecord,
     TaskRecord,
-    TaskState,
     VerdictRecord,
 )
 from coordinator.store.schema import LATEST_VERSION, SchemaTooNew, migrate
 from protocol.digests import payload_sha256
+from protocol.state import TaskState
 
 __all__ = [
     "LATEST_VERSION",

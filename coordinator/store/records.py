@@ -2,7 +2,7 @@
 
 Owns: the record dataclasses (snapshots of a job, task, slot, lease, result,
 verdict or row), the values of the store's operations (`Recorded`,
-`Judgement`, `NewRow`, `Expiry`, `Settled`), `TaskState`, and the row mappers:
+`Judgement`, `NewRow`, `Expiry`, `Settled`), and the row mappers:
 each record is built from a `SELECT *` row by `row_mapper`, which reads the
 column named like each field and converts the few that are not stored as they
 are (JSON, enums, flags).
@@ -15,27 +15,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator.verify.reputation import NodeReputation
 from protocol import encoding
 from protocol.messages import Verdict
-from protocol.state import SlotState
+from protocol.state import LeaseState, SlotState, TaskState
 from protocol.tasks import DecodingParams, JsonObject, TaskKind
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 R = TypeVar("R", bound="DataclassInstance")
-
-
-class TaskState(StrEnum):
-    OPEN = "open"
-    DONE = "done"
-    """A canonical result was accepted: never offered or claimed again."""
-    FAILED = "failed"
-    """Every slot gave up without an accepted result."""
 
 
 # --- records (immutable snapshots handed to callers) ---------------------------
@@ -89,8 +80,7 @@ class LeaseRecord:
     decoding: DecodingParams | None
     granted_ms: int
     deadline_ms: int
-    state: str
-    """live | submitted | expired"""
+    state: LeaseState
 
 
 @dataclass(frozen=True)
@@ -219,7 +209,7 @@ def _models(raw: str) -> frozenset[str]:
 job_from = row_mapper(JobRecord, spec=json.loads, allowed_models=_models)
 task_from = row_mapper(TaskRecord, columns={"canonical_result_id": "canonical_result"}, kind=TaskKind, state=TaskState)
 slot_from = row_mapper(SlotRecord, state=SlotState)
-lease_from = row_mapper(LeaseRecord, decoding=decoding_from)
+lease_from = row_mapper(LeaseRecord, decoding=decoding_from, state=LeaseState)
 result_from = row_mapper(ResultRecord, envelope=bytes, counted=bool)
 verdict_from = row_mapper(VerdictRecord, verdict=Verdict)
 row_from = row_mapper(RowRecord, data=json.loads)

@@ -28,20 +28,19 @@ from coordinator.store.records import (
     Settled,
     SlotRecord,
     TaskRecord,
-    TaskState,
     VerdictRecord,
     result_from,
     row_from,
     verdict_from,
 )
-from coordinator.store.slots import follow_up, load_lease, load_slot, move
+from coordinator.store.slots import follow_up, load_lease, load_slot, move, move_lease
 from coordinator.store.tasks import fail_if_exhausted, load_task
 from coordinator.verify.reputation import NodeReputation
 from protocol import encoding
 from protocol.digests import body_sha256, row_sha256
 from protocol.envelope import Opened, max_envelope_size, open_envelope
 from protocol.messages import MessageKind, Result, Verdict
-from protocol.state import SlotEvent, SlotState
+from protocol.state import LeaseState, SlotEvent, SlotState, TaskEvent, TaskState, next_task_state
 
 _RESULT_ENVELOPE_LIMIT = max_envelope_size({MessageKind.RESULT})
 
@@ -63,8 +62,8 @@ def complete(c: sqlite3.Connection, task: TaskRecord, result_id: int, rows: Sequ
     if task.state is TaskState.DONE:
         return  # repeated settle: rows were stored the first time
     c.execute(
-        "UPDATE tasks SET state = 'done', canonical_result = ?, updated_ms = ? WHERE task_id = ?",
-        (result_id, now_ms, task.task_id),
+        "UPDATE tasks SET state = ?, canonical_result = ?, updated_ms = ? WHERE task_id = ?",
+        (next_task_state(task.state, TaskEvent.SETTLE).value, result_id, now_ms, task.task_id),
     )
     c.executemany(
         "INSERT INTO rows (job_id, task_id, result_id, idx, data, evidence, row_sha256, accepted_ms)"
@@ -117,15 +116,15 @@ class ResultStore(Database):
                 and result.job_id == task.job_id
                 and result.attempt == lease.attempt
                 and (
-                    (slot.state is SlotState.GRANTED and lease.state == "live")
-                    or (slot.state is SlotState.EXPIRED and lease.state == "expired")
+                    (slot.state is SlotState.GRANTED and lease.state is LeaseState.LIVE)
+                    or (slot.state is SlotState.EXPIRED and lease.state is LeaseState.EXPIRED)
                 )
             )
             moved: SlotRecord | None = None
             if fills:
                 event = SlotEvent.SUBMIT if slot.state is SlotState.GRANTED else SlotEvent.LATE_SUBMIT
                 moved = move(c, slot, event, now_ms, node=slot.node, lease_id=slot.lease_id, deadline_ms=None)
-                c.execute("UPDATE leases SET state = 'submitted' WHERE lease_id = ?", (lease.lease_id,))
+                move_lease(c, lease, event)
             cur = c.execute(
                 "INSERT INTO results (result_sha256, task_id, lease_id, replica, attempt, node, envelope, counted,"
                 " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -234,7 +233,8 @@ class ResultStore(Database):
             rows = self._conn.execute(
                 "SELECT DISTINCT r.task_id FROM results r JOIN tasks t ON t.task_id = r.task_id"
                 " LEFT JOIN verdicts v ON v.result_id = r.result_id"
-                " WHERE t.state = 'open' AND r.counted = 1 AND v.result_id IS NULL ORDER BY r.task_id"
+                " WHERE t.state = ? AND r.counted = 1 AND v.result_id IS NULL ORDER BY r.task_id",
+                (TaskState.OPEN.value,),
             )
             return [str(r[0]) for r in rows]
 

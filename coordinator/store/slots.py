@@ -23,7 +23,6 @@ from coordinator.store.records import (
     LeaseRecord,
     SlotRecord,
     TaskRecord,
-    TaskState,
     decoding_bytes,
     decoding_from,
     lease_from,
@@ -31,7 +30,17 @@ from coordinator.store.records import (
 )
 from coordinator.store.tasks import TaskStore, fail_if_exhausted, load_task
 from protocol.messages import Grant
-from protocol.state import SlotEvent, SlotState, after_failure, next_state
+from protocol.state import (
+    LeaseState,
+    SlotEvent,
+    SlotState,
+    TaskEvent,
+    TaskState,
+    after_failure,
+    next_lease_state,
+    next_state,
+    next_task_state,
+)
 from protocol.tasks import DecodingParams, TaskKind, TaskPayload
 
 
@@ -87,6 +96,15 @@ def move(
     )
 
 
+def move_lease(c: sqlite3.Connection, lease: LeaseRecord, event: SlotEvent) -> LeaseState:
+    """Apply the slot's `event` to the lease it runs under; IllegalTransition aborts the transaction."""
+    new = next_lease_state(lease.state, event)
+    c.execute(
+        "UPDATE leases SET state = ? WHERE lease_id = ? AND state = ?", (new.value, lease.lease_id, lease.state.value)
+    )
+    return new
+
+
 def follow_up(c: sqlite3.Connection, slot: SlotRecord, task: TaskRecord, closing: bool, now_ms: int) -> SlotRecord:
     """EXPIRED/REJECTED -> OFFERED at the next attempt, or FAILED."""
     event = SlotEvent.GIVE_UP if closing else after_failure(slot.attempt, task.max_attempts)
@@ -136,8 +154,8 @@ class SlotStore(TaskStore):
 
     def offered_slots(self, *, limit: int = 100, kinds: Iterable[TaskKind] | None = None) -> list[SlotRecord]:
         """Slots waiting for a claim, oldest first, of tasks that are still open."""
-        sql = "SELECT s.* FROM slots s JOIN tasks t ON t.task_id = s.task_id WHERE s.state = ? AND t.state = 'open'"
-        args: list[Any] = [SlotState.OFFERED.value]
+        sql = "SELECT s.* FROM slots s JOIN tasks t ON t.task_id = s.task_id WHERE s.state = ? AND t.state = ?"
+        args: list[Any] = [SlotState.OFFERED.value, TaskState.OPEN.value]
         if kinds is not None:
             ks = [k.value for k in kinds]
             sql += f" AND t.kind IN ({','.join('?' * len(ks))})"
@@ -203,7 +221,7 @@ class SlotStore(TaskStore):
             raw_decoding = decoding_bytes(decoding)
             c.execute(
                 "INSERT INTO leases (lease_id, task_id, replica, attempt, node, model_sha256, decoding, granted_ms,"
-                " deadline_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'live')",
+                " deadline_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     lease_id,
                     task_id,
@@ -214,6 +232,7 @@ class SlotStore(TaskStore):
                     raw_decoding,
                     now_ms,
                     deadline_ms,
+                    LeaseState.LIVE.value,
                 ),
             )
             return LeaseRecord(
@@ -226,7 +245,7 @@ class SlotStore(TaskStore):
                 decoding=decoding_from(raw_decoding),  # as `lease()` would read it back
                 granted_ms=now_ms,
                 deadline_ms=deadline_ms,
-                state="live",
+                state=LeaseState.LIVE,
             )
 
     def lease(self, lease_id: str) -> LeaseRecord:
@@ -267,7 +286,7 @@ class SlotStore(TaskStore):
                     if slot.deadline_ms is None or slot.deadline_ms >= now_ms:
                         continue  # moved on since the query
                     if slot.lease_id is not None:
-                        c.execute("UPDATE leases SET state = 'expired' WHERE lease_id = ?", (slot.lease_id,))
+                        move_lease(c, load_lease(c, slot.lease_id), SlotEvent.EXPIRE)
                     slot = move(
                         c,
                         slot,
@@ -312,6 +331,6 @@ class SlotStore(TaskStore):
             if not busy:
                 c.execute(
                     "UPDATE tasks SET state = ?, updated_ms = ? WHERE task_id = ?",
-                    (TaskState.FAILED.value, now_ms, task_id),
+                    (next_task_state(task.state, TaskEvent.ABANDON).value, now_ms, task_id),
                 )
             return load_task(c, task_id)

@@ -80,6 +80,7 @@ def attachable(live: LiveApi, job_id: str, text: str, rows: int, *, tasks: int, 
 def finish(live: LiveApi, job_id: str, out: Path) -> None:
     """Compile a real signed dataset into the job's directory and mark it done."""
     live.call(compile_into, out, 4)
+    live.call(live.coordinator.store.set_job_state, job_id, "compiling", now_ms=now_ms())
     live.call(live.coordinator.store.set_job_state, job_id, "done", now_ms=now_ms())
 
 

@@ -20,6 +20,7 @@ from coordinator.service import ACTIVE
 from network import now_ms
 from protocol.tasks import TaskKind
 from tests.api.support import Served, api_server, budget_spent_job
+from tests.coordinator.factories import leave_job_state
 
 RUN_S = 30
 
@@ -87,7 +88,7 @@ async def test_a_restart_after_compile_decides_partial_from_the_store(tmp_path: 
         await s.call(budget_spent_job, s.coordinator, "short", rows=2, accepted=1, out_dir=out)
         assert (await run_resumed(s, "short")).state == "partial"
         reason = (await s.call(s.coordinator.store.job, "short")).spec["partial"]
-        await s.call(s.coordinator.store.set_job_state, "short", "compiling", now_ms=now_ms())
+        await s.call(leave_job_state, s.coordinator.store, "short", "compiling")
     manifest = (out / "manifest.json").read_bytes()
 
     async with api_server(coord_dir) as s:  # the restart resumes the compiling job
@@ -97,7 +98,7 @@ async def test_a_restart_after_compile_decides_partial_from_the_store(tmp_path: 
         assert (await s.call(s.coordinator.store.job, "short")).spec["partial"] == reason
         # As if an older coordinator had compiled it without recording a reason: the row count decides.
         await s.call(s.coordinator.store.update_job_spec, "short", {"partial": ""}, now_ms=now_ms())
-        await s.call(s.coordinator.store.set_job_state, "short", "compiling", now_ms=now_ms())
+        await s.call(leave_job_state, s.coordinator.store, "short", "compiling")
 
     async with api_server(coord_dir) as s:
         with trio.fail_after(RUN_S):

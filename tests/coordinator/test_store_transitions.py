@@ -345,3 +345,17 @@ def test_expire_due_converges_stranded_slots(tmp_path: Path) -> None:
     [expiry] = store.expire_due(now_ms=T0 + 2_000)
     assert expiry.before.state is SlotState.EXPIRED
     assert (expiry.after.state, expiry.after.attempt) == (SlotState.OFFERED, 1)
+
+
+def test_a_job_moves_only_as_its_state_table_allows(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    store.create_job("j", {"topic": "t"}, now_ms=T0)
+    for state in ("running", "waiting_for_nodes", "running", "compiling", "partial"):
+        store.set_job_state("j", state, now_ms=T0)
+    with pytest.raises(IllegalTransition) as info:
+        store.set_job_state("j", "running", now_ms=T0 + 1)
+    assert (info.value.machine, info.value.state, info.value.event) == ("job", "partial", "running")
+    assert store.job("j").state == "partial" and store.job("j").updated_ms == T0
+    assert not store.cancel_job("j", now_ms=T0)
+    with pytest.raises(NotFound):
+        store.set_job_state("nope", "running", now_ms=T0)

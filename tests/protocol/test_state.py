@@ -7,16 +7,22 @@ import pytest
 from protocol.errors import IllegalTransition
 from protocol.state import (
     LATE_GRACE_MS,
+    LEASE_TRANSITIONS,
     MIN_LEASE_MS,
+    TASK_TRANSITIONS,
     TERMINAL,
     TRANSITIONS,
-    LeaseStatus,
+    LeaseState,
     SlotEvent,
     SlotState,
+    TaskEvent,
+    TaskState,
     after_failure,
     lease_deadline_ms,
-    lease_status,
+    next_lease_state,
     next_state,
+    next_task_state,
+    past_grace,
 )
 
 
@@ -77,10 +83,30 @@ def test_lease_deadline_scales_with_size_and_speed() -> None:
     assert lease_deadline_ms(0, 10_000, 0.0) == slow  # unknown speed is treated as the slowest accepted
 
 
-def test_lease_status_live_late_dead() -> None:
-    assert lease_status(1000, 1000) is LeaseStatus.LIVE
-    assert lease_status(1000, 1001) is LeaseStatus.LATE
-    assert lease_status(1000, 1000 + LATE_GRACE_MS + 1) is LeaseStatus.DEAD
+def test_a_result_is_verified_until_the_grace_after_the_deadline() -> None:
+    assert not past_grace(1000, 1000)  # LIVE
+    assert not past_grace(1000, 1000 + LATE_GRACE_MS)  # EXPIRED, late but verified
+    assert past_grace(1000, 1000 + LATE_GRACE_MS + 1)
+
+
+def test_a_lease_follows_its_slot_and_names_illegal_events() -> None:
+    assert next_lease_state(LeaseState.LIVE, SlotEvent.SUBMIT) is LeaseState.SUBMITTED
+    assert next_lease_state(next_lease_state(LeaseState.LIVE, SlotEvent.EXPIRE), SlotEvent.LATE_SUBMIT) is (
+        LeaseState.SUBMITTED
+    )
+    with pytest.raises(IllegalTransition) as info:
+        next_lease_state(LeaseState.SUBMITTED, SlotEvent.EXPIRE)
+    assert (info.value.machine, info.value.state, info.value.event) == ("lease", "submitted", "expire")
+    assert {dst for dst in LEASE_TRANSITIONS.values()} | {LeaseState.LIVE} == set(LeaseState)
+
+
+def test_a_task_leaves_open_once() -> None:
+    assert next_task_state(TaskState.OPEN, TaskEvent.SETTLE) is TaskState.DONE
+    assert next_task_state(TaskState.OPEN, TaskEvent.EXHAUST) is TaskState.FAILED
+    for event in TaskEvent:
+        with pytest.raises(IllegalTransition, match=f"{event.value}.*task state 'done'"):
+            next_task_state(TaskState.DONE, event)
+    assert {src for src, _ in TASK_TRANSITIONS} == {TaskState.OPEN}
 
 
 def test_retry_until_attempts_exhausted() -> None:
