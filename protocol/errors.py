@@ -107,7 +107,7 @@ class KeyFileError(ProtocolError):
 
 class IllegalTransition(ProtocolError):
     """An event that a state table (`protocol.state`, `coordinator.job_states`) does not allow in the
-    current state; `machine` names the table (slot, task, lease, job)."""
+    current state; `machine` names the table (replica, task, lease, job)."""
 
     def __init__(self, state: str, event: str, *, machine: str = "task") -> None:
         super().__init__(f"event {event!r} is not allowed in {machine} state {state!r}")

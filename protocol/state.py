@@ -4,11 +4,12 @@ Theory of operation
 -------------------
 Rule 1: everything that decides a state transition lives in this file.
 Rule 2: the rules do not know who applies them; the coordinator's store calls
-        `next_state` inside the transaction that records the event, and tests
+        `next_replica_state` inside the transaction that records the event, and tests
         use the same table.
 
-A *slot* is one replica of a task (a task replicated r times has r slots).
-Each slot goes through:
+A *replica* is one run of a task (a task replicated r times has r replicas;
+the store's table of them is still called `slots`, which elsewhere means a
+node's capacity: free_slots, the node's `slots` setting). Each replica goes through:
 
     OFFERED --claim--> CLAIMED --grant--> GRANTED --submit--> SUBMITTED
        ^                  |                  |                   |
@@ -20,8 +21,8 @@ Each slot goes through:
     OFFERED/CLAIMED --cancel--> FAILED       (the job no longer needs the task: done,
                                               cancelled, or no node may take it)
 
-A result that arrives for an EXPIRED slot ("late") is still verified, via the
-`late_submit` event, but the slot only counts once: if the slot was already
+A result that arrives for an EXPIRED replica ("late") is still verified, via the
+`late_submit` event, but the replica only counts once: if it was already
 re-offered, the late result is recorded and not double-counted.
 
 A *task* is OPEN until a canonical result is accepted (DONE) or it can make no
@@ -57,7 +58,7 @@ St = TypeVar("St", bound=StrEnum)
 Ev = TypeVar("Ev", bound=StrEnum)
 
 
-class SlotState(StrEnum):
+class ReplicaState(StrEnum):
     OFFERED = "offered"
     CLAIMED = "claimed"
     GRANTED = "granted"
@@ -68,7 +69,7 @@ class SlotState(StrEnum):
     FAILED = "failed"
 
 
-class SlotEvent(StrEnum):
+class ReplicaEvent(StrEnum):
     CLAIM = "claim"
     DENY = "deny"
     GRANT = "grant"
@@ -82,9 +83,9 @@ class SlotEvent(StrEnum):
     CANCEL = "cancel"
 
 
-S, E = SlotState, SlotEvent
+S, E = ReplicaState, ReplicaEvent
 
-TRANSITIONS: dict[tuple[SlotState, SlotEvent], SlotState] = {
+REPLICA_TRANSITIONS: dict[tuple[ReplicaState, ReplicaEvent], ReplicaState] = {
     (S.OFFERED, E.CLAIM): S.CLAIMED,
     (S.CLAIMED, E.DENY): S.OFFERED,
     (S.CLAIMED, E.GRANT): S.GRANTED,
@@ -110,14 +111,14 @@ class TaskState(StrEnum):
     DONE = "done"
     """A canonical result was accepted: never offered or claimed again."""
     FAILED = "failed"
-    """Every slot gave up without an accepted result, or the task was abandoned."""
+    """Every replica gave up without an accepted result, or the task was abandoned."""
 
 
 class TaskEvent(StrEnum):
     SETTLE = "settle"
     """A canonical result was accepted."""
     EXHAUST = "exhaust"
-    """Every slot is FAILED."""
+    """Every replica is FAILED."""
     ABANDON = "abandon"
     """No node may take it and no submitted result is left to judge."""
 
@@ -138,7 +139,7 @@ class LeaseState(StrEnum):
     """The deadline passed without a result; a late result is still verified within `LATE_GRACE_MS`."""
 
 
-LEASE_TRANSITIONS: dict[tuple[LeaseState, SlotEvent], LeaseState] = {
+LEASE_TRANSITIONS: dict[tuple[LeaseState, ReplicaEvent], LeaseState] = {
     (LeaseState.LIVE, E.SUBMIT): LeaseState.SUBMITTED,
     (LeaseState.LIVE, E.EXPIRE): LeaseState.EXPIRED,
     (LeaseState.EXPIRED, E.LATE_SUBMIT): LeaseState.SUBMITTED,
@@ -152,9 +153,9 @@ def _step(table: Mapping[tuple[St, Ev], St], state: St, event: Ev, machine: str)
         raise IllegalTransition(state.value, event.value, machine=machine) from None
 
 
-def next_state(state: SlotState, event: SlotEvent) -> SlotState:
-    """The slot's state after `event`, or IllegalTransition naming both."""
-    return _step(TRANSITIONS, state, event, "slot")
+def next_replica_state(state: ReplicaState, event: ReplicaEvent) -> ReplicaState:
+    """The replica's state after `event`, or IllegalTransition naming both."""
+    return _step(REPLICA_TRANSITIONS, state, event, "replica")
 
 
 def next_task_state(state: TaskState, event: TaskEvent) -> TaskState:
@@ -162,8 +163,8 @@ def next_task_state(state: TaskState, event: TaskEvent) -> TaskState:
     return _step(TASK_TRANSITIONS, state, event, "task")
 
 
-def next_lease_state(state: LeaseState, event: SlotEvent) -> LeaseState:
-    """The lease's state after its slot's `event`, or IllegalTransition naming both."""
+def next_lease_state(state: LeaseState, event: ReplicaEvent) -> LeaseState:
+    """The lease's state after its replica's `event`, or IllegalTransition naming both."""
     return _step(LEASE_TRANSITIONS, state, event, "lease")
 
 
@@ -192,6 +193,6 @@ def past_grace(deadline_ms: int, now_ms: int, *, grace_ms: int = LATE_GRACE_MS) 
     return now_ms > deadline_ms + grace_ms
 
 
-def after_failure(attempt: int, max_attempts: int) -> SlotEvent:
-    """What follows an expired or rejected slot: another attempt, or giving up."""
-    return SlotEvent.RETRY if attempt + 1 < max_attempts else SlotEvent.GIVE_UP
+def after_failure(attempt: int, max_attempts: int) -> ReplicaEvent:
+    """What follows an expired or rejected replica: another attempt, or giving up."""
+    return ReplicaEvent.RETRY if attempt + 1 < max_attempts else ReplicaEvent.GIVE_UP

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from coordinator.verify.reputation import NodeReputation
 from protocol import encoding
 from protocol.messages import Verdict
-from protocol.state import LeaseState, SlotState, TaskState
+from protocol.state import LeaseState, ReplicaState, TaskState
 from protocol.tasks import DecodingParams, JsonObject, TaskKind
 
 if TYPE_CHECKING:
@@ -58,10 +58,10 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
-class SlotRecord:
+class ReplicaRecord:
     task_id: str
     replica: int
-    state: SlotState
+    state: ReplicaState
     attempt: int
     node: str | None
     lease_id: str | None
@@ -130,7 +130,7 @@ class Recorded:
     result: ResultRecord
     duplicate: bool
     """The same Result body was already recorded; nothing changed."""
-    slot: SlotRecord | None
+    replica: ReplicaRecord | None
     """The slot after SUBMIT / LATE_SUBMIT, or None if the result did not fill a slot."""
 
 
@@ -159,17 +159,17 @@ class NewRow:
 class Expiry:
     """One slot handled by `expire_due`."""
 
-    before: SlotRecord
+    before: ReplicaRecord
     """As it was: CLAIMED or GRANTED past its deadline, with the node that let it lapse."""
-    after: SlotRecord
+    after: ReplicaRecord
     """OFFERED at the next attempt, or FAILED."""
 
 
 @dataclass(frozen=True)
 class Settled:
     task: TaskRecord
-    reoffered: list[SlotRecord]
-    failed: list[SlotRecord]
+    reoffered: list[ReplicaRecord]
+    failed: list[ReplicaRecord]
 
 
 # --- rows -> records ------------------------------------------------------------
@@ -208,7 +208,7 @@ def _models(raw: str) -> frozenset[str]:
 
 job_from = row_mapper(JobRecord, spec=json.loads, allowed_models=_models)
 task_from = row_mapper(TaskRecord, columns={"canonical_result_id": "canonical_result"}, kind=TaskKind, state=TaskState)
-slot_from = row_mapper(SlotRecord, state=SlotState)
+replica_from = row_mapper(ReplicaRecord, state=ReplicaState)
 lease_from = row_mapper(LeaseRecord, decoding=decoding_from, state=LeaseState)
 result_from = row_mapper(ResultRecord, envelope=bytes, counted=bool)
 verdict_from = row_mapper(VerdictRecord, verdict=Verdict)

@@ -21,7 +21,7 @@ from coordinator.store.errors import NotFound, StoreError
 from coordinator.store.records import TaskRecord, task_from
 from protocol import encoding
 from protocol.digests import payload_bytes, sha256_hex
-from protocol.state import SlotState, TaskEvent, TaskState, next_task_state
+from protocol.state import ReplicaState, TaskEvent, TaskState, next_task_state
 from protocol.tasks import TaskKind, TaskPayload
 
 _PAYLOAD_ADAPTER: TypeAdapter[TaskPayload] = TypeAdapter(TaskPayload)
@@ -34,7 +34,7 @@ def load_task(c: sqlite3.Connection, task_id: str) -> TaskRecord:
 def fail_if_exhausted(c: sqlite3.Connection, task_id: str, now_ms: int) -> None:
     """An open task whose every slot FAILED can make no more progress."""
     live = c.execute(
-        "SELECT COUNT(*) FROM slots WHERE task_id = ? AND state != ?", (task_id, SlotState.FAILED.value)
+        "SELECT COUNT(*) FROM slots WHERE task_id = ? AND state != ?", (task_id, ReplicaState.FAILED.value)
     ).fetchone()[0]
     if live == 0:
         c.execute(
@@ -88,7 +88,7 @@ class TaskStore(Database):
             )
             c.executemany(
                 "INSERT INTO slots (task_id, replica, state, attempt, updated_ms) VALUES (?, ?, ?, 0, ?)",
-                [(task_id, i, SlotState.OFFERED.value, now_ms) for i in range(replicas)],
+                [(task_id, i, ReplicaState.OFFERED.value, now_ms) for i in range(replicas)],
             )
         # What the row now holds (built rather than read back: one query less per task).
         return TaskRecord(
@@ -149,9 +149,9 @@ class TaskStore(Database):
                     job_id,
                     stage,
                     TaskState.OPEN.value,
-                    SlotState.OFFERED.value,
-                    SlotState.CLAIMED.value,
-                    SlotState.GRANTED.value,
+                    ReplicaState.OFFERED.value,
+                    ReplicaState.CLAIMED.value,
+                    ReplicaState.GRANTED.value,
                 ),
             )
             return [str(r[0]) for r in rows]
