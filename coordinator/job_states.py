@@ -28,7 +28,7 @@ run and verified (coordinator/pipeline/waiting.py). The stall clock does not run
 COMPILING = "compiling"
 DONE = "done"
 PARTIAL = "partial"
-"""Final: compiled with fewer rows than asked (the job's spec document says why under "partial")."""
+"""Final: compiled with fewer rows than asked (the job's job document says why under "partial")."""
 FAILED = "failed"
 CANCELLED = "cancelled"
 

@@ -1,6 +1,6 @@
 """Jobs and their stages in the store.
 
-Owns: creating a job, its spec document and state (including the atomic
+Owns: creating a job, its job document and state (including the atomic
 cancel), and the stages of a job with their states.
 Must not: touch tasks, slots or results (a job's tasks live in `tasks.py`),
 decide which state a job should be in (`coordinator.job_states` and the
@@ -58,11 +58,11 @@ class JobStore(Database):
                 (state, now_ms, job_id, job.state),
             )
 
-    def update_job_spec(self, job_id: str, changes: Mapping[str, Any], *, now_ms: int) -> JobRecord:
-        """Merge `changes` into the job's stored spec document (request, output dir, error...)."""
+    def update_job_doc(self, job_id: str, changes: Mapping[str, Any], *, now_ms: int) -> JobRecord:
+        """Merge `changes` into the job's stored job document (request, output dir, error...)."""
         with self._tx() as c:
             job = load_job(c, job_id)
-            merged = {**job.spec, **changes}
+            merged = {**job.doc, **changes}
             c.execute(
                 "UPDATE jobs SET spec = ?, updated_ms = ? WHERE job_id = ?",
                 (json.dumps(merged, sort_keys=True), now_ms, job_id),

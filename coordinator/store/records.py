@@ -35,7 +35,8 @@ R = TypeVar("R", bound="DataclassInstance")
 @dataclass(frozen=True)
 class JobRecord:
     job_id: str
-    spec: JsonObject
+    doc: JsonObject
+    """The whole job document (request, dataset spec under "spec", output dir, error, partial...); column `spec`."""
     allowed_models: frozenset[str]
     state: str
     created_ms: int
@@ -206,7 +207,7 @@ def _models(raw: str) -> frozenset[str]:
     return frozenset(json.loads(raw))
 
 
-job_from = row_mapper(JobRecord, spec=json.loads, allowed_models=_models)
+job_from = row_mapper(JobRecord, columns={"doc": "spec"}, doc=json.loads, allowed_models=_models)
 task_from = row_mapper(TaskRecord, columns={"canonical_result_id": "canonical_result"}, kind=TaskKind, state=TaskState)
 replica_from = row_mapper(ReplicaRecord, state=ReplicaState)
 lease_from = row_mapper(LeaseRecord, decoding=decoding_from, state=LeaseState)
