@@ -95,6 +95,6 @@ async def _run(
             fail(f"job {jid} {final.state}: {final.error or 'see the log'}")
         if final.state == "partial":
             # A plain store read (as poll's): the api nursery's scope, which this body runs in, is cancelled.
-            reason = str(coord.store.job(jid).spec.get("partial", ""))
+            reason = str(coord.store.job(jid).doc.get("partial", ""))
             console.print(partial_line(jid, final.rows, final.target, reason), highlight=False, markup=False)
         console.print(f"dataset: {final.out_dir}  ({final.rows} rows accepted)", highlight=False)

@@ -231,7 +231,7 @@ async def run_demo(
                     return coord.progress(jid)
 
                 final = await follow(poll, console, live=console.is_terminal)
-                partial = str(coord.store.job(jid).spec.get("partial", "")) if final.state == "partial" else ""
+                partial = str(coord.store.job(jid).doc.get("partial", "")) if final.state == "partial" else ""
             finally:
                 api.cancel_scope.cancel()
                 stop_processes(procs)

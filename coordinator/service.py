@@ -30,6 +30,7 @@ from coordinator.spec import DatasetSpec
 from coordinator.store import Store
 from coordinator.verify.reputation import ReputationConfig
 from network import HostConfig, SwarmHost, now_ms
+from protocol.errors import IllegalTransition
 from protocol.identity import Identity
 from protocol.keyfile import load_or_create_identity
 
@@ -139,11 +140,18 @@ class Coordinator:
 
         async def run() -> None:
             try:
-                await self.runtime.call(self.store.set_job_state, job_id, job_states.RUNNING, now_ms=now_ms())
+                try:
+                    await self.runtime.call(self.store.set_job_state, job_id, job_states.RUNNING, now_ms=now_ms())
+                except IllegalTransition as exc:  # cancelled before it started
+                    log.info("job %s not started: %s", job_id, exc)
+                    return
                 await JobRunner(self.runtime, job_id, models=lambda: dict(self.models)).run()
             except Exception:
                 log.exception("job %s crashed", job_id)
-                await self.runtime.call(self.store.set_job_state, job_id, "failed", now_ms=now_ms())
+                try:
+                    await self.runtime.call(self.store.set_job_state, job_id, job_states.FAILED, now_ms=now_ms())
+                except IllegalTransition as exc:  # it ended meanwhile (cancelled): that stays
+                    log.info("job %s not marked failed: %s", job_id, exc)
             finally:
                 done.set()
 

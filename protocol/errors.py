@@ -106,9 +106,11 @@ class KeyFileError(ProtocolError):
 
 
 class IllegalTransition(ProtocolError):
-    """An event that the task state rules do not allow in the current state."""
+    """An event that a state table (`protocol.state`, `coordinator.job_states`) does not allow in the
+    current state; `machine` names the table (replica, task, lease, job)."""
 
-    def __init__(self, state: str, event: str) -> None:
-        super().__init__(f"event {event!r} is not allowed in task state {state!r}")
+    def __init__(self, state: str, event: str, *, machine: str = "task") -> None:
+        super().__init__(f"event {event!r} is not allowed in {machine} state {state!r}")
         self.state = state
         self.event = event
+        self.machine = machine

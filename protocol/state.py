@@ -1,14 +1,15 @@
-"""The task and lease state rules, shared by the coordinator and the tests.
+"""The replica, task and lease state rules, shared by the coordinator and the tests.
 
 Theory of operation
 -------------------
 Rule 1: everything that decides a state transition lives in this file.
 Rule 2: the rules do not know who applies them; the coordinator's store calls
-        `next_state` inside the transaction that records the event, and tests
+        `next_replica_state` inside the transaction that records the event, and tests
         use the same table.
 
-A *slot* is one replica of a task (a task replicated r times has r slots).
-Each slot goes through:
+A *replica* is one run of a task (a task replicated r times has r replicas;
+the store's table of them is still called `slots`, which elsewhere means a
+node's capacity: free_slots, the node's `slots` setting). Each replica goes through:
 
     OFFERED --claim--> CLAIMED --grant--> GRANTED --submit--> SUBMITTED
        ^                  |                  |                   |
@@ -20,21 +21,44 @@ Each slot goes through:
     OFFERED/CLAIMED --cancel--> FAILED       (the job no longer needs the task: done,
                                               cancelled, or no node may take it)
 
-A result that arrives for an EXPIRED slot ("late") is still verified, via the
-`late_submit` event, but the slot only counts once: if the slot was already
+A result that arrives for an EXPIRED replica ("late") is still verified, via the
+`late_submit` event, but the replica only counts once: if it was already
 re-offered, the late result is recorded and not double-counted.
+
+A *task* is OPEN until a canonical result is accepted (DONE) or it can make no
+more progress (FAILED):
+
+    OPEN --settle--> DONE
+    OPEN --exhaust--> FAILED     (every replica FAILED)
+    OPEN --abandon--> FAILED     (no node may take it, nothing left to judge)
+
+A *lease* is the grant one replica runs under. It follows its replica's events:
+
+    LIVE --submit--> SUBMITTED
+    LIVE --expire--> EXPIRED --late_submit--> SUBMITTED
+
+Where a result stands against the lease's deadline is time, not state: before the
+deadline the lease is LIVE; after it the lease is EXPIRED, and a late result is
+still verified until `LATE_GRACE_MS` past the deadline (`past_grace`).
+
+The job's states (coordinator-only) have their table in `coordinator/job_states.py`.
 
 Times are integer unix milliseconds passed in by the caller.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TypeVar
 
 from protocol.errors import IllegalTransition
 
+St = TypeVar("St", bound=StrEnum)
+Ev = TypeVar("Ev", bound=StrEnum)
 
-class SlotState(StrEnum):
+
+class ReplicaState(StrEnum):
     OFFERED = "offered"
     CLAIMED = "claimed"
     GRANTED = "granted"
@@ -45,7 +69,7 @@ class SlotState(StrEnum):
     FAILED = "failed"
 
 
-class SlotEvent(StrEnum):
+class ReplicaEvent(StrEnum):
     CLAIM = "claim"
     DENY = "deny"
     GRANT = "grant"
@@ -59,9 +83,9 @@ class SlotEvent(StrEnum):
     CANCEL = "cancel"
 
 
-S, E = SlotState, SlotEvent
+S, E = ReplicaState, ReplicaEvent
 
-TRANSITIONS: dict[tuple[SlotState, SlotEvent], SlotState] = {
+REPLICA_TRANSITIONS: dict[tuple[ReplicaState, ReplicaEvent], ReplicaState] = {
     (S.OFFERED, E.CLAIM): S.CLAIMED,
     (S.CLAIMED, E.DENY): S.OFFERED,
     (S.CLAIMED, E.GRANT): S.GRANTED,
@@ -82,12 +106,66 @@ TRANSITIONS: dict[tuple[SlotState, SlotEvent], SlotState] = {
 TERMINAL = frozenset({S.VERIFIED, S.FAILED})
 
 
-def next_state(state: SlotState, event: SlotEvent) -> SlotState:
-    """The state after `event`, or IllegalTransition naming both."""
+class TaskState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    """A canonical result was accepted: never offered or claimed again."""
+    FAILED = "failed"
+    """Every replica gave up without an accepted result, or the task was abandoned."""
+
+
+class TaskEvent(StrEnum):
+    SETTLE = "settle"
+    """A canonical result was accepted."""
+    EXHAUST = "exhaust"
+    """Every replica is FAILED."""
+    ABANDON = "abandon"
+    """No node may take it and no submitted result is left to judge."""
+
+
+TASK_TRANSITIONS: dict[tuple[TaskState, TaskEvent], TaskState] = {
+    (TaskState.OPEN, TaskEvent.SETTLE): TaskState.DONE,
+    (TaskState.OPEN, TaskEvent.EXHAUST): TaskState.FAILED,
+    (TaskState.OPEN, TaskEvent.ABANDON): TaskState.FAILED,
+}
+
+
+class LeaseState(StrEnum):
+    LIVE = "live"
+    """Granted, no result yet, deadline not passed."""
+    SUBMITTED = "submitted"
+    """Its result was recorded (on time, or late within the grace)."""
+    EXPIRED = "expired"
+    """The deadline passed without a result; a late result is still verified within `LATE_GRACE_MS`."""
+
+
+LEASE_TRANSITIONS: dict[tuple[LeaseState, ReplicaEvent], LeaseState] = {
+    (LeaseState.LIVE, E.SUBMIT): LeaseState.SUBMITTED,
+    (LeaseState.LIVE, E.EXPIRE): LeaseState.EXPIRED,
+    (LeaseState.EXPIRED, E.LATE_SUBMIT): LeaseState.SUBMITTED,
+}
+
+
+def _step(table: Mapping[tuple[St, Ev], St], state: St, event: Ev, machine: str) -> St:
     try:
-        return TRANSITIONS[(state, event)]
+        return table[(state, event)]
     except KeyError:
-        raise IllegalTransition(state.value, event.value) from None
+        raise IllegalTransition(state.value, event.value, machine=machine) from None
+
+
+def next_replica_state(state: ReplicaState, event: ReplicaEvent) -> ReplicaState:
+    """The replica's state after `event`, or IllegalTransition naming both."""
+    return _step(REPLICA_TRANSITIONS, state, event, "replica")
+
+
+def next_task_state(state: TaskState, event: TaskEvent) -> TaskState:
+    """The task's state after `event`, or IllegalTransition naming both."""
+    return _step(TASK_TRANSITIONS, state, event, "task")
+
+
+def next_lease_state(state: LeaseState, event: ReplicaEvent) -> LeaseState:
+    """The lease's state after its replica's `event`, or IllegalTransition naming both."""
+    return _step(LEASE_TRANSITIONS, state, event, "lease")
 
 
 # --- leases -----------------------------------------------------------------
@@ -109,21 +187,12 @@ def lease_deadline_ms(now_ms: int, est_tokens: int, tok_s: float, *, min_ms: int
     return now_ms + max(min_ms, expected_ms)
 
 
-class LeaseStatus(StrEnum):
-    LIVE = "live"
-    LATE = "late"
-    """Expired, but a result is still verified (within LATE_GRACE_MS)."""
-    DEAD = "dead"
+def past_grace(deadline_ms: int, now_ms: int, *, grace_ms: int = LATE_GRACE_MS) -> bool:
+    """Whether a result arriving at `now_ms` is too late to verify: its lease EXPIRED more than
+    `grace_ms` ago (before the deadline the lease is LIVE; within the grace a result is late but verified)."""
+    return now_ms > deadline_ms + grace_ms
 
 
-def lease_status(deadline_ms: int, now_ms: int, *, grace_ms: int = LATE_GRACE_MS) -> LeaseStatus:
-    if now_ms <= deadline_ms:
-        return LeaseStatus.LIVE
-    if now_ms <= deadline_ms + grace_ms:
-        return LeaseStatus.LATE
-    return LeaseStatus.DEAD
-
-
-def after_failure(attempt: int, max_attempts: int) -> SlotEvent:
-    """What follows an expired or rejected slot: another attempt, or giving up."""
-    return SlotEvent.RETRY if attempt + 1 < max_attempts else SlotEvent.GIVE_UP
+def after_failure(attempt: int, max_attempts: int) -> ReplicaEvent:
+    """What follows an expired or rejected replica: another attempt, or giving up."""
+    return ReplicaEvent.RETRY if attempt + 1 < max_attempts else ReplicaEvent.GIVE_UP

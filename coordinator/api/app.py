@@ -406,7 +406,7 @@ def build_app(
 def _job_doc(coordinator: Coordinator, job_id: str) -> dict[str, Any] | None:
     """Worker thread only: a job's stored document (request, spec, out_dir), or None if there is no such job."""
     try:
-        return dict(coordinator.store.job(job_id).spec)
+        return dict(coordinator.store.job(job_id).doc)
     except KeyError:  # the store's NotFound is a KeyError
         return None
 
@@ -420,6 +420,6 @@ def _running_jobs(coordinator: Coordinator, job_ids: set[str]) -> list[RunningJo
     running = []
     for job in coordinator.store.jobs():
         if job.job_id in job_ids and job.state not in FINAL_STATES:
-            rows = job.spec.get("spec", {}).get("rows", 0)
+            rows = job.doc.get("spec", {}).get("rows", 0)
             running.append(RunningJob(job.job_id, rows if isinstance(rows, int) else 0))
     return running

@@ -98,7 +98,7 @@ class TaskTally:
                     self._final[job.job_id] = (job.updated_ms, counts)
         if open_active:
             for kind in TaskKind:
-                slots = store.offered_slots(limit=QUEUE_SCAN_LIMIT, kinds=[kind])
+                slots = store.offered_replicas(limit=QUEUE_SCAN_LIMIT, kinds=[kind])
                 snap.queue[kind.value] = sum(s.task_id in open_active for s in slots)
         peers = set(store.nodes())
         statuses = scheduler.node_statuses()

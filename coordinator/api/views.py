@@ -112,7 +112,7 @@ class JobViews:
                 self._cache.move_to_end(job_id)
                 return hit[1]
         p = self.coordinator.progress(job_id)
-        doc = record.spec
+        doc = record.doc
         spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
         assert isinstance(spec, dict)
         base = f"{PREFIX}/jobs/{job_id}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from coordinator.pipeline import retrieve
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.sizing import DOCUMENTS_PER_CURATE
-from coordinator.pipeline.stage import TaskSpec
+from coordinator.pipeline.stage import TaskPlan
 from protocol.tasks import CurateOutput, CuratePayload, SynthesisSpec, TaskKind
 
 CHUNK_CHARS = 1200
@@ -21,11 +21,11 @@ def instruction(ctx: JobContext) -> str:
     )[:4000]
 
 
-def tasks(ctx: JobContext) -> list[TaskSpec]:
+def tasks(ctx: JobContext) -> list[TaskPlan]:
     docs = [d for _, d in retrieve.documents(ctx)]
     batches = [docs[i : i + DOCUMENTS_PER_CURATE] for i in range(0, len(docs), DOCUMENTS_PER_CURATE)]
     return [
-        TaskSpec(
+        TaskPlan(
             ctx.task_id(TaskKind.CURATE, i),
             CuratePayload(documents=batch, instruction=instruction(ctx), chunk_chars=CHUNK_CHARS, max_tasks=200),
         )

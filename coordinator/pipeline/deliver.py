@@ -102,7 +102,7 @@ def job_stats(ctx: JobContext, *, models: dict[str, str], started_ms: int, finis
         synthesize_tokens=synth_tokens,
         validate_seconds=round(validate_s, 3),
         answer_first=synthesize.qa_fields(ctx.spec) is not None,
-        partial=str(store.job(ctx.job_id).spec.get("partial", "")),
+        partial=str(store.job(ctx.job_id).doc.get("partial", "")),
         started_at_ms=started_ms,
         finished_at_ms=finished_ms,
     )
@@ -128,5 +128,5 @@ def run(
         coordinator=coordinator,
         created_at_ms=now_ms,
         documents=[d for d in documents if d.content_sha256 in cited],
-        spec_notes=[str(n) for n in ctx.store.job(ctx.job_id).spec.get("spec_notes", [])],
+        spec_notes=[str(n) for n in ctx.store.job(ctx.job_id).doc.get("spec_notes", [])],
     )

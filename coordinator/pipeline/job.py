@@ -32,7 +32,7 @@ from coordinator.compile import CompiledDataset
 from coordinator.pipeline import curate, deliver, question_gen, retrieve, search, synthesize
 from coordinator.pipeline import spec as spec_stage
 from coordinator.pipeline.context import JobContext
-from coordinator.pipeline.stage import TaskSpec
+from coordinator.pipeline.stage import TaskPlan
 from coordinator.pipeline.waiting import WAIT_KEY, NodeWait, node_wait
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.scheduler import Scheduler
@@ -79,11 +79,11 @@ class JobRunner:
         self.store = runtime.scheduler.store
         self.job_id = job_id
         job = self.store.job(job_id)
-        self.spec = DatasetSpec.model_validate(job.spec["spec"])
-        self.ctx = JobContext(self.store, job_id, self.spec, str(job.spec.get("request", "")))
-        self.out_dir = Path(str(job.spec["out_dir"]))
-        self.spec_pending = bool(job.spec.get("llm_spec")) and not job.spec.get("spec_refined")
-        rows_given = job.spec.get("rows_given")
+        self.spec = DatasetSpec.model_validate(job.doc["spec"])
+        self.ctx = JobContext(self.store, job_id, self.spec, str(job.doc.get("request", "")))
+        self.out_dir = Path(str(job.doc["out_dir"]))
+        self.spec_pending = bool(job.doc.get("llm_spec")) and not job.doc.get("spec_refined")
+        rows_given = job.doc.get("rows_given")
         self.rows_given = rows_given if isinstance(rows_given, int) else None
         self.started_ms = job.created_ms
         self.models = models
@@ -140,7 +140,7 @@ class JobRunner:
             "spec_notes": list(parsed.notes),
             "spec_refined": True,
         }
-        await self.rt.call(lambda: self.store.update_job_spec(self.job_id, changes, now_ms=now_ms()))
+        await self.rt.call(lambda: self.store.update_job_doc(self.job_id, changes, now_ms=now_ms()))
         if parsed.spec != self.spec:
             log.info("job %s: spec refined by the spec task: %s", self.job_id, parsed.spec.model_dump(mode="json"))
         self.spec = parsed.spec
@@ -148,7 +148,7 @@ class JobRunner:
 
     def _set_state(self, state: str, error: str = "") -> None:
         if error:
-            self.store.update_job_spec(self.job_id, {"error": error}, now_ms=now_ms())
+            self.store.update_job_doc(self.job_id, {"error": error}, now_ms=now_ms())
         self.store.set_job_state(self.job_id, state, now_ms=now_ms())
 
     async def _check_job(self) -> None:
@@ -156,14 +156,14 @@ class JobRunner:
         if state == "cancelled":
             raise JobCancelled()
 
-    async def _submit(self, stage: TaskKind, specs: list[TaskSpec]) -> None:
+    async def _submit(self, stage: TaskKind, specs: list[TaskPlan]) -> None:
         sched = self.rt.scheduler
         for s in specs:
             await self.rt.call(
                 sched.submit, s.task_id, self.job_id, stage.value, s.payload, est_tokens=s.est_tokens, now_ms=now_ms()
             )
 
-    async def _stage(self, kind: TaskKind, make: Callable[[], list[TaskSpec]], *, required: str = "") -> None:
+    async def _stage(self, kind: TaskKind, make: Callable[[], list[TaskPlan]], *, required: str = "") -> None:
         states = await self.rt.call(self.store.stages, self.job_id)
         if states.get(kind.value) == "done":
             return
@@ -222,7 +222,7 @@ class JobRunner:
         if state not in (job_states.RUNNING, job_states.WAITING_FOR_NODES):
             return False
         now = now_ms()
-        self.store.update_job_spec(self.job_id, {WAIT_KEY: wait.as_doc() if wait else None}, now_ms=now)
+        self.store.update_job_doc(self.job_id, {WAIT_KEY: wait.as_doc() if wait else None}, now_ms=now)
         target = job_states.WAITING_FOR_NODES if wait else job_states.RUNNING
         if state != target:
             self.store.set_job_state(self.job_id, target, now_ms=now)
@@ -297,14 +297,14 @@ class JobRunner:
 
     async def _final_state(self, accepted: int) -> str:
         """The final state: "partial" when fewer rows than requested passed (recording why, once), else "done"."""
-        doc = (await self.rt.call(self.store.job, self.job_id)).spec
+        doc = (await self.rt.call(self.store.job, self.job_id)).doc
         if doc.get("partial"):
             return "partial"  # recorded before an earlier compile: that dataset has these rows
         if accepted >= self.spec.rows:
             return "done"
         reason = await self.rt.call(self._shortfall_reason, accepted)
         log.warning("job %s: %s", self.job_id, reason)
-        await self.rt.call(lambda: self.store.update_job_spec(self.job_id, {"partial": reason}, now_ms=now_ms()))
+        await self.rt.call(lambda: self.store.update_job_doc(self.job_id, {"partial": reason}, now_ms=now_ms()))
         return "partial"
 
     def _shortfall_reason(self, accepted: int) -> str:

@@ -77,7 +77,7 @@ def job_progress(store: Store, job_id: str) -> JobProgress:
     rejections = {k.removeprefix("rejected:"): v for k, v in store.verdict_counts(job_id).items() if ":" in k}
     for reason, n in store.row_drops(job_id).items():
         rejections[reason] = rejections.get(reason, 0) + n
-    spec = job.spec.get("spec", {})
+    spec = job.doc.get("spec", {})
     target = int(spec.get("rows", 0)) if isinstance(spec, dict) else 0
     return JobProgress(
         job_id=job_id,
@@ -86,7 +86,7 @@ def job_progress(store: Store, job_id: str) -> JobProgress:
         target=target,
         stages=stages,
         rejections=rejections,
-        error=str(job.spec.get("error", "")),
-        out_dir=str(job.spec.get("out_dir", "")),
-        waiting=NodeWait.from_doc(job.spec.get(WAIT_KEY)) if job.state == job_states.WAITING_FOR_NODES else None,
+        error=str(job.doc.get("error", "")),
+        out_dir=str(job.doc.get("out_dir", "")),
+        waiting=NodeWait.from_doc(job.doc.get(WAIT_KEY)) if job.state == job_states.WAITING_FOR_NODES else None,
     )

@@ -6,19 +6,19 @@ import math
 
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.sizing import plan
-from coordinator.pipeline.stage import TaskSpec
+from coordinator.pipeline.stage import TaskPlan
 from protocol.tasks import QuestionGenOutput, QuestionGenPayload, TaskKind
 
 EST_TOKENS = 200
 
 
-def tasks(ctx: JobContext) -> list[TaskSpec]:
+def tasks(ctx: JobContext) -> list[TaskPlan]:
     spec = ctx.spec
     n = max(1, plan(spec).tasks(TaskKind.QUESTION_GEN))
     fields = ", ".join(f.name for f in spec.generated_fields)
     description = spec.description or f"A dataset of {fields} about {spec.topic}."
     return [
-        TaskSpec(
+        TaskPlan(
             ctx.task_id(TaskKind.QUESTION_GEN, i),
             QuestionGenPayload(
                 topic=spec.topic[:1000],

@@ -5,17 +5,17 @@ from __future__ import annotations
 from coordinator.pipeline import search
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.sizing import plan
-from coordinator.pipeline.stage import TaskSpec
+from coordinator.pipeline.stage import TaskPlan
 from protocol.tasks import Document, RetrieveOutput, RetrievePayload, TaskKind
 
 MIN_TEXT_CHARS = 200
 """Shorter extractions (index pages, redirects) give the synthesizer nothing to ground on."""
 
 
-def tasks(ctx: JobContext) -> list[TaskSpec]:
+def tasks(ctx: JobContext) -> list[TaskPlan]:
     wanted = max(1, plan(ctx.spec).tasks(TaskKind.RETRIEVE))
     return [
-        TaskSpec(ctx.task_id(TaskKind.RETRIEVE, i), RetrievePayload(url=url))
+        TaskPlan(ctx.task_id(TaskKind.RETRIEVE, i), RetrievePayload(url=url))
         for i, url in enumerate(search.urls(ctx, wanted))
     ]
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from coordinator.pipeline import question_gen
 from coordinator.pipeline.context import JobContext
-from coordinator.pipeline.stage import TaskSpec
+from coordinator.pipeline.stage import TaskPlan
 from protocol.tasks import SearchOutput, SearchPayload, TaskKind
 
 RESULTS_PER_QUERY = 10
 
 
-def tasks(ctx: JobContext) -> list[TaskSpec]:
+def tasks(ctx: JobContext) -> list[TaskPlan]:
     return [
-        TaskSpec(ctx.task_id(TaskKind.SEARCH, i), SearchPayload(query=q, max_results=RESULTS_PER_QUERY))
+        TaskPlan(ctx.task_id(TaskKind.SEARCH, i), SearchPayload(query=q, max_results=RESULTS_PER_QUERY))
         for i, q in enumerate(question_gen.queries(ctx, question_gen.searches_wanted(ctx)))
     ]
 

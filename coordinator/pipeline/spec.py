@@ -10,7 +10,7 @@ rule-based spec, with a note. Jobs handed in as a spec file skip this stage.
 from __future__ import annotations
 
 from coordinator.pipeline.context import JobContext
-from coordinator.pipeline.stage import TaskSpec
+from coordinator.pipeline.stage import TaskPlan
 from coordinator.request import ParsedRequest, merge_llm_spec, parse_request
 from protocol.tasks import MAX_REQUEST_CHARS, SpecOutput, SpecPayload, TaskKind
 
@@ -18,11 +18,11 @@ EST_TOKENS = 300
 """A typical draft is ~600 characters of JSON."""
 
 
-def tasks(ctx: JobContext) -> list[TaskSpec]:
+def tasks(ctx: JobContext) -> list[TaskPlan]:
     request = " ".join(ctx.request.split())[:MAX_REQUEST_CHARS]
     if not request:
         return []
-    return [TaskSpec(ctx.task_id(TaskKind.SPEC, 0), SpecPayload(request=request), EST_TOKENS)]
+    return [TaskPlan(ctx.task_id(TaskKind.SPEC, 0), SpecPayload(request=request), EST_TOKENS)]
 
 
 def refined(ctx: JobContext, rows: int | None, *, skipped: str = "") -> ParsedRequest:

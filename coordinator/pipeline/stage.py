@@ -8,7 +8,7 @@ from protocol.tasks import TaskPayload
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskPlan:
     """One task a stage wants run."""
 
     task_id: str

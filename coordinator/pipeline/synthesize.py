@@ -23,7 +23,7 @@ from typing import Any
 from coordinator.pipeline import curate, question_gen
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.sizing import OVERGENERATION, ROWS_PER_SYNTHESIZE_TASK
-from coordinator.pipeline.stage import TaskSpec
+from coordinator.pipeline.stage import TaskPlan
 from coordinator.scheduler import coverage_of
 from coordinator.spec import DatasetSpec, FieldSpec, FieldType, asks
 from coordinator.verify.text import normalize_ws
@@ -109,7 +109,7 @@ def _interleave(lists: list[list[tuple[SynthesisSpec, str]]]) -> list[tuple[Synt
     return out
 
 
-def _answer_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[FieldSpec, FieldSpec]) -> list[TaskSpec]:
+def _answer_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[FieldSpec, FieldSpec]) -> list[TaskPlan]:
     question, answer = fields
     pairs = answer_pairs(ctx, answer)
     if not pairs:
@@ -120,7 +120,7 @@ def _answer_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[F
     pairs = open_pairs or pairs
     schema = grounded_row_schema(ctx.spec)
     max_chars = max(16, min(question.max_length, MAX_QUESTION_CHARS))
-    out: list[TaskSpec] = []
+    out: list[TaskPlan] = []
     for i in range(start, start + count):
         src, sentence = pairs[i % len(pairs)]
         target = AnswerTarget(
@@ -129,15 +129,15 @@ def _answer_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[F
         payload = SynthesizePayload(
             instruction=src.instruction, chunk=src.chunk, row_schema=schema, n_rows=1, target=target
         )
-        out.append(TaskSpec(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens=max_chars // 3 + 8))
+        out.append(TaskPlan(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens=max_chars // 3 + 8))
     return out
 
 
-def tasks(ctx: JobContext, start: int, count: int) -> list[TaskSpec]:
+def tasks(ctx: JobContext, start: int, count: int) -> list[TaskPlan]:
     """Synthesize tasks number `start` .. `start + count - 1` (deterministic, so a restart re-creates the same)."""
     spec = ctx.spec
     schema = grounded_row_schema(spec) if spec.grounded else spec.row_json_schema()
-    out: list[TaskSpec] = []
+    out: list[TaskPlan] = []
     qa = qa_fields(spec)
     if qa is not None:
         answer_first = _answer_first_tasks(ctx, start, count, qa)
@@ -153,7 +153,7 @@ def tasks(ctx: JobContext, start: int, count: int) -> list[TaskSpec]:
             payload = SynthesizePayload(
                 instruction=(src.instruction + variant)[:4000], chunk=src.chunk, row_schema=schema, n_rows=1
             )
-            out.append(TaskSpec(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens(ctx)))
+            out.append(TaskPlan(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens(ctx)))
         return out
     questions = question_gen.questions(ctx)
     fields = ", ".join(f.name for f in spec.generated_fields)
@@ -161,5 +161,5 @@ def tasks(ctx: JobContext, start: int, count: int) -> list[TaskSpec]:
     for i in range(start, start + count):
         hint = f" Cover this question: {questions[i % len(questions)]}" if questions else _VARIANTS[i % len(_VARIANTS)]
         payload = SynthesizePayload(instruction=(base + hint)[:4000], chunk=None, row_schema=schema, n_rows=1)
-        out.append(TaskSpec(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens(ctx)))
+        out.append(TaskPlan(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens(ctx)))
     return out

@@ -22,7 +22,7 @@ from coordinator.verify.reputation import DEFAULT_CONFIG
 from protocol.tasks import DETERMINISTIC_KINDS, GENERATIVE_KINDS, TaskKind
 
 WAIT_KEY = "waiting_for_nodes"
-"""Key of the current wait in the job's spec document (None when the job is not waiting)."""
+"""Key of the current wait in the job's job document (None when the job is not waiting)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class NodeWait:
 
     @classmethod
     def from_doc(cls, doc: object) -> NodeWait | None:
-        """The wait kept in a spec document; None for none (or a malformed one: it is only shown)."""
+        """The wait kept in a job document; None for none (or a malformed one: it is only shown)."""
         if not isinstance(doc, Mapping):
             return None
         stage, live, needed = doc.get("stage"), doc.get("live"), doc.get("needed")

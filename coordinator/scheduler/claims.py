@@ -22,11 +22,11 @@ from coordinator.scheduler.grants import allowed_models, decoding_for
 from coordinator.scheduler.nodes import Nodes
 from coordinator.scheduler.offers import Offers
 from coordinator.scheduler.view import Payloads
-from coordinator.store import NotFound, SlotRecord, Store, TaskRecord, TaskState
-from coordinator.store.slots import grant_for
+from coordinator.store import NotFound, ReplicaRecord, Store, TaskRecord, TaskState
+from coordinator.store.replicas import grant_for
 from coordinator.verify.reputation import NodeReputation, plan_replication
 from protocol.messages import Claim, Grant, Pull, Reject, RejectReason
-from protocol.state import SlotState, lease_deadline_ms
+from protocol.state import ReplicaState, lease_deadline_ms
 from protocol.tasks import DETERMINISTIC_KINDS, GENERATIVE_KINDS, LLM_KINDS, TaskKind
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Claims:
         allowed = allowed_models(self.store, self.payloads, task, job)
         if task.kind in LLM_KINDS and allowed and claim.model_sha256 not in allowed:
             return reject(RejectReason.MODEL_NOT_ALLOWED, f"allowed models: {', '.join(allowed)}")
-        slots = self.store.slots(task.task_id)
+        slots = self.store.replicas(task.task_id)
         held = self._live_grant(task, slots, claim.attempt, peer_id, now_ms)
         if held is not None:
             # The node claims what it already holds: its first answer was lost on the way.
@@ -144,13 +144,13 @@ class Claims:
             self.store.pick_spot_check(task.task_id, now_ms=now_ms)
 
     def _live_grant(
-        self, task: TaskRecord, slots: list[SlotRecord], attempt: int, peer_id: str, now_ms: int
+        self, task: TaskRecord, slots: list[ReplicaRecord], attempt: int, peer_id: str, now_ms: int
     ) -> Grant | None:
         for slot in slots:
             if (
                 slot.node == peer_id
                 and slot.attempt >= attempt  # granted at a later attempt than a stale offer said
-                and slot.state is SlotState.GRANTED
+                and slot.state is ReplicaState.GRANTED
                 and slot.lease_id is not None
                 and (slot.deadline_ms is None or slot.deadline_ms > now_ms)
             ):
@@ -170,7 +170,7 @@ class Claims:
         tried = 0
         for group in groups:
             seen: set[tuple[str, int]] = set()
-            for slot in self.store.offered_slots(limit=PULL_SCAN, kinds=group):
+            for slot in self.store.offered_replicas(limit=PULL_SCAN, kinds=group):
                 key = (slot.task_id, slot.attempt)
                 if key in seen:
                     continue
@@ -214,15 +214,15 @@ class Claims:
             self._deferred = {k: t for k, t in self._deferred.items() if now_ms - t <= DEFER_WINDOW_MS}
         at, keys = self._waiting_validations
         if now_ms - at >= VALIDATION_SCAN_MS:  # one scan per tick, not one per claim
-            slots = self.store.offered_slots(limit=16, kinds=[TaskKind.VALIDATE])
+            slots = self.store.offered_replicas(limit=16, kinds=[TaskKind.VALIDATE])
             keys = list(dict.fromkeys((x.task_id, x.attempt) for x in slots))
             self._waiting_validations = (now_ms, keys)
         for key in keys:
             first = self._deferred.get((peer_id, key))
             if first is not None and now_ms - first > DEFER_WINDOW_MS:
                 continue
-            slots = self.store.slots(key[0])
-            if not any(x.state is SlotState.OFFERED and x.attempt == key[1] for x in slots):
+            slots = self.store.replicas(key[0])
+            if not any(x.state is ReplicaState.OFFERED and x.attempt == key[1] for x in slots):
                 continue  # taken since the scan
             payload = self.payloads.get(key[0])
             if payload.kind is not TaskKind.VALIDATE or not self.nodes.serves(

@@ -8,11 +8,11 @@ from coordinator import job_states
 from coordinator.verify.quorum import QuorumPolicy
 from coordinator.verify.reputation import DEFAULT_CONFIG, ReputationConfig
 from coordinator.verify.rescoring import RescoreThresholds, RoundTripThresholds
-from protocol.state import SlotState
+from protocol.state import ReplicaState
 from protocol.tasks import TaskKind
 
 VALIDATE_STAGE = "validate"
-LIVE = (SlotState.OFFERED, SlotState.CLAIMED, SlotState.GRANTED)
+LIVE = (ReplicaState.OFFERED, ReplicaState.CLAIMED, ReplicaState.GRANTED)
 """Slot states of a replica still to come: a task is not decided while one of its slots is in them."""
 DEFER_WINDOW_MS = 5_000
 """How long a node's claims for new work are refused while an audit it may take waits (see claims.py)."""

@@ -15,7 +15,7 @@ from coordinator.scheduler.decide import Accept, AddReplica, Decision, NeedAudit
 from coordinator.scheduler.nodes import Nodes
 from coordinator.scheduler.rows import RowGate
 from coordinator.scheduler.view import TaskView
-from coordinator.store import Judgement, NewRow, ResultRecord, SlotRecord, Store, TaskRecord, TaskState
+from coordinator.store import Judgement, NewRow, ReplicaRecord, ResultRecord, Store, TaskRecord, TaskState
 from coordinator.verify.reasons import Failure
 from coordinator.verify.receipts import build_receipt
 from coordinator.verify.reputation import NodeReputation, Outcome, new_node, outcome_for, update
@@ -170,10 +170,10 @@ class Effects:
         models = self.allowed_models(task) if task.kind in LLM_KINDS else []
         return not any(p not in involved and self.nodes.serves(p, task.kind, models) for p in live)
 
-    def involved(self, task_id: str, slots: Sequence[SlotRecord] | None = None) -> set[str]:
+    def involved(self, task_id: str, slots: Sequence[ReplicaRecord] | None = None) -> set[str]:
         """Nodes that produced a result for the task or hold one of its slots: no other replica for them."""
         nodes = {r.node for r in self.store.results_for(task_id)}
-        return nodes | {x.node for x in (self.store.slots(task_id) if slots is None else slots) if x.node}
+        return nodes | {x.node for x in (self.store.replicas(task_id) if slots is None else slots) if x.node}
 
     def receipt(self, result: Result, peer_id: str, verdict: Verdict, now_ms: int) -> bytes:
         kind = TaskKind(result.output.kind)

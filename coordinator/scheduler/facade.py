@@ -25,7 +25,7 @@ from coordinator.verify.reputation import Outcome
 from protocol.envelope import Opened
 from protocol.identity import Identity
 from protocol.messages import Claim, Grant, MessageKind, NodeStatus, Pull, Reject
-from protocol.state import SlotState
+from protocol.state import ReplicaState
 from protocol.tasks import DecodingParams, TaskKind, TaskPayload
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class Scheduler:
         touched: dict[str, None] = {}
         for expiry in self.store.expire_due(now_ms=now_ms):
             node = expiry.before.node
-            if node is not None and expiry.before.state is SlotState.GRANTED:
+            if node is not None and expiry.before.state is ReplicaState.GRANTED:
                 self.effects.charge(node, Outcome.EXPIRED, now_ms)
                 self.stats["expired"] += 1
             touched[expiry.before.task_id] = None

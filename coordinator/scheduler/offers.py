@@ -35,7 +35,7 @@ class Offers:
         """Signed offers to gossip now: open slots not offered within `reoffer_ms`."""
         out: list[tuple[TaskKind, bytes]] = []
         waiting: Counter[tuple[str, int]] = Counter()
-        for slot in self.store.offered_slots(limit=self.config.max_offers_per_tick * 4):
+        for slot in self.store.offered_replicas(limit=self.config.max_offers_per_tick * 4):
             waiting[(slot.task_id, slot.attempt)] += 1
         for (task_id, attempt), n in waiting.items():
             if len(out) >= self.config.max_offers_per_tick:

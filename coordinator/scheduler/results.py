@@ -9,7 +9,7 @@ from coordinator.scheduler.effects import Applied, Effects
 from coordinator.scheduler.grants import allowed_models
 from coordinator.scheduler.view import Payloads
 from coordinator.store import Store
-from coordinator.store.slots import grant_for
+from coordinator.store.replicas import grant_for
 from coordinator.verify.checks import check_result
 from protocol.envelope import Opened
 from protocol.messages import Result, Verdict

@@ -94,7 +94,7 @@ class RowGate:
         if not isinstance(output, SynthesizeOutput):
             return []
         assert isinstance(payload, SynthesizePayload)
-        grounded = bool(self.store.job(task.job_id).spec.get("grounded", payload.chunk is not None))
+        grounded = bool(self.store.job(task.job_id).doc.get("grounded", payload.chunk is not None))
         dedup = self._dedup_for(task.job_id)
         rows = []
         coverage = self._coverage_for(task.job_id) if payload.target is not None else None
@@ -124,7 +124,7 @@ class RowGate:
 
     def _coverage_for(self, job_id: str) -> Coverage:
         if job_id not in self._coverage:
-            rows = self.store.job(job_id).spec.get("spec", {}).get("rows")
+            rows = self.store.job(job_id).doc.get("spec", {}).get("rows")
             self._coverage[job_id] = coverage_of(self.store, job_id, rows if isinstance(rows, int) else None)
         return self._coverage[job_id]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from coordinator.scheduler.audits import audited, read_audits
 from coordinator.scheduler.config import LIVE
 from coordinator.scheduler.nodes import Validators
-from coordinator.store import ResultRecord, SlotRecord, Store, TaskRecord, TaskState
+from coordinator.store import ReplicaRecord, ResultRecord, Store, TaskRecord, TaskState
 from protocol.messages import Result
 from protocol.tasks import DETERMINISTIC_KINDS, TaskKind, TaskPayload, ValidateOutput
 
@@ -29,7 +29,7 @@ def no_validators(producers: Collection[str], model: str | None) -> list[str]:
 @dataclass(frozen=True)
 class TaskView:
     task: TaskRecord
-    slots: tuple[SlotRecord, ...] = ()
+    slots: tuple[ReplicaRecord, ...] = ()
     results: tuple[ResultRecord, ...] = ()
     """Every result recorded for the task (their nodes are its producers), counted or not."""
     pending: tuple[ResultRecord, ...] = ()
@@ -79,7 +79,7 @@ def read_view(store: Store, task_id: str, *, payloads: Payloads, validators: Val
     task = store.task(task_id)
     if task.state is not TaskState.OPEN:
         return TaskView(task)
-    slots = tuple(store.slots(task_id))
+    slots = tuple(store.replicas(task_id))
     if any(s.state in LIVE for s in slots):
         return TaskView(task, slots)
     results = tuple(store.results_for(task_id))

@@ -15,16 +15,16 @@ from coordinator.store.records import (
     LeaseRecord,
     NewRow,
     Recorded,
+    ReplicaRecord,
     ResultRecord,
     RowRecord,
     Settled,
-    SlotRecord,
     TaskRecord,
-    TaskState,
     VerdictRecord,
 )
 from coordinator.store.schema import LATEST_VERSION, SchemaTooNew, migrate
 from protocol.digests import payload_sha256
+from protocol.state import TaskState
 
 __all__ = [
     "LATEST_VERSION",
@@ -39,11 +39,11 @@ __all__ = [
     "NewRow",
     "NotFound",
     "Recorded",
+    "ReplicaRecord",
     "ResultRecord",
     "RowRecord",
     "SchemaTooNew",
     "Settled",
-    "SlotRecord",
     "Store",
     "StoreError",
     "TaskRecord",

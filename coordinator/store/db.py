@@ -6,7 +6,7 @@ durability and crash recovery (below). Each concept lives in its own module:
 - `jobs.py`: jobs and stages;
 - `tasks.py`: tasks and their payloads (inline or in the blob folder);
 - `slots.py`: slots and leases, every slot transition short of a verdict
-  (claim, grant, expiry, cancel), each decided by `protocol.state.next_state`
+  (claim, grant, expiry, cancel), each decided by `protocol.state.next_replica_state`
   in one SQLite transaction (an illegal event raises `IllegalTransition` and
   the transaction rolls back, leaving the database as it was);
 - `results.py`: results, verdicts, receipts, rows and row drops (`settle`);
@@ -25,7 +25,7 @@ guarded by a lock, so it may be called from the trio thread directly or from
 transaction. Measured on the dev VM (200 iterations, median / p95): a write
 (add_task, record_result, settle; claim and grant each) takes 3-4 / 8 ms with
 `synchronous=FULL`, nearly all of it the commit's fsync, and 0.15 / 0.25 ms with
-NORMAL; reads such as `offered_slots` take 0.1 ms. The runtime still calls
+NORMAL; reads such as `offered_replicas` take 0.1 ms. The runtime still calls
 writes through `trio.to_thread.run_sync`, so a checkpoint's fsync never stalls
 the event loop.
 
@@ -56,14 +56,14 @@ from __future__ import annotations
 
 from coordinator.store.jobs import JobStore
 from coordinator.store.nodes import NodeStore
+from coordinator.store.records import ReplicaRecord as ReplicaRecord
 from coordinator.store.records import ResultRecord as ResultRecord  # re-exported for coordinator.scheduler
-from coordinator.store.records import SlotRecord as SlotRecord
 from coordinator.store.records import TaskRecord as TaskRecord
+from coordinator.store.replicas import ReplicaStore
 from coordinator.store.results import ResultStore
-from coordinator.store.slots import SlotStore
 
 
-class Store(JobStore, SlotStore, ResultStore, NodeStore):
+class Store(JobStore, ReplicaStore, ResultStore, NodeStore):
     """The coordinator database plus its blob folder. See the module docstring for threading.
 
     Opened as `Store(path, *, blob_dir=None, synchronous="NORMAL", inline_limit=INLINE_PAYLOAD_LIMIT)`

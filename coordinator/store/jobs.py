@@ -1,6 +1,6 @@
 """Jobs and their stages in the store.
 
-Owns: creating a job, its spec document and state (including the atomic
+Owns: creating a job, its job document and state (including the atomic
 cancel), and the stages of a job with their states.
 Must not: touch tasks, slots or results (a job's tasks live in `tasks.py`),
 decide which state a job should be in (`coordinator.job_states` and the
@@ -32,8 +32,15 @@ class JobStore(Database):
         with self._tx() as c:
             c.execute(
                 "INSERT INTO jobs (job_id, spec, allowed_models, state, created_ms, updated_ms)"
-                " VALUES (?, ?, ?, 'open', ?, ?)",
-                (job_id, json.dumps(spec, sort_keys=True), json.dumps(sorted(set(allowed_models))), now_ms, now_ms),
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    json.dumps(spec, sort_keys=True),
+                    json.dumps(sorted(set(allowed_models))),
+                    job_states.OPEN,
+                    now_ms,
+                    now_ms,
+                ),
             )
             return load_job(c, job_id)
 
@@ -42,16 +49,20 @@ class JobStore(Database):
             return load_job(self._conn, job_id)
 
     def set_job_state(self, job_id: str, state: str, *, now_ms: int) -> None:
-        with self._tx() as c:
-            cur = c.execute("UPDATE jobs SET state = ?, updated_ms = ? WHERE job_id = ?", (state, now_ms, job_id))
-            if cur.rowcount != 1:
-                raise NotFound(f"job {job_id!r}")
-
-    def update_job_spec(self, job_id: str, changes: Mapping[str, Any], *, now_ms: int) -> JobRecord:
-        """Merge `changes` into the job's stored spec document (request, output dir, error...)."""
+        """Move the job to `state`; IllegalTransition (nothing written) where `job_states.MOVES` has no such move."""
         with self._tx() as c:
             job = load_job(c, job_id)
-            merged = {**job.spec, **changes}
+            job_states.check_move(job.state, state)
+            c.execute(
+                "UPDATE jobs SET state = ?, updated_ms = ? WHERE job_id = ? AND state = ?",
+                (state, now_ms, job_id, job.state),
+            )
+
+    def update_job_doc(self, job_id: str, changes: Mapping[str, Any], *, now_ms: int) -> JobRecord:
+        """Merge `changes` into the job's stored job document (request, output dir, error...)."""
+        with self._tx() as c:
+            job = load_job(c, job_id)
+            merged = {**job.doc, **changes}
             c.execute(
                 "UPDATE jobs SET spec = ?, updated_ms = ? WHERE job_id = ?",
                 (json.dumps(merged, sort_keys=True), now_ms, job_id),

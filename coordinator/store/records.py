@@ -2,7 +2,7 @@
 
 Owns: the record dataclasses (snapshots of a job, task, slot, lease, result,
 verdict or row), the values of the store's operations (`Recorded`,
-`Judgement`, `NewRow`, `Expiry`, `Settled`), `TaskState`, and the row mappers:
+`Judgement`, `NewRow`, `Expiry`, `Settled`), and the row mappers:
 each record is built from a `SELECT *` row by `row_mapper`, which reads the
 column named like each field and converts the few that are not stored as they
 are (JSON, enums, flags).
@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coordinator.verify.reputation import NodeReputation
 from protocol import encoding
 from protocol.messages import Verdict
-from protocol.state import SlotState
+from protocol.state import LeaseState, ReplicaState, TaskState
 from protocol.tasks import DecodingParams, JsonObject, TaskKind
 
 if TYPE_CHECKING:
@@ -30,21 +29,14 @@ if TYPE_CHECKING:
 R = TypeVar("R", bound="DataclassInstance")
 
 
-class TaskState(StrEnum):
-    OPEN = "open"
-    DONE = "done"
-    """A canonical result was accepted: never offered or claimed again."""
-    FAILED = "failed"
-    """Every slot gave up without an accepted result."""
-
-
 # --- records (immutable snapshots handed to callers) ---------------------------
 
 
 @dataclass(frozen=True)
 class JobRecord:
     job_id: str
-    spec: JsonObject
+    doc: JsonObject
+    """The whole job document (request, dataset spec under "spec", output dir, error, partial...); column `spec`."""
     allowed_models: frozenset[str]
     state: str
     created_ms: int
@@ -67,10 +59,10 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
-class SlotRecord:
+class ReplicaRecord:
     task_id: str
     replica: int
-    state: SlotState
+    state: ReplicaState
     attempt: int
     node: str | None
     lease_id: str | None
@@ -89,8 +81,7 @@ class LeaseRecord:
     decoding: DecodingParams | None
     granted_ms: int
     deadline_ms: int
-    state: str
-    """live | submitted | expired"""
+    state: LeaseState
 
 
 @dataclass(frozen=True)
@@ -140,7 +131,7 @@ class Recorded:
     result: ResultRecord
     duplicate: bool
     """The same Result body was already recorded; nothing changed."""
-    slot: SlotRecord | None
+    replica: ReplicaRecord | None
     """The slot after SUBMIT / LATE_SUBMIT, or None if the result did not fill a slot."""
 
 
@@ -169,17 +160,17 @@ class NewRow:
 class Expiry:
     """One slot handled by `expire_due`."""
 
-    before: SlotRecord
+    before: ReplicaRecord
     """As it was: CLAIMED or GRANTED past its deadline, with the node that let it lapse."""
-    after: SlotRecord
+    after: ReplicaRecord
     """OFFERED at the next attempt, or FAILED."""
 
 
 @dataclass(frozen=True)
 class Settled:
     task: TaskRecord
-    reoffered: list[SlotRecord]
-    failed: list[SlotRecord]
+    reoffered: list[ReplicaRecord]
+    failed: list[ReplicaRecord]
 
 
 # --- rows -> records ------------------------------------------------------------
@@ -216,10 +207,10 @@ def _models(raw: str) -> frozenset[str]:
     return frozenset(json.loads(raw))
 
 
-job_from = row_mapper(JobRecord, spec=json.loads, allowed_models=_models)
+job_from = row_mapper(JobRecord, columns={"doc": "spec"}, doc=json.loads, allowed_models=_models)
 task_from = row_mapper(TaskRecord, columns={"canonical_result_id": "canonical_result"}, kind=TaskKind, state=TaskState)
-slot_from = row_mapper(SlotRecord, state=SlotState)
-lease_from = row_mapper(LeaseRecord, decoding=decoding_from)
+replica_from = row_mapper(ReplicaRecord, state=ReplicaState)
+lease_from = row_mapper(LeaseRecord, decoding=decoding_from, state=LeaseState)
 result_from = row_mapper(ResultRecord, envelope=bytes, counted=bool)
 verdict_from = row_mapper(VerdictRecord, verdict=Verdict)
 row_from = row_mapper(RowRecord, data=json.loads)

@@ -23,25 +23,24 @@ from coordinator.store.records import (
     Judgement,
     NewRow,
     Recorded,
+    ReplicaRecord,
     ResultRecord,
     RowRecord,
     Settled,
-    SlotRecord,
     TaskRecord,
-    TaskState,
     VerdictRecord,
     result_from,
     row_from,
     verdict_from,
 )
-from coordinator.store.slots import follow_up, load_lease, load_slot, move
+from coordinator.store.replicas import follow_up, load_lease, load_replica, move, move_lease
 from coordinator.store.tasks import fail_if_exhausted, load_task
 from coordinator.verify.reputation import NodeReputation
 from protocol import encoding
 from protocol.digests import body_sha256, row_sha256
 from protocol.envelope import Opened, max_envelope_size, open_envelope
 from protocol.messages import MessageKind, Result, Verdict
-from protocol.state import SlotEvent, SlotState
+from protocol.state import LeaseState, ReplicaEvent, ReplicaState, TaskEvent, TaskState, next_task_state
 
 _RESULT_ENVELOPE_LIMIT = max_envelope_size({MessageKind.RESULT})
 
@@ -63,8 +62,8 @@ def complete(c: sqlite3.Connection, task: TaskRecord, result_id: int, rows: Sequ
     if task.state is TaskState.DONE:
         return  # repeated settle: rows were stored the first time
     c.execute(
-        "UPDATE tasks SET state = 'done', canonical_result = ?, updated_ms = ? WHERE task_id = ?",
-        (result_id, now_ms, task.task_id),
+        "UPDATE tasks SET state = ?, canonical_result = ?, updated_ms = ? WHERE task_id = ?",
+        (next_task_state(task.state, TaskEvent.SETTLE).value, result_id, now_ms, task.task_id),
     )
     c.executemany(
         "INSERT INTO rows (job_id, task_id, result_id, idx, data, evidence, row_sha256, accepted_ms)"
@@ -105,9 +104,9 @@ class ResultStore(Database):
         with self._tx() as c:
             existing = c.execute("SELECT * FROM results WHERE result_sha256 = ?", (digest,)).fetchone()
             if existing is not None:
-                return Recorded(result_from(existing), duplicate=True, slot=None)
+                return Recorded(result_from(existing), duplicate=True, replica=None)
             lease = load_lease(c, result.lease_id)
-            slot = load_slot(c, lease.task_id, lease.replica)
+            slot = load_replica(c, lease.task_id, lease.replica)
             task = load_task(c, lease.task_id)
             fills = (
                 signer == lease.node
@@ -117,15 +116,15 @@ class ResultStore(Database):
                 and result.job_id == task.job_id
                 and result.attempt == lease.attempt
                 and (
-                    (slot.state is SlotState.GRANTED and lease.state == "live")
-                    or (slot.state is SlotState.EXPIRED and lease.state == "expired")
+                    (slot.state is ReplicaState.GRANTED and lease.state is LeaseState.LIVE)
+                    or (slot.state is ReplicaState.EXPIRED and lease.state is LeaseState.EXPIRED)
                 )
             )
-            moved: SlotRecord | None = None
+            moved: ReplicaRecord | None = None
             if fills:
-                event = SlotEvent.SUBMIT if slot.state is SlotState.GRANTED else SlotEvent.LATE_SUBMIT
+                event = ReplicaEvent.SUBMIT if slot.state is ReplicaState.GRANTED else ReplicaEvent.LATE_SUBMIT
                 moved = move(c, slot, event, now_ms, node=slot.node, lease_id=slot.lease_id, deadline_ms=None)
-                c.execute("UPDATE leases SET state = 'submitted' WHERE lease_id = ?", (lease.lease_id,))
+                move_lease(c, lease, event)
             cur = c.execute(
                 "INSERT INTO results (result_sha256, task_id, lease_id, replica, attempt, node, envelope, counted,"
                 " received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -158,7 +157,7 @@ class ResultStore(Database):
         if opened.kind is MessageKind.RESULT and len(record.envelope) <= _RESULT_ENVELOPE_LIMIT:
             with self._lock:
                 self._verified.remember(record.result_id, record.envelope, result)
-        return Recorded(record, duplicate=False, slot=moved)
+        return Recorded(record, duplicate=False, replica=moved)
 
     def settle(
         self,
@@ -182,8 +181,8 @@ class ResultStore(Database):
         """
         if rows and canonical_result_id is None:
             raise ValueError("rows need the canonical_result_id they come from")
-        reoffered: list[SlotRecord] = []
-        failed: list[SlotRecord] = []
+        reoffered: list[ReplicaRecord] = []
+        failed: list[ReplicaRecord] = []
         with self._tx() as c:
             task = load_task(c, task_id)
             if canonical_result_id is not None:
@@ -211,15 +210,15 @@ class ResultStore(Database):
                     )
                 if not res.counted:
                     continue
-                slot = load_slot(c, task_id, res.replica)
-                if slot.state is not SlotState.SUBMITTED or slot.lease_id != res.lease_id:
+                slot = load_replica(c, task_id, res.replica)
+                if slot.state is not ReplicaState.SUBMITTED or slot.lease_id != res.lease_id:
                     continue
-                event = SlotEvent.ACCEPT if j.verdict is Verdict.ACCEPTED else SlotEvent.REJECT
+                event = ReplicaEvent.ACCEPT if j.verdict is Verdict.ACCEPTED else ReplicaEvent.REJECT
                 slot = move(c, slot, event, now_ms, node=slot.node, lease_id=slot.lease_id, deadline_ms=None)
-                if slot.state is SlotState.REJECTED:
+                if slot.state is ReplicaState.REJECTED:
                     closing = canonical_result_id is not None or task.state is not TaskState.OPEN
                     after = follow_up(c, slot, task, closing, now_ms)
-                    (reoffered if after.state is SlotState.OFFERED else failed).append(after)
+                    (reoffered if after.state is ReplicaState.OFFERED else failed).append(after)
             if canonical_result_id is not None:
                 complete(c, task, canonical_result_id, rows, now_ms)
             else:
@@ -234,7 +233,8 @@ class ResultStore(Database):
             rows = self._conn.execute(
                 "SELECT DISTINCT r.task_id FROM results r JOIN tasks t ON t.task_id = r.task_id"
                 " LEFT JOIN verdicts v ON v.result_id = r.result_id"
-                " WHERE t.state = 'open' AND r.counted = 1 AND v.result_id IS NULL ORDER BY r.task_id"
+                " WHERE t.state = ? AND r.counted = 1 AND v.result_id IS NULL ORDER BY r.task_id",
+                (TaskState.OPEN.value,),
             )
             return [str(r[0]) for r in rows]
 

@@ -17,7 +17,7 @@ Rules
 
 Conventions in the tables: times are integer unix milliseconds supplied by the
 caller; digests are lowercase sha256 hex; slot states are the values of
-`protocol.state.SlotState`; messages are stored as their canonical msgpack
+`protocol.state.ReplicaState`; messages are stored as their canonical msgpack
 bytes (the bytes that were signed), so a stored result can be re-verified
 offline.
 """

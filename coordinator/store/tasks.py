@@ -18,10 +18,10 @@ from pydantic import TypeAdapter
 
 from coordinator.store.connection import Database, fetch_one
 from coordinator.store.errors import NotFound, StoreError
-from coordinator.store.records import TaskRecord, TaskState, task_from
+from coordinator.store.records import TaskRecord, task_from
 from protocol import encoding
 from protocol.digests import payload_bytes, sha256_hex
-from protocol.state import SlotState
+from protocol.state import ReplicaState, TaskEvent, TaskState, next_task_state
 from protocol.tasks import TaskKind, TaskPayload
 
 _PAYLOAD_ADAPTER: TypeAdapter[TaskPayload] = TypeAdapter(TaskPayload)
@@ -34,12 +34,12 @@ def load_task(c: sqlite3.Connection, task_id: str) -> TaskRecord:
 def fail_if_exhausted(c: sqlite3.Connection, task_id: str, now_ms: int) -> None:
     """An open task whose every slot FAILED can make no more progress."""
     live = c.execute(
-        "SELECT COUNT(*) FROM slots WHERE task_id = ? AND state != ?", (task_id, SlotState.FAILED.value)
+        "SELECT COUNT(*) FROM slots WHERE task_id = ? AND state != ?", (task_id, ReplicaState.FAILED.value)
     ).fetchone()[0]
     if live == 0:
         c.execute(
-            "UPDATE tasks SET state = 'failed', updated_ms = ? WHERE task_id = ? AND state = 'open'",
-            (now_ms, task_id),
+            "UPDATE tasks SET state = ?, updated_ms = ? WHERE task_id = ? AND state = ?",
+            (next_task_state(TaskState.OPEN, TaskEvent.EXHAUST).value, now_ms, task_id, TaskState.OPEN.value),
         )
 
 
@@ -71,12 +71,24 @@ class TaskStore(Database):
         with self._tx() as c:
             c.execute(
                 "INSERT INTO tasks (task_id, job_id, stage, kind, payload_sha256, payload, est_tokens, max_attempts,"
-                " state, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
-                (task_id, job_id, stage, payload.kind.value, digest, inline, est_tokens, max_attempts, now_ms, now_ms),
+                " state, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    task_id,
+                    job_id,
+                    stage,
+                    payload.kind.value,
+                    digest,
+                    inline,
+                    est_tokens,
+                    max_attempts,
+                    TaskState.OPEN.value,
+                    now_ms,
+                    now_ms,
+                ),
             )
             c.executemany(
                 "INSERT INTO slots (task_id, replica, state, attempt, updated_ms) VALUES (?, ?, ?, 0, ?)",
-                [(task_id, i, SlotState.OFFERED.value, now_ms) for i in range(replicas)],
+                [(task_id, i, ReplicaState.OFFERED.value, now_ms) for i in range(replicas)],
             )
         # What the row now holds (built rather than read back: one query less per task).
         return TaskRecord(
@@ -130,9 +142,16 @@ class TaskStore(Database):
         """Open tasks of a stage waiting for a node that does not come: a slot OFFERED, none claimed or running."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT t.task_id FROM tasks t WHERE t.job_id = ? AND t.stage = ? AND t.state = 'open'"
+                "SELECT t.task_id FROM tasks t WHERE t.job_id = ? AND t.stage = ? AND t.state = ?"
                 " AND EXISTS (SELECT 1 FROM slots s WHERE s.task_id = t.task_id AND s.state = ?)"
                 " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.task_id = t.task_id AND s.state IN (?, ?))",
-                (job_id, stage, SlotState.OFFERED.value, SlotState.CLAIMED.value, SlotState.GRANTED.value),
+                (
+                    job_id,
+                    stage,
+                    TaskState.OPEN.value,
+                    ReplicaState.OFFERED.value,
+                    ReplicaState.CLAIMED.value,
+                    ReplicaState.GRANTED.value,
+                ),
             )
             return [str(r[0]) for r in rows]

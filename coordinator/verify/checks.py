@@ -33,7 +33,7 @@ from coordinator.verify.receipts import token_allowance
 from protocol import encoding
 from protocol.digests import content_sha256
 from protocol.messages import Grant, Result
-from protocol.state import LATE_GRACE_MS, LeaseStatus, lease_status
+from protocol.state import LATE_GRACE_MS, past_grace
 from protocol.tasks import (
     GENERATIVE_KINDS,
     LLM_KINDS,
@@ -105,8 +105,7 @@ def _lease_checks(result: Result, signer: str, grant: Grant, now_ms: int, limits
         got, want = getattr(result, name), getattr(grant, name)
         if got != want:
             yield Failure(Reason.LEASE_MISMATCH, f"{name} is {got!r}, the grant says {want!r}")
-    status = lease_status(grant.lease_deadline_ms, now_ms, grace_ms=limits.late_grace_ms)
-    if status is LeaseStatus.DEAD:
+    if past_grace(grant.lease_deadline_ms, now_ms, grace_ms=limits.late_grace_ms):
         late_by = now_ms - grant.lease_deadline_ms
         yield Failure(Reason.LEASE_DEAD, f"arrived {late_by} ms after the deadline (grace {limits.late_grace_ms} ms)")
 

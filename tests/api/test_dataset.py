@@ -21,6 +21,7 @@ async def finished_job(s: Served, job_id: str, out: Path) -> None:
     """A job whose dataset was compiled (by the real compiler, from real signed results) and marked done."""
     await s.call(search_job, s.coordinator, job_id, 1, out_dir=out)
     await s.call(compile_into, out, 4)
+    await s.call(s.coordinator.store.set_job_state, job_id, "compiling", now_ms=now_ms())
     await s.call(s.coordinator.store.set_job_state, job_id, "done", now_ms=now_ms())
 
 
@@ -32,6 +33,7 @@ async def test_dataset_is_409_until_done_then_downloads_as_tar_gz_and_zip(tmp_pa
         assert early.status_code == 409 and "is running" in early.json()["detail"]
 
         await s.call(compile_into, out, 4)
+        await s.call(s.coordinator.store.set_job_state, "press", "compiling", now_ms=now_ms())
         await s.call(s.coordinator.store.set_job_state, "press", "done", now_ms=now_ms())
         expected = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
 

@@ -45,16 +45,16 @@ async def test_submit_a_request_then_read_it_back(served: Served, client: httpx.
     assert [j["job_id"] for j in listed] == [job["job_id"]]
     # The real job runner put its first stage into the store: the API shows it.
     record = await served.call(served.coordinator.store.job, job["job_id"])
-    assert record.spec["request"] == REQUEST
+    assert record.doc["request"] == REQUEST
     # A sentence starts with the LLM spec task, on the rules' reading (with its notes) until then.
-    assert record.spec["llm_spec"] is True and record.spec["rows_given"] == 12
+    assert record.doc["llm_spec"] is True and record.doc["rows_given"] == 12
     rule_notes = list(parse_request(REQUEST, rows=12).notes)
-    notes = record.spec["spec_notes"]
+    notes = record.doc["spec_notes"]
     assert notes[: len(rule_notes)] == rule_notes
     # No node serves spec tasks here: the stage is skipped at once, not left to the stall timer.
     assert notes[len(rule_notes) :] in ([], ["llm: the spec task did not run (no live node serves spec tasks); "
                                              "using the rule-based spec"])  # fmt: skip
-    assert record.spec["submitted_spec"] == record.spec["spec"]
+    assert record.doc["submitted_spec"] == record.doc["spec"]
 
 
 async def test_submit_a_spec(served: Served, client: httpx.AsyncClient) -> None:
@@ -63,8 +63,8 @@ async def test_submit_a_spec(served: Served, client: httpx.AsyncClient) -> None:
     assert created.status_code == 201
     assert created.json()["job_id"] == "my-job.1" and created.json()["target"] == 3 and created.json()["grounded"]
     stored = await served.call(served.coordinator.store.job, "my-job.1")
-    assert DatasetSpec.model_validate(stored.spec["spec"]).rows == 3
-    assert stored.spec["llm_spec"] is False  # a spec file is taken as it is
+    assert DatasetSpec.model_validate(stored.doc["spec"]).rows == 3
+    assert stored.doc["llm_spec"] is False  # a spec file is taken as it is
 
 
 async def test_job_id_retry_is_idempotent_and_a_clash_is_409(served: Served, client: httpx.AsyncClient) -> None:
@@ -72,7 +72,7 @@ async def test_job_id_retry_is_idempotent_and_a_clash_is_409(served: Served, cli
     assert (await client.post("/v1/jobs", json=body)).status_code == 201
     # The spec stage may have refined the job's spec since: a retry still matches what was submitted.
     refined = fixture_spec(rows=99).model_dump(mode="json")
-    await served.call(lambda: served.coordinator.store.update_job_spec("retry-me", {"spec": refined}, now_ms=now_ms()))
+    await served.call(lambda: served.coordinator.store.update_job_doc("retry-me", {"spec": refined}, now_ms=now_ms()))
     again = await client.post("/v1/jobs", json=body)
     assert again.status_code == 200 and again.json()["job_id"] == "retry-me"
     clash = await client.post("/v1/jobs", json={"request": "10 rows about tea", "job_id": "retry-me"})

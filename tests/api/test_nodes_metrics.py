@@ -71,6 +71,7 @@ async def test_metrics_count_tasks_verdicts_queue_and_reputation(tmp_path: Path)
         assert m[("dataswarm_network_tokens_per_second", ())] == 55.0
 
         # A finished job's counts come from the cache, and stay right.
+        await s.call(s.coordinator.store.set_job_state, "press", "compiling", now_ms=1)
         await s.call(s.coordinator.store.set_job_state, "press", "done", now_ms=1)
         for _ in range(2):
             m = samples((await client.get("/metrics")).text)

@@ -33,7 +33,7 @@ async def test_a_partial_job_is_final_listed_and_its_dataset_downloads(tmp_path:
     out = tmp_path / "datasets" / "short"
     async with api_server(tmp_path / "coord") as s, httpx.AsyncClient(base_url=s.url) as client:
         await partial_job(s, "short", out)
-        reason = (await s.call(s.coordinator.store.job, "short")).spec["partial"]
+        reason = (await s.call(s.coordinator.store.job, "short")).doc["partial"]
 
         view = (await client.get("/v1/jobs/short")).json()
         assert view["state"] == "partial" and (view["rows"], view["target"]) == (1, 2)

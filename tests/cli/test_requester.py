@@ -73,13 +73,14 @@ def attachable(live: LiveApi, job_id: str, text: str, rows: int, *, tasks: int, 
     `dataswarm request TEXT --rows N` submits, so that the CLI attaches to it. Returns the task ids."""
     ids = live.call(search_job, live.coordinator, job_id, tasks, out_dir=out)
     spec_doc = parse_request(text, rows=rows).spec.model_dump(mode="json")
-    live.call(live.coordinator.store.update_job_spec, job_id, {"request": text, "spec": spec_doc}, now_ms=now_ms())
+    live.call(live.coordinator.store.update_job_doc, job_id, {"request": text, "spec": spec_doc}, now_ms=now_ms())
     return ids
 
 
 def finish(live: LiveApi, job_id: str, out: Path) -> None:
     """Compile a real signed dataset into the job's directory and mark it done."""
     live.call(compile_into, out, 4)
+    live.call(live.coordinator.store.set_job_state, job_id, "compiling", now_ms=now_ms())
     live.call(live.coordinator.store.set_job_state, job_id, "done", now_ms=now_ms())
 
 
@@ -250,7 +251,7 @@ def test_request_on_a_failed_job_exits_with_its_error(live: LiveApi, tmp_path: P
     text = "4 question-answer pairs about woodcuts"
     attachable(live, "woodcuts", text, 4, tasks=1, out=tmp_path / "coord")
     store = live.coordinator.store
-    live.call(store.update_job_spec, "woodcuts", {"error": "no node offered a model"}, now_ms=now_ms())
+    live.call(store.update_job_doc, "woodcuts", {"error": "no node offered a model"}, now_ms=now_ms())
     live.call(store.set_job_state, "woodcuts", "failed", now_ms=now_ms())
     out = tmp_path / "mine"
     result = cli("request", text, "--rows", "4", "--out", str(out), "--job-id", "woodcuts", *at(live, live.token))

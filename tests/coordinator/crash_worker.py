@@ -47,7 +47,7 @@ def main(db: str, seed: int, start_ms: int) -> None:
             if rng.random() < 0.3:  # over the inline limit: goes to the blob folder
                 payload = payload.model_copy(update={"instruction": f"task {seed}-{n} " + "pad " * 900})
             store.add_task(f"t{seed}-{n}", "job", "synthesize", payload, replicas=2, max_attempts=3, now_ms=now)
-        for slot in store.offered_slots(limit=3):
+        for slot in store.offered_replicas(limit=3):
             node = rng.choice(NODES)
             claimed = store.claim(slot.task_id, node.peer_id, claim_deadline_ms=now + 2_000, now_ms=now)
             if claimed is None:
@@ -67,7 +67,7 @@ def main(db: str, seed: int, start_ms: int) -> None:
             rec = store.record_result(env, now_ms=now)
             if rng.random() < 0.2:
                 assert store.record_result(env, now_ms=now).duplicate  # a gossip duplicate
-            if rec.slot is None:
+            if rec.replica is None:
                 continue
             if cheat:
                 store.settle(task_id, [Judgement(rec.result.result_id, Verdict.REJECTED, "rescore_failed")], now_ms=now)
@@ -82,7 +82,7 @@ def _settle_if_agreed(store: Store, task_id: str, now: int) -> None:
     if store.task(task_id).state is not TaskState.OPEN:
         return
     pending = [r for r in store.results_for(task_id) if r.counted and store.verdict(r.result_id) is None]
-    live = {s.lease_id for s in store.slots(task_id) if s.state.value == "submitted"}
+    live = {s.lease_id for s in store.replicas(task_id) if s.state.value == "submitted"}
     honest = [r for r in pending if r.lease_id in live]
     if len(honest) < 2:
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from typing import Any
 
 from coordinator.store import Store
@@ -25,6 +26,15 @@ from protocol.tasks import (
     TaskOutput,
     TaskPayload,
 )
+
+
+def leave_job_state(store: Store, job_id: str, state: str) -> None:
+    """Write a job's state as a coordinator that stopped part-way left it, past the state table (which
+    `Store.set_job_state` applies): a test's way to put a job back in a state it has moved on from."""
+    with sqlite3.connect(store.path) as raw:
+        raw.execute("UPDATE jobs SET state = ? WHERE job_id = ?", (state, job_id))
+    raw.close()
+
 
 T0 = 1_700_000_000_000
 """A fixed 'now' for tests (unix ms); tests move time by adding to it."""

@@ -61,7 +61,7 @@ def produce(s: Scheduler, question: str, task_id: str = "t1") -> Grant:
     s.submit(task_id, "j1", "synthesize", payload(), now_ms=T0)
     g = claim(s, task_id, NODE_A)
     assert isinstance(g, Grant)
-    assert len(s.store.slots(task_id)) == 1  # an untrusted node, yet one run: the audit checks it
+    assert len(s.store.replicas(task_id)) == 1  # an untrusted node, yet one run: the audit checks it
     row = GeneratedRow(data={"question": question, "answer": SENTENCE}, evidence=SENTENCE)
     submit(s, result_for(g, SynthesizeOutput(rows=[row]), raw_text=" " + question), NODE_A)
     return g
@@ -126,7 +126,7 @@ def test_validators_that_disagree_on_the_round_trip_do_not_settle_it(tmp_path: P
         assert isinstance(g, Grant)
         submit(s, result_for(g, audit(trip)), node, now=T0 + 2000)
     assert s.store.task("t1").state is TaskState.OPEN and s.store.rows("j1") == []
-    assert len(s.store.slots(vid)) == 3  # a tie-breaking validator is asked
+    assert len(s.store.replicas(vid)) == 3  # a tie-breaking validator is asked
 
 
 @pytest.mark.parametrize(

@@ -25,11 +25,11 @@ from coordinator.scheduler import (
 )
 from coordinator.scheduler.nodes import choose_validators
 from coordinator.scheduler.rows import answer_first_failure
-from coordinator.store import ResultRecord, SlotRecord, TaskRecord, TaskState
+from coordinator.store import ReplicaRecord, ResultRecord, TaskRecord, TaskState
 from coordinator.verify.reasons import Reason
 from coordinator.verify.rescoring import RoundTripThresholds
 from protocol.messages import Result
-from protocol.state import SlotState
+from protocol.state import ReplicaState
 from protocol.tasks import (
     AnswerTarget,
     RoundTrip,
@@ -89,7 +89,7 @@ class Out:
 class Row:
     kind: TaskKind
     results: Sequence[Out]
-    slots: Sequence[SlotState] | None = None
+    slots: Sequence[ReplicaState] | None = None
     """Slot states (default: one SUBMITTED slot per result)."""
     state: TaskState = TaskState.OPEN
     payload: TaskPayload | None = None
@@ -117,8 +117,8 @@ def view_of(row: Row) -> TaskView:
     }
     payload = row.payload or payloads[row.kind]
     task = TaskRecord("t1", "j1", row.kind.value, row.kind, "00" * 32, 10, 4, row.state, None, T0, T0)
-    slot_states = row.slots or [SlotState.SUBMITTED] * len(row.results)
-    slots = tuple(SlotRecord("t1", i, s, 0, None, None, None, T0) for i, s in enumerate(slot_states))
+    slot_states = row.slots or [ReplicaState.SUBMITTED] * len(row.results)
+    slots = tuple(ReplicaRecord("t1", i, s, 0, None, None, None, T0) for i, s in enumerate(slot_states))
     records, messages = [], {}
     for i, out in enumerate(row.results, start=1):
         g = grant(payload, lease_id=f"l{i}", model=out.model)
@@ -162,7 +162,7 @@ def summary(d: Decision) -> tuple[object, ...]:
 
 
 R, S, V = TaskKind.RETRIEVE, TaskKind.SYNTHESIZE, TaskKind.VALIDATE
-SUB, GRANTED, OFFERED = SlotState.SUBMITTED, SlotState.GRANTED, SlotState.OFFERED
+SUB, GRANTED, OFFERED = ReplicaState.SUBMITTED, ReplicaState.GRANTED, ReplicaState.OFFERED
 QM, UNV, RSF = Reason.QUORUM_MINORITY, Reason.UNVERIFIABLE, Reason.RESCORE_FAILED
 PAGE_A, PAGE_B, PAGE_C = (retrieve_output(page(variant=v)) for v in (0, 1, 2))
 LIAR = ValidateOutput(n_tokens=2, mean_logprob=-6.0, topk_rate=0.2, token_logprobs=[-5.0, -7.0])
@@ -173,7 +173,9 @@ TABLE = [
     pytest.param(Row(S, [Out("a")], slots=[SUB, GRANTED]), ("wait", "replicas running"), id="replica-out"),
     pytest.param(Row(S, [Out("a", judged=True)]), ("wait", "no result pending"), id="all-judged"),
     pytest.param(
-        Row(S, [Out("a", counted=False)], slots=[SlotState.FAILED]), ("wait", "no result pending"), id="uncounted-only"
+        Row(S, [Out("a", counted=False)], slots=[ReplicaState.FAILED]),
+        ("wait", "no result pending"),
+        id="uncounted-only",
     ),
     # --- deterministic: quorum
     pytest.param(Row(R, [Out("a"), Out("b")]), ("accept", 1, (1, 2), (), True, False), id="quorum-agree"),
@@ -238,7 +240,7 @@ TABLE = [
         id="spot-check-failed",
     ),
     pytest.param(
-        Row(S, [Out("a")], slots=[SUB, SlotState.FAILED], spot_checked=True),
+        Row(S, [Out("a")], slots=[SUB, ReplicaState.FAILED], spot_checked=True),
         ("audit", ((1, 2),)),
         id="abandoned-replica-rescored",
     ),

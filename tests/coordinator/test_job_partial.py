@@ -20,6 +20,7 @@ from coordinator.service import ACTIVE
 from network import now_ms
 from protocol.tasks import TaskKind
 from tests.api.support import Served, api_server, budget_spent_job
+from tests.coordinator.factories import leave_job_state
 
 RUN_S = 30
 
@@ -46,7 +47,7 @@ async def test_a_spent_budget_with_some_rows_compiles_them_and_ends_partial_with
 
     assert final.state == "partial" and "partial" not in ACTIVE  # final: a restart does not run it again
     assert (final.rows, final.target, final.error) == (1, 2, "")
-    assert job.spec["partial"] == (
+    assert job.doc["partial"] == (
         "1 of 2 rows passed verification after 16 synthesize tasks (the attempt budget: 16 tasks, "
         "8 per requested row); fewer rows are delivered rather than rows that failed the checks"
     )
@@ -65,7 +66,7 @@ async def test_all_rows_passing_is_still_done_with_no_partial_reason(tmp_path: P
         final = await run_resumed(s, "full")
         job = await s.call(s.coordinator.store.job, "full")
     assert final.state == "done" and (final.rows, final.target) == (1, 1)
-    assert "partial" not in job.spec
+    assert "partial" not in job.doc
     assert verify_directory(out).ok
 
 
@@ -76,7 +77,7 @@ async def test_a_spent_budget_with_no_row_fails_and_compiles_nothing(tmp_path: P
         final = await run_resumed(s, "none")
         job = await s.call(s.coordinator.store.job, "none")
     assert final.state == "failed" and "no row passed verification" in final.error
-    assert "partial" not in job.spec and not (out / "manifest.json").exists()
+    assert "partial" not in job.doc and not (out / "manifest.json").exists()
 
 
 async def test_a_restart_after_compile_decides_partial_from_the_store(tmp_path: Path) -> None:
@@ -86,22 +87,22 @@ async def test_a_restart_after_compile_decides_partial_from_the_store(tmp_path: 
     async with api_server(coord_dir) as s:
         await s.call(budget_spent_job, s.coordinator, "short", rows=2, accepted=1, out_dir=out)
         assert (await run_resumed(s, "short")).state == "partial"
-        reason = (await s.call(s.coordinator.store.job, "short")).spec["partial"]
-        await s.call(s.coordinator.store.set_job_state, "short", "compiling", now_ms=now_ms())
+        reason = (await s.call(s.coordinator.store.job, "short")).doc["partial"]
+        await s.call(leave_job_state, s.coordinator.store, "short", "compiling")
     manifest = (out / "manifest.json").read_bytes()
 
     async with api_server(coord_dir) as s:  # the restart resumes the compiling job
         with trio.fail_after(RUN_S):
             final = await s.coordinator.wait("short")
         assert final.state == "partial"
-        assert (await s.call(s.coordinator.store.job, "short")).spec["partial"] == reason
+        assert (await s.call(s.coordinator.store.job, "short")).doc["partial"] == reason
         # As if an older coordinator had compiled it without recording a reason: the row count decides.
-        await s.call(s.coordinator.store.update_job_spec, "short", {"partial": ""}, now_ms=now_ms())
-        await s.call(s.coordinator.store.set_job_state, "short", "compiling", now_ms=now_ms())
+        await s.call(s.coordinator.store.update_job_doc, "short", {"partial": ""}, now_ms=now_ms())
+        await s.call(leave_job_state, s.coordinator.store, "short", "compiling")
 
     async with api_server(coord_dir) as s:
         with trio.fail_after(RUN_S):
             final = await s.coordinator.wait("short")
-        again = (await s.call(s.coordinator.store.job, "short")).spec["partial"]
+        again = (await s.call(s.coordinator.store.job, "short")).doc["partial"]
     assert final.state == "partial" and again.startswith("1 of 2 rows passed verification")
     assert (out / "manifest.json").read_bytes() == manifest  # not compiled a second time

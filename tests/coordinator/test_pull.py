@@ -57,4 +57,4 @@ def test_a_pull_for_kinds_or_models_with_no_open_task_is_answered_none_open(tmp_
     for p in (pull([TaskKind.SEARCH]), pull([TaskKind.SYNTHESIZE], [OTHER_MODEL]), pull([TaskKind.SYNTHESIZE], [])):
         answer = s.on_pull(p, NODE_A.peer_id, T0)
         assert isinstance(answer, Reject) and answer.reason is RejectReason.NONE_OPEN
-    assert s.store.slots("t1")[0].node is None  # nothing was claimed on the way
+    assert s.store.replicas("t1")[0].node is None  # nothing was claimed on the way

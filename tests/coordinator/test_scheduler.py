@@ -26,7 +26,7 @@ from protocol.messages import (
     TaskOffer,
     Verdict,
 )
-from protocol.state import SlotState
+from protocol.state import ReplicaState
 from protocol.tasks import TaskKind, ValidateOutput, ValidatePayload
 from tests.coordinator.factories import (
     COORDINATOR,
@@ -101,10 +101,10 @@ def test_two_agreeing_untrusted_replicas_are_accepted_with_rows_and_receipts(tmp
     s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
     ga = claim(s, "t1", NODE_A)
     assert isinstance(ga, Grant) and ga.decoding is not None and ga.decoding.seed == seed_for("t1")
-    assert len(s.store.slots("t1")) == 2  # a new node's work is replicated
+    assert len(s.store.replicas("t1")) == 2  # a new node's work is replicated
     again = claim(s, "t1", NODE_A)  # never the same node twice: a re-claim is the same lease
     assert isinstance(again, Grant) and again.lease_id == ga.lease_id
-    assert [x.node for x in s.store.slots("t1")].count(NODE_A.peer_id) == 1
+    assert [x.node for x in s.store.replicas("t1")].count(NODE_A.peer_id) == 1
     gb = claim(s, "t1", NODE_B)
     assert isinstance(gb, Grant)
     first = submit(s, honest(ga), NODE_A)
@@ -155,7 +155,7 @@ def test_result_failing_checks_is_rejected_and_reoffered(tmp_path: Path) -> None
     assert receipt.verdict is Verdict.REJECTED
     verdict = s.store.verdict(s.store.results_for("t1")[0].result_id)
     assert verdict is not None and verdict.reason == Reason.MODEL_NOT_ALLOWED
-    assert any(slot.state is SlotState.OFFERED and slot.attempt == 1 for slot in s.store.slots("t1"))
+    assert any(slot.state is ReplicaState.OFFERED and slot.attempt == 1 for slot in s.store.replicas("t1"))
 
 
 def test_blacklisted_nodes_get_no_work(tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ def test_a_repeated_claim_gets_the_same_grant_back_until_the_lease_lapses(tmp_pa
     again = claim(s, "t1", NODE_A, now=T0 + 500)
     assert isinstance(first, Grant) and isinstance(again, Grant)
     assert again.lease_id == first.lease_id and again.payload == first.payload
-    assert [x.node for x in s.store.slots("t1")].count(NODE_A.peer_id) == 1
+    assert [x.node for x in s.store.replicas("t1")].count(NODE_A.peer_id) == 1
     assert s.stats["regrants"] == 1
     # Once the lease has lapsed the old grant is dead: the node may not resurrect it.
     late = claim(s, "t1", NODE_A, now=first.lease_deadline_ms + 1)
@@ -195,8 +195,8 @@ def test_lapsed_lease_is_reoffered_and_charged(tmp_path: Path) -> None:
     g = claim(s, "t1", NODE_A)
     assert isinstance(g, Grant)
     s.tick(g.lease_deadline_ms + 1)
-    slots = s.store.slots("t1")
-    assert any(x.state is SlotState.OFFERED and x.attempt == 1 for x in slots)
+    slots = s.store.replicas("t1")
+    assert any(x.state is ReplicaState.OFFERED and x.attempt == 1 for x in slots)
     rep = s.store.reputation(NODE_A.peer_id)
     assert rep is not None and rep.expired == 1
 
@@ -262,7 +262,7 @@ def test_a_check_that_raises_stores_nothing_so_no_result_is_left_without_a_verdi
     with pytest.raises(RecursionError):
         submit(s, honest(ga), NODE_A)
     assert [r.node for r in s.store.results_for("t1")] == [NODE_B.peer_id]  # A's result was not stored
-    assert [x.state for x in s.store.slots("t1")] == [SlotState.GRANTED, SlotState.SUBMITTED]
+    assert [x.state for x in s.store.replicas("t1")] == [ReplicaState.GRANTED, ReplicaState.SUBMITTED]
     assert s.resume(T0 + 1500) == [] and s.store.task("t1").state is TaskState.OPEN  # nothing decided unchecked
 
     monkeypatch.undo()  # the node sends its result again: checked, recorded and decided as usual
@@ -288,7 +288,7 @@ def test_abandoning_an_untaken_task_fails_it_and_stops_offering_it(tmp_path: Pat
     s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
     s.abandon("t1", T0 + 1000)
     assert s.store.task("t1").state is TaskState.FAILED
-    assert all(x.state is SlotState.FAILED for x in s.store.slots("t1"))
+    assert all(x.state is ReplicaState.FAILED for x in s.store.replicas("t1"))
     assert s.offers(T0 + 10_000) == []
 
 
@@ -300,7 +300,7 @@ def test_a_small_network_audits_with_the_one_validator_it_has(tmp_path: Path) ->
     submit(s, honest(ga), NODE_A)
     submit(s, result_for(gb, rows_output(GOOD_ROW), raw_text='{"answer": "x"}'), NODE_B)
     for vid in [t.task_id for t in s.store.tasks("j1", stage="validate")]:
-        assert len(s.store.slots(vid)) == 1  # only C is eligible: producers never validate
+        assert len(s.store.replicas(vid)) == 1  # only C is eligible: producers never validate
         g = claim(s, vid, NODE_C)
         assert isinstance(g, Grant) and isinstance(g.payload, ValidatePayload)
         submit(s, result_for(g, measurement(g.payload.candidate == HONEST_TEXT)), NODE_C, now=T0 + 2000)
@@ -328,7 +328,7 @@ def test_validators_are_counted_among_nodes_that_run_validate_on_the_model(tmp_p
     submit(s, honest(ga), NODE_A)
     submit(s, result_for(gb, rows_output(GOOD_ROW), raw_text='{"answer": "x"}'), NODE_B)
     validations = s.store.tasks("j1", stage="validate")
-    assert validations and all(len(s.store.slots(v.task_id)) == 1 for v in validations)
+    assert validations and all(len(s.store.replicas(v.task_id)) == 1 for v in validations)
 
 
 def test_a_node_that_may_validate_is_sent_to_a_waiting_validation_first(tmp_path: Path) -> None:
@@ -380,7 +380,7 @@ def test_a_task_every_live_node_has_run_is_given_up_at_once_not_after_the_stall_
     submit(s, honest(ga), NODE_A)
     submit(s, result_for(gb, rows_output(GOOD_ROW), raw_text='{"answer": "x"}'), NODE_B)
     assert s.store.task("t1").state is TaskState.FAILED
-    assert all(x.state is not SlotState.OFFERED for x in s.store.slots("t1"))
+    assert all(x.state is not ReplicaState.OFFERED for x in s.store.replicas("t1"))
     assert s.stats["abandoned"] == 1
 
     # With a third live node the rejected replica is offered again instead.
@@ -390,7 +390,7 @@ def test_a_task_every_live_node_has_run_is_given_up_at_once_not_after_the_stall_
     assert isinstance(g1, Grant) and isinstance(g2, Grant)
     submit(s2, result_for(g1, rows_output(GOOD_ROW), raw_text=HONEST_TEXT, model_sha256="ee" * 32), NODE_A)
     assert s2.store.task("t1").state is TaskState.OPEN and s2.stats["abandoned"] == 0
-    assert any(x.state is SlotState.OFFERED and x.attempt == 1 for x in s2.store.slots("t1"))  # for C
+    assert any(x.state is ReplicaState.OFFERED and x.attempt == 1 for x in s2.store.replicas("t1"))  # for C
 
 
 def test_token_ceilings_cover_what_the_nodes_grammar_admits_for_pipeline_payloads() -> None:

@@ -130,7 +130,7 @@ async def test_a_spot_checked_result_of_a_trusted_node_is_still_re_scored_after_
             grant = answer.message
             assert isinstance(grant, Grant), grant
             with coordinator.store() as store:
-                assert len(store.slots(TASK)) == 1  # r = 1: the operator's node runs it alone...
+                assert len(store.replicas(TASK)) == 1  # r = 1: the operator's node runs it alone...
                 assert store.spot_checked(TASK)  # ...picked for a spot-check, and the pick is on disk
 
             coordinator.kill()  # while A runs the task

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from coordinator.store import Store, TaskState
 from protocol.messages import Verdict
-from protocol.state import SlotState
+from protocol.state import ReplicaState
 
 REPO = Path(__file__).resolve().parents[2]
 ROUNDS = 5
@@ -77,26 +77,26 @@ def _check_invariants(db: Path, acked: list[str], now_ms: int) -> int:
         # 3. Slot states are consistent with leases and results (transitions were atomic).
         for task in store.tasks("job"):
             store.task_payload(task.task_id)  # inline or blob, it reads back and matches its digest
-            for slot in store.slots(task.task_id):
-                assert slot.state not in (SlotState.EXPIRED, SlotState.REJECTED), "follow-up was not atomic"
-                if slot.state in (SlotState.GRANTED, SlotState.SUBMITTED, SlotState.VERIFIED):
+            for slot in store.replicas(task.task_id):
+                assert slot.state not in (ReplicaState.EXPIRED, ReplicaState.REJECTED), "follow-up was not atomic"
+                if slot.state in (ReplicaState.GRANTED, ReplicaState.SUBMITTED, ReplicaState.VERIFIED):
                     assert slot.lease_id is not None
                     lease = store.lease(slot.lease_id)
                     assert (lease.task_id, lease.replica, lease.attempt) == (task.task_id, slot.replica, slot.attempt)
-                if slot.state in (SlotState.SUBMITTED, SlotState.VERIFIED):
+                if slot.state in (ReplicaState.SUBMITTED, ReplicaState.VERIFIED):
                     filled = [r for r in store.results_for(task.task_id) if r.lease_id == slot.lease_id and r.counted]
                     assert len(filled) == 1
-                if slot.state is SlotState.VERIFIED:
+                if slot.state is ReplicaState.VERIFIED:
                     verdict = store.verdict(filled[0].result_id)
                     assert verdict is not None and verdict.verdict is Verdict.ACCEPTED
         # 4. Expired leases are re-offered on restart, and nothing stays held past its deadline.
         store.expire_due(now_ms=now_ms)
-        assert store.expired_slots(now_ms=now_ms) == []
+        assert store.expired_replicas(now_ms=now_ms) == []
         for task in store.tasks("job", stage="synthesize"):
-            for slot in store.slots(task.task_id):
-                assert slot.state not in (SlotState.CLAIMED, SlotState.GRANTED)
+            for slot in store.replicas(task.task_id):
+                assert slot.state not in (ReplicaState.CLAIMED, ReplicaState.GRANTED)
                 if task.state is TaskState.OPEN:
-                    assert slot.state in (SlotState.OFFERED, SlotState.SUBMITTED, SlotState.FAILED)
+                    assert slot.state in (ReplicaState.OFFERED, ReplicaState.SUBMITTED, ReplicaState.FAILED)
         return len(done)
 
 

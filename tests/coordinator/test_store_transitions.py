@@ -24,7 +24,7 @@ from protocol.envelope import open_envelope, seal
 from protocol.errors import BadSignature, IllegalTransition
 from protocol.identity import Identity
 from protocol.messages import Verdict
-from protocol.state import SlotState
+from protocol.state import ReplicaState
 from protocol.tasks import RetrievePayload
 from tests.coordinator.factories import (
     GOOD_ROW,
@@ -56,19 +56,19 @@ def _submit(store: Store, task_id: str, node: Identity, lease_id: str, now_ms: i
 def test_two_replicas_claim_grant_submit_accept_complete(store: Store) -> None:
     task = store.add_task("t1", "j1", "synthesize", synth_payload(), replicas=2, max_attempts=3, now_ms=T0)
     assert task.payload_sha256 == payload_sha256(synth_payload())
-    assert [s.state for s in store.slots("t1")] == [SlotState.OFFERED] * 2
+    assert [s.state for s in store.replicas("t1")] == [ReplicaState.OFFERED] * 2
 
     g_a = claim_and_grant(store, "t1", NODE_A, lease_id="la")
     assert g_a.node_peer_id == NODE_A.peer_id and g_a.payload == synth_payload()
     # The same node may not take the second replica: redundancy needs distinct nodes.
     assert store.claim("t1", NODE_A.peer_id, claim_deadline_ms=T0 + 5_000, now_ms=T0) is None
     claim_and_grant(store, "t1", NODE_B, lease_id="lb")
-    assert [s.state for s in store.slots("t1")] == [SlotState.GRANTED] * 2
+    assert [s.state for s in store.replicas("t1")] == [ReplicaState.GRANTED] * 2
 
     ra = _submit(store, "t1", NODE_A, "la", T0 + 1_000)
     rb = _submit(store, "t1", NODE_B, "lb", T0 + 2_000)
-    assert ra.slot is not None and ra.slot.state is SlotState.SUBMITTED and ra.result.counted
-    assert rb.slot is not None and rb.slot.state is SlotState.SUBMITTED
+    assert ra.replica is not None and ra.replica.state is ReplicaState.SUBMITTED and ra.result.counted
+    assert rb.replica is not None and rb.replica.state is ReplicaState.SUBMITTED
     assert store.lease("la").state == "submitted"
 
     rep = NodeReputation(peer_id=NODE_A.peer_id, score=0.55, accepted=1, updated_ms=T0 + 3_000)
@@ -84,7 +84,7 @@ def test_two_replicas_claim_grant_submit_accept_complete(store: Store) -> None:
         now_ms=T0 + 3_000,
     )
     assert settled.task.state is TaskState.DONE and settled.task.canonical_result_id == ra.result.result_id
-    assert [s.state for s in store.slots("t1")] == [SlotState.VERIFIED] * 2
+    assert [s.state for s in store.replicas("t1")] == [ReplicaState.VERIFIED] * 2
     [row] = store.rows("j1")
     assert row.data["answer"] == GOOD_ROW[1] and row.evidence == GOOD_ROW[2] and row.result_id == ra.result.result_id
     assert store.reputation(NODE_A.peer_id) == rep
@@ -93,18 +93,18 @@ def test_two_replicas_claim_grant_submit_accept_complete(store: Store) -> None:
     assert store.result_message(ra.result.result_id) == result_for(g_a, rows_output(GOOD_ROW))
     assert store.verdict(rb.result.result_id) is not None
     # A done task is never offered or claimed again.
-    assert store.offered_slots() == []
+    assert store.offered_replicas() == []
     assert store.claim("t1", NODE_C.peer_id, claim_deadline_ms=T0 + 9_000, now_ms=T0 + 4_000) is None
 
 
 def test_illegal_event_raises_and_changes_nothing(store: Store) -> None:
     store.add_task("t1", "j1", "synthesize", synth_payload(), replicas=1, max_attempts=3, now_ms=T0)
     claim_and_grant(store, "t1", NODE_A, lease_id="la")
-    granted = store.slots("t1")
+    granted = store.replicas("t1")
     with pytest.raises(IllegalTransition) as info:
         store.grant("t1", 0, lease_id="again", deadline_ms=T0 + 1, now_ms=T0 + 2)  # granted twice
     assert (info.value.state, info.value.event) == ("granted", "grant")
-    assert store.slots("t1") == granted
+    assert store.replicas("t1") == granted
     with pytest.raises(NotFound):
         store.lease("again")  # the lease insert never happened
 
@@ -114,11 +114,11 @@ def test_failure_after_the_transition_rolls_the_transition_back(store: Store) ->
         store.add_task(t, "j1", "synthesize", synth_payload(), replicas=1, max_attempts=3, now_ms=T0)
     claim_and_grant(store, "t1", NODE_A, lease_id="dup")
     store.claim("t2", NODE_B.peer_id, claim_deadline_ms=T0 + 5_000, now_ms=T0)
-    claimed = store.slot("t2", 0)
+    claimed = store.replica("t2", 0)
     # The GRANT transition succeeds, then the lease insert hits the duplicate id: all of it rolls back.
     with pytest.raises(sqlite3.IntegrityError):
         store.grant("t2", 0, lease_id="dup", deadline_ms=T0 + 60_000, now_ms=T0 + 1)
-    assert store.slot("t2", 0) == claimed
+    assert store.replica("t2", 0) == claimed
     assert store.lease("dup").task_id == "t1"
 
 
@@ -132,7 +132,7 @@ def test_rejected_result_retries_on_another_node_then_gives_up(store: Store) -> 
         now_ms=T0 + 10,
     )
     [slot] = settled.reoffered
-    assert slot.state is SlotState.OFFERED and slot.attempt == 1 and slot.node is None
+    assert slot.state is ReplicaState.OFFERED and slot.attempt == 1 and slot.node is None
     assert store.verdict(r0.result.result_id).reason == "schema_invalid"  # type: ignore[union-attr]
     # The node whose result was rejected does not get the task again.
     assert store.claim("t1", NODE_A.peer_id, claim_deadline_ms=T0 + 99, now_ms=T0 + 20) is None
@@ -140,7 +140,7 @@ def test_rejected_result_retries_on_another_node_then_gives_up(store: Store) -> 
     assert g.attempt == 1
     r1 = _submit(store, "t1", NODE_B, "l1", T0 + 30)
     settled = store.settle("t1", [Judgement(r1.result.result_id, Verdict.REJECTED, "rescore_failed")], now_ms=T0 + 40)
-    assert [s.state for s in settled.failed] == [SlotState.FAILED]
+    assert [s.state for s in settled.failed] == [ReplicaState.FAILED]
     assert settled.task.state is TaskState.FAILED
 
 
@@ -148,34 +148,34 @@ def test_expired_leases_are_found_and_reoffered(store: Store) -> None:
     store.add_task("t1", "j1", "synthesize", synth_payload(), replicas=2, max_attempts=3, now_ms=T0)
     claim_and_grant(store, "t1", NODE_A, lease_id="la", lease_ms=30_000)
     store.claim("t1", NODE_B.peer_id, claim_deadline_ms=T0 + 5_000, now_ms=T0)  # claimed, never granted
-    assert store.expired_slots(now_ms=T0 + 4_999) == []
-    assert [s.replica for s in store.expired_slots(now_ms=T0 + 6_000)] == [1]
-    assert [s.replica for s in store.expired_slots(now_ms=T0 + 30_001)] == [1, 0]
+    assert store.expired_replicas(now_ms=T0 + 4_999) == []
+    assert [s.replica for s in store.expired_replicas(now_ms=T0 + 6_000)] == [1]
+    assert [s.replica for s in store.expired_replicas(now_ms=T0 + 30_001)] == [1, 0]
 
     expiries = store.expire_due(now_ms=T0 + 30_001)
     assert sorted((e.after.replica, e.after.state, e.after.attempt) for e in expiries) == [
-        (0, SlotState.OFFERED, 1),
-        (1, SlotState.OFFERED, 1),
+        (0, ReplicaState.OFFERED, 1),
+        (1, ReplicaState.OFFERED, 1),
     ]
     # Who let each one lapse, so the scheduler can charge Outcome.EXPIRED.
     assert {(e.before.node, e.before.state, e.before.lease_id) for e in expiries} == {
-        (NODE_A.peer_id, SlotState.GRANTED, "la"),
-        (NODE_B.peer_id, SlotState.CLAIMED, None),
+        (NODE_A.peer_id, ReplicaState.GRANTED, "la"),
+        (NODE_B.peer_id, ReplicaState.CLAIMED, None),
     }
     assert store.lease("la").state == "expired"
     assert store.expire_due(now_ms=T0 + 30_002) == []  # nothing left to do
 
     # The late result for the old lease is recorded, but does not fill the re-offered slot.
     late = _submit(store, "t1", NODE_A, "la", T0 + 40_000)
-    assert late.slot is None and not late.result.counted
-    assert store.slot("t1", 0).state is SlotState.OFFERED
+    assert late.replica is None and not late.result.counted
+    assert store.replica("t1", 0).state is ReplicaState.OFFERED
 
 
 def test_expiry_gives_up_when_attempts_are_spent(store: Store) -> None:
     store.add_task("t1", "j1", "synthesize", synth_payload(), replicas=1, max_attempts=1, now_ms=T0)
     claim_and_grant(store, "t1", NODE_A, lease_id="la", lease_ms=30_000)
     [expiry] = store.expire_due(now_ms=T0 + 31_000)
-    assert expiry.after.state is SlotState.FAILED
+    assert expiry.after.state is ReplicaState.FAILED
     assert store.task("t1").state is TaskState.FAILED
 
 
@@ -190,7 +190,7 @@ def test_same_result_twice_is_recorded_once(store: Store) -> None:
     assert not first.duplicate and again.duplicate and resealed.duplicate
     assert again.result == first.result == resealed.result
     assert len(store.results_for("t1")) == 1
-    assert store.slot("t1", 0).state is SlotState.SUBMITTED
+    assert store.replica("t1", 0).state is ReplicaState.SUBMITTED
 
     j = [Judgement(first.result.result_id, Verdict.ACCEPTED)]
     rows = [NewRow(0, {"question": GOOD_ROW[0], "answer": GOOD_ROW[1]}, GOOD_ROW[2])]
@@ -205,11 +205,11 @@ def test_result_signed_by_someone_else_does_not_fill_the_slot(store: Store) -> N
     store.add_task("t1", "j1", "synthesize", synth_payload(), replicas=1, max_attempts=3, now_ms=T0)
     g = claim_and_grant(store, "t1", NODE_A, lease_id="la")
     stray = store.record_result(opened(result_for(g, rows_output(GOOD_ROW)), NODE_C), now_ms=T0)
-    assert stray.slot is None and not stray.result.counted and stray.result.node == NODE_C.peer_id
-    assert store.slot("t1", 0).state is SlotState.GRANTED
+    assert stray.replica is None and not stray.result.counted and stray.result.node == NODE_C.peer_id
+    assert store.replica("t1", 0).state is ReplicaState.GRANTED
     # It can still be judged (and its signer penalised) without touching the slot.
     store.settle("t1", [Judgement(stray.result.result_id, Verdict.REJECTED, "signer_not_lease_holder")], now_ms=T0)
-    assert store.slot("t1", 0).state is SlotState.GRANTED
+    assert store.replica("t1", 0).state is ReplicaState.GRANTED
 
 
 def test_unknown_lease_is_refused(store: Store) -> None:
@@ -233,9 +233,9 @@ def test_surplus_replicas_of_a_done_task_never_retry(store: Store) -> None:
         canonical_result_id=ra.result.result_id,
         now_ms=T0 + 1,
     )
-    assert [s.state for s in store.slots("t1")] == [SlotState.VERIFIED, SlotState.FAILED, SlotState.GRANTED]
+    assert [s.state for s in store.replicas("t1")] == [ReplicaState.VERIFIED, ReplicaState.FAILED, ReplicaState.GRANTED]
     [expiry] = store.expire_due(now_ms=T0 + 20_000)
-    assert expiry.after.state is SlotState.FAILED
+    assert expiry.after.state is ReplicaState.FAILED
     assert store.task("t1").state is TaskState.DONE
 
 
@@ -254,13 +254,13 @@ def test_settle_refuses_a_canonical_result_that_was_not_accepted(store: Store) -
             now_ms=T0 + 1,
         )
     assert store.verdict(r.result.result_id) is None
-    assert store.slot("t1", 0).state is SlotState.SUBMITTED
+    assert store.replica("t1", 0).state is ReplicaState.SUBMITTED
 
 
 def test_add_replica_only_for_open_tasks(store: Store) -> None:
     store.add_task("t1", "j1", "synthesize", synth_payload(), replicas=2, max_attempts=3, now_ms=T0)
     extra = store.add_replica("t1", now_ms=T0 + 1)
-    assert (extra.replica, extra.state) == (2, SlotState.OFFERED)
+    assert (extra.replica, extra.state) == (2, ReplicaState.OFFERED)
     store.add_task("t2", "j1", "synthesize", synth_payload(), replicas=1, max_attempts=1, now_ms=T0)
     claim_and_grant(store, "t2", NODE_A, lease_id="l2", lease_ms=1_000)
     store.expire_due(now_ms=T0 + 2_000)
@@ -333,7 +333,7 @@ def test_a_late_result_for_a_still_expired_slot_fills_it_via_late_submit(tmp_pat
     claim_and_grant(store, "t1", NODE_A, lease_id="la", lease_ms=1_000)
     _strand(tmp_path / "c.db", "la")
     late = _submit(store, "t1", NODE_A, "la", T0 + 5_000)
-    assert late.result.counted and late.slot is not None and late.slot.state is SlotState.SUBMITTED
+    assert late.result.counted and late.replica is not None and late.replica.state is ReplicaState.SUBMITTED
 
 
 def test_expire_due_converges_stranded_slots(tmp_path: Path) -> None:
@@ -343,5 +343,19 @@ def test_expire_due_converges_stranded_slots(tmp_path: Path) -> None:
     claim_and_grant(store, "t1", NODE_A, lease_id="la", lease_ms=1_000)
     _strand(tmp_path / "c.db", "la")
     [expiry] = store.expire_due(now_ms=T0 + 2_000)
-    assert expiry.before.state is SlotState.EXPIRED
-    assert (expiry.after.state, expiry.after.attempt) == (SlotState.OFFERED, 1)
+    assert expiry.before.state is ReplicaState.EXPIRED
+    assert (expiry.after.state, expiry.after.attempt) == (ReplicaState.OFFERED, 1)
+
+
+def test_a_job_moves_only_as_its_state_table_allows(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    store.create_job("j", {"topic": "t"}, now_ms=T0)
+    for state in ("running", "waiting_for_nodes", "running", "compiling", "partial"):
+        store.set_job_state("j", state, now_ms=T0)
+    with pytest.raises(IllegalTransition) as info:
+        store.set_job_state("j", "running", now_ms=T0 + 1)
+    assert (info.value.machine, info.value.state, info.value.event) == ("job", "partial", "running")
+    assert store.job("j").state == "partial" and store.job("j").updated_ms == T0
+    assert not store.cancel_job("j", now_ms=T0)
+    with pytest.raises(NotFound):
+        store.set_job_state("nope", "running", now_ms=T0)

@@ -62,7 +62,7 @@ def test_a_trusted_node_alone_checks_its_own_generation_in_a_separate_validate_t
     s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
     g = claim(s, "t1", NODE_A)
     assert isinstance(g, Grant)
-    assert len(s.store.slots("t1")) == 1  # no second replica for the operator's node
+    assert len(s.store.replicas("t1")) == 1  # no second replica for the operator's node
     assert submit(s, honest(g), NODE_A).verdict is Verdict.PENDING  # not taken on trust: it waits on a re-score
     [vtask] = s.store.tasks("j1", stage="validate")
     vg = claim(s, vtask.task_id, NODE_A)
@@ -90,7 +90,7 @@ def test_once_another_node_is_live_it_re_scores_instead_and_the_producer_may_not
     s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
     g = claim(s, "t1", NODE_A)
     assert isinstance(g, Grant)
-    assert len(s.store.slots("t1")) == 1
+    assert len(s.store.replicas("t1")) == 1
     submit(s, honest(g), NODE_A)
     [vtask] = s.store.tasks("j1", stage="validate")  # the spot-check
     refused = claim(s, vtask.task_id, NODE_A)
@@ -116,7 +116,7 @@ def test_a_spot_check_picked_before_a_restart_still_re_scores_the_result_after_i
     s = scheduler(tmp_path, live=(NODE_A.peer_id, NODE_B.peer_id), spot_check_p=1.0)
     s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
     g = claim(s, "t1", NODE_A)
-    assert isinstance(g, Grant) and len(s.store.slots("t1")) == 1
+    assert isinstance(g, Grant) and len(s.store.replicas("t1")) == 1
     assert s.store.spot_checked("t1")
     s.store.close()  # the coordinator stops while node A runs the task
 
@@ -144,7 +144,7 @@ def test_an_untrusted_node_alone_never_validates_itself(tmp_path: Path) -> None:
     s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
     g = claim(s, "t1", NODE_B)
     assert isinstance(g, Grant)
-    assert len(s.store.slots("t1")) == 2  # a newcomer's work needs a second node
+    assert len(s.store.replicas("t1")) == 2  # a newcomer's work needs a second node
     submit(s, honest(g), NODE_B)
     assert s.store.task("t1").state is TaskState.OPEN and s.store.rows("j1") == []
 
@@ -153,14 +153,14 @@ def test_a_deterministic_spot_check_is_a_second_replica_only_when_another_node_c
     alone = scheduler(tmp_path / "alone", live=(NODE_A.peer_id,), spot_check_p=1.0)
     alone.submit("r1", "j1", "retrieve", retrieve_payload(), now_ms=T0)
     assert isinstance(claim(alone, "r1", NODE_A), Grant)
-    assert len(alone.store.slots("r1")) == 1  # nobody else could take a second slot: it would only stall
+    assert len(alone.store.replicas("r1")) == 1  # nobody else could take a second slot: it would only stall
 
     (tmp_path / "pair").mkdir()
     pair = scheduler(tmp_path / "pair", live=(NODE_A.peer_id, NODE_B.peer_id), spot_check_p=1.0)
     pair.submit("r1", "j1", "retrieve", retrieve_payload(), now_ms=T0)
     ga = claim(pair, "r1", NODE_A)
     assert isinstance(ga, Grant)
-    assert len(pair.store.slots("r1")) == 2
+    assert len(pair.store.replicas("r1")) == 2
     gb = claim(pair, "r1", NODE_B)
     assert isinstance(gb, Grant)
     text = page()

@@ -27,7 +27,7 @@ from coordinator.verify.rescoring import Agreement, Candidate, compare_replicas,
 from protocol.envelope import open_envelope
 from protocol.identity import Identity
 from protocol.messages import MessageKind, Result, Verdict
-from protocol.state import SlotState
+from protocol.state import ReplicaState
 from protocol.tasks import SynthesizeOutput, TaskKind, ValidateOutput
 from tests.coordinator.factories import (
     ASYNCIO,
@@ -126,7 +126,7 @@ def test_generative_task_with_a_cheating_replica(tmp_path: Path) -> None:
         now_ms=now,
     )
     assert settled.task.state is TaskState.DONE
-    assert [s.state for s in store.slots("t1")] == [SlotState.VERIFIED, SlotState.FAILED]  # done: no retry
+    assert [s.state for s in store.replicas("t1")] == [ReplicaState.VERIFIED, ReplicaState.FAILED]  # done: no retry
     assert store.verdict(submitted[NODE_B.peer_id]).reason == Reason.RESCORE_FAILED  # type: ignore[union-attr]
     assert [r.data for r in store.rows("j1")] == [row.data]
     rep_a, rep_b = store.reputation(NODE_A.peer_id), store.reputation(NODE_B.peer_id)
@@ -158,5 +158,5 @@ def test_retrieve_task_settled_by_quorum(tmp_path: Path) -> None:
     ]
     store.settle("r1", judgements, canonical_result_id=outcome.canonical, now_ms=T0 + 2)
     assert store.task("r1").canonical_result_id == outcome.canonical
-    assert sorted(s.state for s in store.slots("r1")) == sorted([SlotState.VERIFIED] * 2 + [SlotState.FAILED])
+    assert sorted(s.state for s in store.replicas("r1")) == sorted([ReplicaState.VERIFIED] * 2 + [ReplicaState.FAILED])
     assert Outcome.REJECTED is outcome_for(Verdict.REJECTED, Reason.QUORUM_MINORITY)

@@ -52,10 +52,10 @@ def test_the_job_started_with_a_verified_spec_task(demo_run: DemoRun) -> None:
     assert store.stages(job.job_id).get("spec") == "done"
     (task,) = store.tasks(job.job_id, stage="spec")
     assert task.state is TaskState.DONE, demo_run.diagnosis()
-    assert job.spec["llm_spec"] is True and job.spec["spec_refined"] is True
-    notes = job.spec["spec_notes"]
+    assert job.doc["llm_spec"] is True and job.doc["spec_refined"] is True
+    notes = job.doc["spec_notes"]
     assert any(n.startswith("llm:") for n in notes) and not any("no verified draft" in n for n in notes)
-    spec = job.spec["spec"]
+    spec = job.doc["spec"]
     assert [f["name"] for f in spec["fields"]] == ["question", "answer", "source_url"] and spec["grounded"]
     assert "How the request was read" in (demo_run.out / "README.md").read_text()
 

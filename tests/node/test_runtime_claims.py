@@ -84,7 +84,7 @@ async def test_a_claim_whose_answer_was_lost_is_claimed_again_and_the_grant_reis
         results = store.results_for("t1")
         assert [r.node for r in results] == [host.peer_id]
         # One lease for this node, granted once and handed back on the second claim.
-        assert [s.node for s in store.slots("t1")].count(host.peer_id) == 1
+        assert [s.node for s in store.replicas("t1")].count(host.peer_id) == 1
         assert coord.runtime.scheduler.stats["regrants"] == 1
         assert store.task("t1").state is TaskState.OPEN  # a second, distinct node must still confirm it
         assert runtime.counters.done == 1

@@ -4,7 +4,7 @@ Owns: adding a replica slot, the slot reads (one, a task's, the offered ones,
 the expired ones, how many a node holds), CLAIM, GRANT with its lease and the
 Grant rebuilt from it, EXPIRE with its RETRY or GIVE_UP, CANCEL when a task is
 abandoned, and `move`, the one place a slot row changes state: each event is
-decided by `protocol.state.next_state` inside the caller's transaction (an
+decided by `protocol.state.next_replica_state` inside the caller's transaction (an
 illegal event raises `IllegalTransition` and the transaction rolls back).
 Must not: record results or write verdicts (`results.py` moves a slot on
 SUBMIT, ACCEPT and REJECT through `move`), or read the clock.
@@ -21,23 +21,32 @@ from coordinator.store.errors import Conflict
 from coordinator.store.records import (
     Expiry,
     LeaseRecord,
-    SlotRecord,
+    ReplicaRecord,
     TaskRecord,
-    TaskState,
     decoding_bytes,
     decoding_from,
     lease_from,
-    slot_from,
+    replica_from,
 )
 from coordinator.store.tasks import TaskStore, fail_if_exhausted, load_task
 from protocol.messages import Grant
-from protocol.state import SlotEvent, SlotState, after_failure, next_state
+from protocol.state import (
+    LeaseState,
+    ReplicaEvent,
+    ReplicaState,
+    TaskEvent,
+    TaskState,
+    after_failure,
+    next_lease_state,
+    next_replica_state,
+    next_task_state,
+)
 from protocol.tasks import DecodingParams, TaskKind, TaskPayload
 
 
-def load_slot(c: sqlite3.Connection, task_id: str, replica: int) -> SlotRecord:
+def load_replica(c: sqlite3.Connection, task_id: str, replica: int) -> ReplicaRecord:
     sql = "SELECT * FROM slots WHERE task_id = ? AND replica = ?"
-    return fetch_one(c, slot_from, sql, (task_id, replica), f"slot {task_id}#{replica}")
+    return fetch_one(c, replica_from, sql, (task_id, replica), f"slot {task_id}#{replica}")
 
 
 def load_lease(c: sqlite3.Connection, lease_id: str) -> LeaseRecord:
@@ -46,17 +55,17 @@ def load_lease(c: sqlite3.Connection, lease_id: str) -> LeaseRecord:
 
 def move(
     c: sqlite3.Connection,
-    slot: SlotRecord,
-    event: SlotEvent,
+    slot: ReplicaRecord,
+    event: ReplicaEvent,
     now_ms: int,
     *,
     node: str | None,
     lease_id: str | None,
     deadline_ms: int | None,
     attempt: int | None = None,
-) -> SlotRecord:
+) -> ReplicaRecord:
     """Apply one event to one slot; IllegalTransition aborts the whole transaction."""
-    new = next_state(slot.state, event)
+    new = next_replica_state(slot.state, event)
     n = c.execute(
         "UPDATE slots SET state = ?, node = ?, lease_id = ?, deadline_ms = ?, attempt = ?, updated_ms = ?"
         " WHERE task_id = ? AND replica = ? AND state = ?",
@@ -75,7 +84,7 @@ def move(
     if n != 1:  # the caller's snapshot is stale; cannot happen under the lock, but never write blind
         raise Conflict(f"slot {slot.task_id}#{slot.replica} is no longer {slot.state}")
     # Every column but the key was just written: the row is this (no read-back query).
-    return SlotRecord(
+    return ReplicaRecord(
         task_id=slot.task_id,
         replica=slot.replica,
         state=new,
@@ -87,10 +96,21 @@ def move(
     )
 
 
-def follow_up(c: sqlite3.Connection, slot: SlotRecord, task: TaskRecord, closing: bool, now_ms: int) -> SlotRecord:
+def move_lease(c: sqlite3.Connection, lease: LeaseRecord, event: ReplicaEvent) -> LeaseState:
+    """Apply the slot's `event` to the lease it runs under; IllegalTransition aborts the transaction."""
+    new = next_lease_state(lease.state, event)
+    c.execute(
+        "UPDATE leases SET state = ? WHERE lease_id = ? AND state = ?", (new.value, lease.lease_id, lease.state.value)
+    )
+    return new
+
+
+def follow_up(
+    c: sqlite3.Connection, slot: ReplicaRecord, task: TaskRecord, closing: bool, now_ms: int
+) -> ReplicaRecord:
     """EXPIRED/REJECTED -> OFFERED at the next attempt, or FAILED."""
-    event = SlotEvent.GIVE_UP if closing else after_failure(slot.attempt, task.max_attempts)
-    if event is SlotEvent.RETRY:
+    event = ReplicaEvent.GIVE_UP if closing else after_failure(slot.attempt, task.max_attempts)
+    if event is ReplicaEvent.RETRY:
         return move(c, slot, event, now_ms, node=None, lease_id=None, deadline_ms=None, attempt=slot.attempt + 1)
     return move(c, slot, event, now_ms, node=slot.node, lease_id=slot.lease_id, deadline_ms=None)
 
@@ -110,8 +130,8 @@ def grant_for(lease: LeaseRecord, task: TaskRecord, payload: TaskPayload) -> Gra
     )
 
 
-class SlotStore(TaskStore):
-    def add_replica(self, task_id: str, *, now_ms: int) -> SlotRecord:
+class ReplicaStore(TaskStore):
+    def add_replica(self, task_id: str, *, now_ms: int) -> ReplicaRecord:
         """One more OFFERED slot for an open task (replicas disagreed, or a spot-check)."""
         with self._tx() as c:
             task = load_task(c, task_id)
@@ -121,23 +141,23 @@ class SlotStore(TaskStore):
             n = int(replica.fetchone()[0])
             c.execute(
                 "INSERT INTO slots (task_id, replica, state, attempt, updated_ms) VALUES (?, ?, ?, 0, ?)",
-                (task_id, n, SlotState.OFFERED.value, now_ms),
+                (task_id, n, ReplicaState.OFFERED.value, now_ms),
             )
-            return load_slot(c, task_id, n)
+            return load_replica(c, task_id, n)
 
-    def slot(self, task_id: str, replica: int) -> SlotRecord:
+    def replica(self, task_id: str, replica: int) -> ReplicaRecord:
         with self._lock:
-            return load_slot(self._conn, task_id, replica)
+            return load_replica(self._conn, task_id, replica)
 
-    def slots(self, task_id: str) -> list[SlotRecord]:
+    def replicas(self, task_id: str) -> list[ReplicaRecord]:
         with self._lock:
             rows = self._conn.execute("SELECT * FROM slots WHERE task_id = ? ORDER BY replica", (task_id,))
-            return [slot_from(r) for r in rows]
+            return [replica_from(r) for r in rows]
 
-    def offered_slots(self, *, limit: int = 100, kinds: Iterable[TaskKind] | None = None) -> list[SlotRecord]:
+    def offered_replicas(self, *, limit: int = 100, kinds: Iterable[TaskKind] | None = None) -> list[ReplicaRecord]:
         """Slots waiting for a claim, oldest first, of tasks that are still open."""
-        sql = "SELECT s.* FROM slots s JOIN tasks t ON t.task_id = s.task_id WHERE s.state = ? AND t.state = 'open'"
-        args: list[Any] = [SlotState.OFFERED.value]
+        sql = "SELECT s.* FROM slots s JOIN tasks t ON t.task_id = s.task_id WHERE s.state = ? AND t.state = ?"
+        args: list[Any] = [ReplicaState.OFFERED.value, TaskState.OPEN.value]
         if kinds is not None:
             ks = [k.value for k in kinds]
             sql += f" AND t.kind IN ({','.join('?' * len(ks))})"
@@ -145,18 +165,18 @@ class SlotStore(TaskStore):
         sql += " ORDER BY s.updated_ms, s.task_id, s.replica LIMIT ?"
         args.append(limit)
         with self._lock:
-            return [slot_from(r) for r in self._conn.execute(sql, args)]
+            return [replica_from(r) for r in self._conn.execute(sql, args)]
 
     def count_held(self, node: str) -> int:
         """Slots `node` holds right now (claimed or granted): its outstanding leases."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT COUNT(*) FROM slots WHERE node = ? AND state IN (?, ?)",
-                (node, SlotState.CLAIMED.value, SlotState.GRANTED.value),
+                (node, ReplicaState.CLAIMED.value, ReplicaState.GRANTED.value),
             ).fetchone()
             return int(row[0])
 
-    def claim(self, task_id: str, node: str, *, claim_deadline_ms: int, now_ms: int) -> SlotRecord | None:
+    def claim(self, task_id: str, node: str, *, claim_deadline_ms: int, now_ms: int) -> ReplicaRecord | None:
         """OFFERED -> CLAIMED for `node` on the lowest free replica, or None if there is none for it.
 
         None when the task is not open, no slot is OFFERED, or `node` already holds
@@ -176,12 +196,12 @@ class SlotStore(TaskStore):
                 return None
             row = c.execute(
                 "SELECT * FROM slots WHERE task_id = ? AND state = ? ORDER BY replica LIMIT 1",
-                (task_id, SlotState.OFFERED.value),
+                (task_id, ReplicaState.OFFERED.value),
             ).fetchone()
             if row is None:
                 return None
-            slot = slot_from(row)
-            return move(c, slot, SlotEvent.CLAIM, now_ms, node=node, lease_id=None, deadline_ms=claim_deadline_ms)
+            slot = replica_from(row)
+            return move(c, slot, ReplicaEvent.CLAIM, now_ms, node=node, lease_id=None, deadline_ms=claim_deadline_ms)
 
     def grant(
         self,
@@ -196,14 +216,14 @@ class SlotStore(TaskStore):
     ) -> LeaseRecord:
         """CLAIMED -> GRANTED, creating the lease held by the claiming node."""
         with self._tx() as c:
-            slot = load_slot(c, task_id, replica)
+            slot = load_replica(c, task_id, replica)
             if slot.node is None:
                 raise Conflict(f"slot {task_id}#{replica} has no claiming node")
-            move(c, slot, SlotEvent.GRANT, now_ms, node=slot.node, lease_id=lease_id, deadline_ms=deadline_ms)
+            move(c, slot, ReplicaEvent.GRANT, now_ms, node=slot.node, lease_id=lease_id, deadline_ms=deadline_ms)
             raw_decoding = decoding_bytes(decoding)
             c.execute(
                 "INSERT INTO leases (lease_id, task_id, replica, attempt, node, model_sha256, decoding, granted_ms,"
-                " deadline_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'live')",
+                " deadline_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     lease_id,
                     task_id,
@@ -214,6 +234,7 @@ class SlotStore(TaskStore):
                     raw_decoding,
                     now_ms,
                     deadline_ms,
+                    LeaseState.LIVE.value,
                 ),
             )
             return LeaseRecord(
@@ -226,7 +247,7 @@ class SlotStore(TaskStore):
                 decoding=decoding_from(raw_decoding),  # as `lease()` would read it back
                 granted_ms=now_ms,
                 deadline_ms=deadline_ms,
-                state="live",
+                state=LeaseState.LIVE,
             )
 
     def lease(self, lease_id: str) -> LeaseRecord:
@@ -239,14 +260,14 @@ class SlotStore(TaskStore):
         task = self.task(lease.task_id)
         return grant_for(lease, task, self.task_payload(task.task_id))
 
-    def expired_slots(self, *, now_ms: int) -> list[SlotRecord]:
+    def expired_replicas(self, *, now_ms: int) -> list[ReplicaRecord]:
         """Slots whose claim or lease deadline passed before `now_ms`."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT * FROM slots WHERE state IN (?, ?) AND deadline_ms < ? ORDER BY deadline_ms",
-                (SlotState.CLAIMED.value, SlotState.GRANTED.value, now_ms),
+                (ReplicaState.CLAIMED.value, ReplicaState.GRANTED.value, now_ms),
             )
-            return [slot_from(r) for r in rows]
+            return [replica_from(r) for r in rows]
 
     def expire_due(self, *, now_ms: int) -> list[Expiry]:
         """EXPIRE every slot past its deadline, then RETRY or GIVE_UP it, per `after_failure`.
@@ -259,25 +280,25 @@ class SlotStore(TaskStore):
         exist, but a restart must converge whatever it finds).
         """
         out: list[Expiry] = []
-        for due in self.expired_slots(now_ms=now_ms) + self._stranded():
+        for due in self.expired_replicas(now_ms=now_ms) + self._stranded():
             with self._tx() as c:
-                slot = load_slot(c, due.task_id, due.replica)
+                slot = load_replica(c, due.task_id, due.replica)
                 before = slot
-                if slot.state in (SlotState.CLAIMED, SlotState.GRANTED):
+                if slot.state in (ReplicaState.CLAIMED, ReplicaState.GRANTED):
                     if slot.deadline_ms is None or slot.deadline_ms >= now_ms:
                         continue  # moved on since the query
                     if slot.lease_id is not None:
-                        c.execute("UPDATE leases SET state = 'expired' WHERE lease_id = ?", (slot.lease_id,))
+                        move_lease(c, load_lease(c, slot.lease_id), ReplicaEvent.EXPIRE)
                     slot = move(
                         c,
                         slot,
-                        SlotEvent.EXPIRE,
+                        ReplicaEvent.EXPIRE,
                         now_ms,
                         node=slot.node,
                         lease_id=slot.lease_id,
                         deadline_ms=slot.deadline_ms,
                     )
-                if slot.state not in (SlotState.EXPIRED, SlotState.REJECTED):
+                if slot.state not in (ReplicaState.EXPIRED, ReplicaState.REJECTED):
                     continue
                 task = load_task(c, slot.task_id)
                 after = follow_up(c, slot, task, task.state is not TaskState.OPEN, now_ms)
@@ -285,12 +306,12 @@ class SlotStore(TaskStore):
                 out.append(Expiry(before=before, after=after))
         return out
 
-    def _stranded(self) -> list[SlotRecord]:
+    def _stranded(self) -> list[ReplicaRecord]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT * FROM slots WHERE state IN (?, ?)", (SlotState.EXPIRED.value, SlotState.REJECTED.value)
+                "SELECT * FROM slots WHERE state IN (?, ?)", (ReplicaState.EXPIRED.value, ReplicaState.REJECTED.value)
             )
-            return [slot_from(r) for r in rows]
+            return [replica_from(r) for r in rows]
 
     def abandon_task(self, task_id: str, *, now_ms: int) -> TaskRecord:
         """Stop waiting for nodes on an open task: its waiting slots are cancelled (FAILED). The task
@@ -301,17 +322,17 @@ class SlotStore(TaskStore):
                 return task
             for row in c.execute(
                 "SELECT * FROM slots WHERE task_id = ? AND state IN (?, ?)",
-                (task_id, SlotState.OFFERED.value, SlotState.CLAIMED.value),
+                (task_id, ReplicaState.OFFERED.value, ReplicaState.CLAIMED.value),
             ).fetchall():
-                slot = slot_from(row)
-                move(c, slot, SlotEvent.CANCEL, now_ms, node=slot.node, lease_id=None, deadline_ms=None)
+                slot = replica_from(row)
+                move(c, slot, ReplicaEvent.CANCEL, now_ms, node=slot.node, lease_id=None, deadline_ms=None)
             busy = c.execute(
                 "SELECT 1 FROM slots WHERE task_id = ? AND state IN (?, ?)",
-                (task_id, SlotState.GRANTED.value, SlotState.SUBMITTED.value),
+                (task_id, ReplicaState.GRANTED.value, ReplicaState.SUBMITTED.value),
             ).fetchone()
             if not busy:
                 c.execute(
                     "UPDATE tasks SET state = ?, updated_ms = ? WHERE task_id = ?",
-                    (TaskState.FAILED.value, now_ms, task_id),
+                    (next_task_state(task.state, TaskEvent.ABANDON).value, now_ms, task_id),
                 )
             return load_task(c, task_id)
