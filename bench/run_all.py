@@ -74,6 +74,7 @@ def benches(full: bool) -> list[Bench]:
             [PY, "bench/network.py", "--quick", "--sizes", "50,200,1000", "--messages", "4", "--budget-s", "60"],
         ),
         Bench("retrieval", "index, extraction, retrieval, local search", [PY, "bench/retrieval.py", "--pages", "40"]),
+        Bench("spot_checks", "spot-check rate vs catch rate (doubles)", [PY, "bench/spot_checks.py", "--runs", "50"]),
         Bench(
             "node",
             "P1 network path vs raw llama-cpp-python; engine, grammar, validation",

@@ -139,7 +139,9 @@ class Claims:
             replicas = 2  # a deterministic spot-check is a second replica, from any other node that is here
         for _ in range(max(0, min(replicas, self.config.max_replicas) - have)):
             self.store.add_replica(task.task_id, now_ms=now_ms)
-        if plan.spot_check and task.kind in GENERATIVE_KINDS:
+        if plan.spot_check and task.kind in GENERATIVE_KINDS and max(have, replicas) == 1:
+            # Only a task that runs once is spot-checked: replicas are compared anyway, and a trusted node
+            # claiming a newcomer's second replica would otherwise send agreeing replicas to re-scoring.
             # Stored before the grant: a restart while the node runs the task still re-scores its result.
             self.store.pick_spot_check(task.task_id, now_ms=now_ms)
 

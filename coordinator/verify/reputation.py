@@ -58,7 +58,10 @@ class ReputationConfig:
     """From this many lapsed leases in a row (no accepted result between), each lapse counts as a
     rejection: a node that claims work and never answers holds tasks hostage, whatever its reason."""
     spot_check_p: float = 0.1
-    """Probability that a trusted node's unreplicated result is verified anyway (cost 1 + p)."""
+    """Probability that a trusted node of a perfect score has its unreplicated result verified anyway (cost
+    1 + p). Below a perfect score the rate rises, to 1 at `trust_at` (`spot_check_rate`): a node that was
+    caught and earned trust back in the few results that lift its score is checked almost always, so a
+    cheat that fabricates only while trusted gets almost nothing through (bench/spot_checks.py)."""
 
     def __post_init__(self) -> None:
         for name in ("prior", "gain", "penalty", "expiry_penalty", "blacklist_below", "trust_at", "spot_check_p"):
@@ -180,6 +183,14 @@ def update(
     )
 
 
+def spot_check_rate(rep: NodeReputation | None, *, now_ms: int, config: ReputationConfig = DEFAULT_CONFIG) -> float:
+    """How often a trusted node's unreplicated result is re-checked: `spot_check_p` at a score of 1, rising
+    linearly to 1 at `trust_at`."""
+    score = config.prior if rep is None else decayed_score(rep, now_ms=now_ms, config=config)
+    doubt = min(1.0, max(0.0, (1.0 - score) / max(1e-9, 1.0 - config.trust_at)))
+    return config.spot_check_p + (1.0 - config.spot_check_p) * doubt
+
+
 def is_trusted(rep: NodeReputation | None, *, now_ms: int, config: ReputationConfig = DEFAULT_CONFIG) -> bool:
     if rep is None or rep.blacklisted:
         return False
@@ -213,7 +224,10 @@ def plan_replication(
     if rep is not None and rep.blacklisted:
         return ReplicationPlan(0, False)
     if operator_trusted or is_trusted(rep, now_ms=now_ms, config=config):
-        return ReplicationPlan(1, draw < config.spot_check_p)
+        # The operator's own node is checked at the base rate until it is caught once.
+        base = operator_trusted and (rep is None or rep.rejected == 0)
+        rate = config.spot_check_p if base else spot_check_rate(rep, now_ms=now_ms, config=config)
+        return ReplicationPlan(1, draw < rate)
     return ReplicationPlan(config.untrusted_replicas, False)
 
 

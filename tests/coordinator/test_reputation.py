@@ -18,6 +18,7 @@ from coordinator.verify.reputation import (
     outcome_for,
     plan_replication,
     priority,
+    spot_check_rate,
     update,
 )
 from protocol.messages import Verdict
@@ -121,8 +122,30 @@ def test_adaptive_replication_follows_boinc() -> None:
     suspicious = update(trusted, Outcome.REJECTED, now_ms=21_000)
     assert plan_replication(suspicious, draw=0.5, now_ms=21_000).replicas == 2
     rng = random.Random(3)
-    spot = sum(plan_replication(trusted, draw=rng.random(), now_ms=20_000).spot_check for _ in range(10_000))
-    assert 800 < spot < 1200  # p = 0.1
+    veteran = _run(new_node("v", now_ms=0), [Outcome.ACCEPTED] * 80)[-1]
+    spot = sum(plan_replication(veteran, draw=rng.random(), now_ms=80_000).spot_check for _ in range(10_000))
+    assert 800 < spot < 1200  # a perfect record: p = 0.1
+
+
+def test_the_spot_check_rate_rises_as_the_score_falls_towards_the_trust_threshold() -> None:
+    cfg = DEFAULT_CONFIG
+    veteran = _run(new_node("v", now_ms=0), [Outcome.ACCEPTED] * 80)[-1]
+    fresh = _run(new_node("f", now_ms=0), [Outcome.ACCEPTED] * 10)[-1]
+    assert spot_check_rate(veteran, now_ms=80_000) == pytest.approx(cfg.spot_check_p, abs=0.01)
+    assert spot_check_rate(fresh, now_ms=10_000) > 0.5  # just trusted: mostly checked
+    at_threshold = NodeReputation(peer_id="t", score=cfg.trust_at, accepted=50, updated_ms=0)
+    assert spot_check_rate(at_threshold, now_ms=0) == pytest.approx(1.0)
+
+
+def test_a_node_caught_once_that_earns_trust_back_is_checked_almost_always() -> None:
+    """The oscillating cheat of bench/spot_checks.py: honest while replicated, fabricating while trusted."""
+    rep = _run(new_node("o", now_ms=0), [Outcome.ACCEPTED] * 30)[-1]
+    rep = update(rep, Outcome.REJECTED, now_ms=31_000)  # caught at its first fabrication
+    t = 32_000
+    while not is_trusted(rep, now_ms=t):  # behaves while it runs at r = 2
+        rep = update(rep, Outcome.ACCEPTED, now_ms=t)
+        t += 1000
+    assert spot_check_rate(rep, now_ms=t) > 0.9
 
 
 def test_which_verdicts_move_the_score() -> None:

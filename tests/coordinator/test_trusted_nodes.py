@@ -218,3 +218,16 @@ def test_the_card_states_the_verifiers_measured_error_rates_for_the_model_or_tha
     assert "another model's output" in measured
     unknown = card_lines(["ab" * 32])
     assert len(unknown) == 1 and "not measured" in unknown[0]
+
+
+def test_a_trusted_node_that_claims_a_newcomers_second_replica_draws_no_spot_check(tmp_path: Path) -> None:
+    """Agreeing replicas need no re-score: a spot-check drawn on the second claim would send both to one."""
+    s = scheduler(tmp_path, live=(NODE_A.peer_id, NODE_B.peer_id), spot_check_p=1.0)
+    s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
+    gb = claim(s, "t1", NODE_B)  # a newcomer first: the task runs at r = 2
+    ga = claim(s, "t1", NODE_A)  # the operator's node takes the second replica, at p = 1
+    assert isinstance(gb, Grant) and isinstance(ga, Grant) and len(s.store.replicas("t1")) == 2
+    assert not s.store.spot_checked("t1")
+    submit(s, honest(gb), NODE_B)
+    assert submit(s, honest(ga), NODE_A).verdict is Verdict.ACCEPTED
+    assert s.store.tasks("j1", stage="validate") == []
