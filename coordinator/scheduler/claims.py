@@ -118,7 +118,7 @@ class Claims:
             lease_id=f"{task.task_id}.r{slot.replica}.a{slot.attempt}",
             deadline_ms=deadline,
             model_sha256=claim.model_sha256 if task.kind in LLM_KINDS else None,
-            decoding=decoding_for(task, self.config),
+            decoding=decoding_for(task, self.config, slot.attempt),
             now_ms=now_ms,
         )
         self.stats["grants"] += 1

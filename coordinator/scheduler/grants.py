@@ -10,11 +10,12 @@ from coordinator.store import JobRecord, Store, TaskRecord
 from protocol.tasks import GENERATIVE_KINDS, LLM_KINDS, DecodingParams, TaskKind
 
 
-def decoding_for(task: TaskRecord, config: SchedulerConfig) -> DecodingParams | None:
+def decoding_for(task: TaskRecord, config: SchedulerConfig, attempt: int = 0) -> DecodingParams | None:
+    """The grant's decoding for attempt `attempt` of a replica (a retry samples with another seed)."""
     if task.kind not in GENERATIVE_KINDS:
         return None
     return DecodingParams(
-        seed=seed_for(task.task_id),
+        seed=seed_for(task.task_id, attempt),
         temperature=config.temperatures.get(task.kind, config.temperature),
         top_k=config.top_k,
         max_tokens=config.max_tokens.get(task.kind, 512),

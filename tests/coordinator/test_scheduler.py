@@ -201,6 +201,22 @@ def test_lapsed_lease_is_reoffered_and_charged(tmp_path: Path) -> None:
     assert rep is not None and rep.expired == 1
 
 
+def test_a_retried_replica_samples_with_another_seed(tmp_path: Path) -> None:
+    """The same seed can only write the same bytes: a re-run of an output that failed its re-score on
+    another node would fail again, and charge that honest node too."""
+    s = new_scheduler(tmp_path)
+    s.submit("t1", "j1", "synthesize", synth_payload(), est_tokens=10, now_ms=T0)
+    g = claim(s, "t1", NODE_A)
+    assert isinstance(g, Grant) and g.decoding is not None and g.decoding.seed == seed_for("t1")
+    s.tick(g.lease_deadline_ms + 1)  # its lease lapses: the replica is offered again, attempt 1
+    retry = claim(s, "t1", NODE_C, now=g.lease_deadline_ms + 2)
+    assert isinstance(retry, Grant) and retry.attempt == 1 and retry.decoding is not None
+    assert retry.decoding.seed == seed_for("t1", 1) != seed_for("t1")
+    other = claim(s, "t1", NODE_B, now=g.lease_deadline_ms + 2)  # the untouched replica keeps the first seed
+    assert isinstance(other, Grant) and other.attempt == 0 and other.decoding is not None
+    assert other.decoding.seed == seed_for("t1")
+
+
 def test_a_restarted_scheduler_decides_what_was_pending(tmp_path: Path) -> None:
     s = new_scheduler(tmp_path)
     s.submit("t1", "j1", "synthesize", synth_payload(), now_ms=T0)
