@@ -122,6 +122,28 @@ _CONDITION = re.compile(r"\b(?:if|unless|upon|when|whenever|on (?:success|failur
 """A clause that limits what the sentence says to one case."""
 
 
+_NO_OBJECT_TEXT = "in on at since until during after before when because from into through within"
+_NO_OBJECT = frozenset(_NO_OBJECT_TEXT.split())
+"""Words that cannot begin what "What" stands for: the sentence says when or where, not what."""
+
+
+def _no_object(question: str, tail: list[str], sentence: str) -> str:
+    """Why "What <aux> X <verb>?" has no place for its answer, or "": its answer sentence goes on from the
+    verb with a preposition ("What will the warning disappear?" for "The warning will disappear in 2.5")."""
+    words = question.split()
+    if not tail or words[0].lower() not in _GAP_WORDS or tail[-1] in _PREPOSITIONS:
+        return ""
+    have = WORD.findall(normalize_ws(sentence).casefold())
+    roots, want = [_root(w) for w in have], [_root(w) for w in tail]
+    for i in range(len(roots) - len(want) + 1):
+        if roots[i : i + len(want)] == want:
+            after = have[i + len(want)] if i + len(want) < len(have) else ""
+            if after in _NO_OBJECT:
+                return f"no object for 'What' to ask for: its answer goes on with {after!r}: {question[:80]!r}"
+            return ""
+    return ""
+
+
 def _contiguous(roots: list[str], sentence: str) -> bool:
     have = [_root(w) for w in WORD.findall(normalize_ws(sentence).casefold())]
     return any(have[i : i + len(roots)] == roots for i in range(len(have) - len(roots) + 1))
@@ -164,6 +186,8 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
     tail = _asking_tail(question, sentence)
     if tail is not None and (gapless := _no_gap(question, tail)):
         return Failure(Reason.QUESTION_MALFORMED, gapless)
+    if tail is not None and (intransitive := _no_object(question, tail, sentence)):
+        return Failure(Reason.QUESTION_MALFORMED, intransitive)
     if tail == ["do"] and _PASSIVE.search(sentence):
         return Failure(Reason.QUESTION_OFF_ANSWER, "asks what its subject does; the answer says what is done to it")
     if tail is not None and len(tail) == 1 and tail[0] in _HAVING_VERBS and not _CODE.search(question):

@@ -223,3 +223,12 @@ def test_what_a_subject_returns_needs_every_case_its_answer_limits_itself_to() -
     assert check_answer_first("What does the lock_try() function return?", both, both) is None
     plain = "The lock_count() function returns the number of locks held by the thread."
     assert check_answer_first("What does the lock_count() function return?", plain, plain) is None
+
+
+def test_what_needs_an_object_the_answer_gives_not_a_time_or_place() -> None:
+    sentence = "The legacy parser will disappear in version 4."
+    failure = check_answer_first("What will the legacy parser disappear?", sentence, sentence)
+    assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED
+    assert check_answer_first("When will the legacy parser disappear?", sentence, sentence) is None
+    with_object = "The legacy parser will read files in the old format."
+    assert check_answer_first("What will the legacy parser read?", with_object, with_object) is None
