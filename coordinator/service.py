@@ -29,7 +29,7 @@ from coordinator.scheduler import Scheduler, SchedulerConfig
 from coordinator.spec import DatasetSpec
 from coordinator.store import Store
 from coordinator.verify.reputation import ReputationConfig
-from network import HostConfig, SwarmHost, now_ms
+from network import HostConfig, SwarmHost
 from protocol.errors import IllegalTransition
 from protocol.identity import Identity
 from protocol.keyfile import load_or_create_identity
@@ -120,7 +120,8 @@ class Coordinator:
             "grounded": spec.grounded,
             "out_dir": str(out),
         }
-        await self.runtime.call(self.store.create_job, jid, doc, allowed_models=list(self.models), now_ms=now_ms())
+        now = self.runtime.now_ms()
+        await self.runtime.call(self.store.create_job, jid, doc, allowed_models=list(self.models), now_ms=now)
         self._start(jid)
         return jid
 
@@ -141,7 +142,8 @@ class Coordinator:
         async def run() -> None:
             try:
                 try:
-                    await self.runtime.call(self.store.set_job_state, job_id, job_states.RUNNING, now_ms=now_ms())
+                    now = self.runtime.now_ms()
+                    await self.runtime.call(self.store.set_job_state, job_id, job_states.RUNNING, now_ms=now)
                 except IllegalTransition as exc:  # cancelled before it started
                     log.info("job %s not started: %s", job_id, exc)
                     return
@@ -149,7 +151,8 @@ class Coordinator:
             except Exception:
                 log.exception("job %s crashed", job_id)
                 try:
-                    await self.runtime.call(self.store.set_job_state, job_id, job_states.FAILED, now_ms=now_ms())
+                    now = self.runtime.now_ms()
+                    await self.runtime.call(self.store.set_job_state, job_id, job_states.FAILED, now_ms=now)
                 except IllegalTransition as exc:  # it ended meanwhile (cancelled): that stays
                     log.info("job %s not marked failed: %s", job_id, exc)
             finally:
@@ -168,7 +171,9 @@ class Coordinator:
     async def cancel(self, job_id: str) -> bool:
         """Cancel a job still open, running or waiting for nodes; False if it had already finished (or is
         compiling)."""
-        return await self.runtime.call(self._cancel, job_id, now_ms())
+        cancelled = await self.runtime.call(self._cancel, job_id, self.runtime.now_ms())
+        self.runtime.notify(job_id)  # its runner stops now, not at its next look
+        return cancelled
 
     def _cancel(self, job_id: str, now: int) -> bool:
         return self.store.cancel_job(job_id, now_ms=now)

@@ -8,11 +8,19 @@ Final states: "done" (every requested row delivered), "partial" (the synthesize
 attempt budget ran out with fewer rows: what passed is compiled and delivered,
 and the job's spec document says why under "partial"), "failed", "cancelled".
 
+Waiting: the runner waits on its job's events (the runtime's `job_events`: a
+task settled, the live nodes changed, the job was cancelled), with WAKE_S as a
+safety net, and re-reads the store on each wake-up. It tells the scheduler which
+stage it waits on (`Scheduler.watch_stage`), whose tick abandons that stage's
+tasks no node takes (the stall clock, scheduler/stalls.py).
+
 Waiting for nodes: while fewer live nodes serve the current stage's kind than
 its tasks need (pipeline/waiting.py), the job is "waiting_for_nodes" instead of
 "running" (the scheduler offers none of its tasks then) and the stall clock
 stands still; it restarts when enough nodes are live and the job is running
 again. Abandoning is for tasks that live nodes keep refusing or failing.
+
+Time: every timestamp comes from the runtime's clock (`CoordinatorRuntime.now_ms`).
 
 Resume: stage states and every task live in the store, task ids are
 deterministic, and `Scheduler.submit` is idempotent, so running a job again
@@ -36,20 +44,17 @@ from coordinator.pipeline.stage import TaskPlan
 from coordinator.pipeline.waiting import WAIT_KEY, NodeWait, node_wait
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.scheduler import Scheduler
+from coordinator.scheduler.events import Event
 from coordinator.spec import DatasetSpec
 from coordinator.store import TaskState
 from coordinator.verify.reputation import is_trusted
-from network import now_ms
 from protocol.tasks import LLM_KINDS, TaskKind
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.3
-STALL_S = 60.0
-"""A stage with no slot activity at all for this long has tasks no node will take (every node
-already ran a replica, or the only capable nodes were blacklisted): those are abandoned so the
-job goes on with what is done. Busy nodes make activity, so slow progress never trips this. The clock
-does not run while the job waits for nodes, and starts again from the end of the wait."""
+WAKE_S = 2.0
+"""The longest a runner waits for an event before it looks at the store anyway: a safety net (an event
+lost or not sent), not how it learns of progress."""
 
 
 def trusted_nodes(scheduler: Scheduler, peers: Collection[str], now_ms: int) -> set[str]:
@@ -89,10 +94,22 @@ class JobRunner:
         self.models = models
         self._shown_wait: NodeWait | None = None
         """The wait last written to the store (None: the job was running)."""
-        self._stall_from_ms = 0
-        """The stall clock counts from no earlier than this: the end of the last wait for nodes."""
+        self._events: trio.MemoryReceiveChannel[Event] | None = None
+
+    def now_ms(self) -> int:
+        return self.rt.now_ms()
 
     async def run(self) -> CompiledDataset | None:
+        with self.rt.job_events(self.job_id) as events:
+            self._events = events
+            try:
+                return await self._run()
+            finally:
+                self._events = None
+                with trio.CancelScope(shield=True):  # also when the runner is cancelled: no stall clock left
+                    await self.rt.call(self.rt.scheduler.unwatch_stage, self.job_id, forget=True)
+
+    async def _run(self) -> CompiledDataset | None:
         try:
             if self.spec_pending:
                 skipped = await self._spec_skipped()
@@ -121,7 +138,7 @@ class JobRunner:
         live nodes to run and verify spec tasks (the stage is optional: the job would only wait for nodes)."""
         if TaskKind.SPEC.value in await self.rt.call(self.store.stages, self.job_id):
             return ""
-        wait = await self.rt.call(self._node_wait, TaskKind.SPEC, now_ms())
+        wait = await self.rt.call(self._node_wait, TaskKind.SPEC, self.now_ms())
         if not wait.waiting:
             return ""
         why = "no live node serves spec tasks"
@@ -140,7 +157,7 @@ class JobRunner:
             "spec_notes": list(parsed.notes),
             "spec_refined": True,
         }
-        await self.rt.call(lambda: self.store.update_job_doc(self.job_id, changes, now_ms=now_ms()))
+        await self.rt.call(lambda: self.store.update_job_doc(self.job_id, changes, now_ms=self.now_ms()))
         if parsed.spec != self.spec:
             log.info("job %s: spec refined by the spec task: %s", self.job_id, parsed.spec.model_dump(mode="json"))
         self.spec = parsed.spec
@@ -148,8 +165,8 @@ class JobRunner:
 
     def _set_state(self, state: str, error: str = "") -> None:
         if error:
-            self.store.update_job_doc(self.job_id, {"error": error}, now_ms=now_ms())
-        self.store.set_job_state(self.job_id, state, now_ms=now_ms())
+            self.store.update_job_doc(self.job_id, {"error": error}, now_ms=self.now_ms())
+        self.store.set_job_state(self.job_id, state, now_ms=self.now_ms())
 
     async def _check_job(self) -> None:
         state = (await self.rt.call(self.store.job, self.job_id)).state
@@ -159,8 +176,9 @@ class JobRunner:
     async def _submit(self, stage: TaskKind, specs: list[TaskPlan]) -> None:
         sched = self.rt.scheduler
         for s in specs:
+            now = self.now_ms()
             await self.rt.call(
-                sched.submit, s.task_id, self.job_id, stage.value, s.payload, est_tokens=s.est_tokens, now_ms=now_ms()
+                sched.submit, s.task_id, self.job_id, stage.value, s.payload, est_tokens=s.est_tokens, now_ms=now
             )
 
     async def _stage(self, kind: TaskKind, make: Callable[[], list[TaskPlan]], *, required: str = "") -> None:
@@ -168,7 +186,7 @@ class JobRunner:
         if states.get(kind.value) == "done":
             return
         if kind.value not in states:
-            await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=now_ms())
+            await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=self.now_ms())
         specs = await self.rt.call(make)
         if not specs and required:
             raise JobFailed(
@@ -177,25 +195,39 @@ class JobRunner:
             )
         await self._submit(kind, specs)
         await self._wait(kind)
-        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=now_ms())
+        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=self.now_ms())
 
     async def _wait(self, kind: TaskKind) -> None:
-        while True:
-            await self._check_job()
-            tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)
-            if all(t.state is not TaskState.OPEN for t in tasks):
-                return
-            if await self._nodes_ready(kind):
-                await self._abandon_stalled(kind)
-                await self._abandon_stalled(TaskKind.VALIDATE)  # a stage's tasks may wait on their audits
-            await trio.sleep(POLL_S)
+        try:
+            while True:
+                await self._check_job()
+                tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)
+                if all(t.state is not TaskState.OPEN for t in tasks):
+                    return
+                await self._note_wait(kind)
+                await self._next_event()
+        finally:
+            await self._unwatch()
 
-    async def _nodes_ready(self, kind: TaskKind) -> bool:
-        """Whether enough live nodes serve `kind` for its tasks; if not, the job waits for nodes (its state
-        says so, with the numbers) and the stall clock stands still."""
-        wait = await self.rt.call(self._node_wait, kind, now_ms())
-        if wait.waiting:
-            self._stall_from_ms = now_ms()
+    async def _next_event(self) -> None:
+        """Until something happened to the job (drained: a burst of events is one wake-up), or WAKE_S."""
+        assert self._events is not None
+        with trio.move_on_after(WAKE_S):
+            await self._events.receive()
+        while True:
+            try:
+                self._events.receive_nowait()
+            except trio.WouldBlock:
+                return
+
+    async def _unwatch(self) -> None:
+        await self.rt.call(self.rt.scheduler.unwatch_stage, self.job_id)
+
+    async def _note_wait(self, kind: TaskKind) -> None:
+        """Whether enough live nodes serve `kind` for its tasks: if not, the job waits for nodes (its state
+        says so, with the numbers) and the stall clock stands still. Tells the scheduler's stall clock
+        which stage the job waits on, and whether it waits for nodes."""
+        wait = await self.rt.call(self._watch, kind, self.now_ms())
         shown = wait if wait.waiting else None
         if shown != self._shown_wait:
             if await self.rt.call(self._set_wait, shown):
@@ -204,7 +236,12 @@ class JobRunner:
                 else:
                     log.info("job %s: %d live node(s) serve %s; running again", self.job_id, wait.live, kind.value)
             self._shown_wait = shown
-        return not wait.waiting
+
+    def _watch(self, kind: TaskKind, now: int) -> NodeWait:
+        """Worker thread: the wait for `kind`, and the stage the scheduler's stall clock watches."""
+        wait = self._node_wait(kind, now)
+        self.rt.scheduler.watch_stage(self.job_id, kind.value, now, waiting=wait.waiting)
+        return wait
 
     def _node_wait(self, kind: TaskKind, now: int) -> NodeWait:
         """Worker thread: the wait for `kind`, from the scheduler's live nodes and what they serve."""
@@ -221,21 +258,12 @@ class JobRunner:
         state = self.store.job(self.job_id).state
         if state not in (job_states.RUNNING, job_states.WAITING_FOR_NODES):
             return False
-        now = now_ms()
+        now = self.now_ms()
         self.store.update_job_doc(self.job_id, {WAIT_KEY: wait.as_doc() if wait else None}, now_ms=now)
         target = job_states.WAITING_FOR_NODES if wait else job_states.RUNNING
         if state != target:
             self.store.set_job_state(self.job_id, target, now_ms=now)
         return True
-
-    async def _abandon_stalled(self, kind: TaskKind) -> None:
-        last = max(await self.rt.call(self.store.stage_activity_ms, self.job_id, kind.value), self._stall_from_ms)
-        if now_ms() - last < STALL_S * 1000:
-            return
-        for task_id in await self.rt.call(self.store.untaken_tasks, self.job_id, kind.value):
-            log.warning("job %s: no node took %s for %.0f s; abandoning it", self.job_id, task_id, STALL_S)
-            for outgoing in await self.rt.call(self.rt.scheduler.abandon, task_id, now_ms()):
-                self.rt.push_later(outgoing)
 
     async def _synthesize(self) -> None:
         kind = TaskKind.SYNTHESIZE
@@ -243,12 +271,20 @@ class JobRunner:
         if states.get(kind.value) == "done":
             return
         if kind.value not in states:
-            await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=now_ms())
+            await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=self.now_ms())
+        try:
+            await self._synthesize_waves(kind)
+        finally:
+            await self._unwatch()
+        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=self.now_ms())
+
+    async def _synthesize_waves(self, kind: TaskKind) -> None:
+        """Synthesize waves until the requested rows are accepted or the attempt budget is spent."""
         while True:
             await self._check_job()
             accepted = await self.rt.call(self.store.row_count, self.job_id)
             if accepted >= self.spec.rows:
-                break
+                return
             tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)
             in_flight = sum(t.state is TaskState.OPEN for t in tasks)
             # Keep enough tasks in flight for the rows still missing: a task stuck on a busy or
@@ -264,12 +300,9 @@ class JobRunner:
                 # The attempt budget is spent: compile what passed; _compile marks the job partial.
                 log.warning("job %s: %d of %d rows after %d tasks; compiling what passed",
                             self.job_id, accepted, self.spec.rows, len(tasks))  # fmt: skip
-                break
-            if await self._nodes_ready(kind):
-                await self._abandon_stalled(kind)
-                await self._abandon_stalled(TaskKind.VALIDATE)
-            await trio.sleep(POLL_S)
-        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=now_ms())
+                return
+            await self._note_wait(kind)
+            await self._next_event()
 
     async def _compile(self) -> CompiledDataset | None:
         await self.rt.call(self._set_state, job_states.COMPILING)
@@ -289,7 +322,7 @@ class JobRunner:
                 coordinator=self.rt.scheduler.identity,
                 models=self.models(),
                 started_ms=self.started_ms,
-                now_ms=now_ms(),
+                now_ms=self.now_ms(),
             )
         )
         await self.rt.call(self._set_state, final)
@@ -304,7 +337,7 @@ class JobRunner:
             return "done"
         reason = await self.rt.call(self._shortfall_reason, accepted)
         log.warning("job %s: %s", self.job_id, reason)
-        await self.rt.call(lambda: self.store.update_job_doc(self.job_id, {"partial": reason}, now_ms=now_ms()))
+        await self.rt.call(lambda: self.store.update_job_doc(self.job_id, {"partial": reason}, now_ms=self.now_ms()))
         return "partial"
 
     def _shortfall_reason(self, accepted: int) -> str:

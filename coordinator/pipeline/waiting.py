@@ -4,7 +4,7 @@ Owns: how many distinct live nodes a task of a kind needs (`nodes_needed`), the 
 live nodes and the kinds they serve (`node_wait`), and how a wait is shown and kept in the job's spec
 document (under WAIT_KEY) for the API, the dashboard and the CLI.
 Must not: read the clock, the store or the scheduler (the job runner passes what it saw), or abandon
-tasks (the runner's stall clock does, and only while no wait is on).
+tasks (the scheduler's stall clock does, scheduler/stalls.py, and only while no wait is on).
 
 "Needed" follows the scheduler's replication (coordinator/scheduler.py, verify/reputation.py): an
 untrusted node's generative task is replicated on a second node or audited by one (an answer-first

@@ -30,6 +30,8 @@ PULL_TRIES = 8
 """Claims a Pull may try before it answers NONE_OPEN: bounds the coordinator's work per Pull."""
 PULL_TASK_ID = "pull"
 """The task id of a Reject that answers a Pull (it names no task)."""
+STALL_MS = 60_000
+"""How long a watched stage may see no slot activity before its untaken tasks are abandoned (stalls.py)."""
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,5 @@ class SchedulerConfig:
     validator_margin_tolerance: float = 0.05
     """Two validators' round-trip margins (nats/token) agree within this; their answer ranks must be equal."""
     reputation: ReputationConfig = DEFAULT_CONFIG
+    stall_ms: int = STALL_MS
+    """The stall clock (stalls.py): a job's stage with no slot activity this long has its untaken tasks abandoned."""

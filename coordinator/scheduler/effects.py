@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from coordinator.scheduler.audits import create_audit, parent_to_decide
 from coordinator.scheduler.config import SchedulerConfig
 from coordinator.scheduler.decide import Accept, AddReplica, Decision, NeedAudit, Reject, Wait
+from coordinator.scheduler.events import Events
 from coordinator.scheduler.nodes import Nodes
 from coordinator.scheduler.rows import RowGate
 from coordinator.scheduler.view import TaskView
@@ -62,6 +63,7 @@ class Effects:
         rows: RowGate,
         allowed_models: Callable[[TaskRecord], list[str]],
         stats: Counter[str],
+        events: Events,
     ) -> None:
         self.store = store
         self.identity = identity
@@ -70,6 +72,7 @@ class Effects:
         self.rows = rows
         self.allowed_models = allowed_models
         self.stats = stats
+        self.events = events
 
     def apply(self, view: TaskView, decision: Decision, now_ms: int) -> Applied:
         task = view.task
@@ -141,11 +144,12 @@ class Effects:
         for rep in reputations.values():
             if rep.blacklisted:
                 log.warning("node %s blacklisted (score %.2f)", rep.peer_id, rep.score)
+        self.events.settled(settled.task)
         if settled.task.state is not TaskState.OPEN:
             applied.then += parent_to_decide(settled.task)
         elif any(f is not None for _, _, f in judged) and self.exhausted(settled.task, now_ms):
             # The rejected replica is offered again, but every live node that could run it already
-            # did: in a small network that slot would only wait for the job's 60 s stall timer.
+            # did: in a small network that slot would only wait for the 60 s stall clock (stalls.py).
             log.info("task %s: no live node left that has not run it; abandoning it", task.task_id)
             applied.add(self.abandon(task.task_id, now_ms))
         return applied
@@ -154,6 +158,7 @@ class Effects:
         """Stop wanting a task no node will take; a validate task's parent is then decided without it."""
         task = self.store.abandon_task(task_id, now_ms=now_ms)
         self.stats["abandoned"] += 1
+        self.events.settled(task)
         if task.state is not TaskState.OPEN:
             return Applied(then=parent_to_decide(task))
         # A result is in but its replica never came: it is re-scored rather than taken on trust.

@@ -1,6 +1,10 @@
 """The Scheduler: the coordinator's entry points (submit, offers, claims, results, time), each a thin call into
 the module that owns it, and the one loop that decides tasks: read a view, `decide`, apply the effects, and
-queue the tasks those effects touched (a closed audit's parent) until the queue is empty."""
+queue the tasks those effects touched (a closed audit's parent) until the queue is empty.
+
+What the job runners wait on is recorded as events (events.py: a task settled, the live nodes changed),
+which the runtime takes after each call (`take_events`) and sends on; the stall clock (stalls.py) runs in
+`tick` for the stages the runners say they wait on (`watch_stage`)."""
 
 from __future__ import annotations
 
@@ -14,11 +18,13 @@ from coordinator.scheduler.claims import Claims
 from coordinator.scheduler.config import CHARGED_REFUSALS, SchedulerConfig
 from coordinator.scheduler.decide import decide
 from coordinator.scheduler.effects import Applied, Effects, Outgoing
+from coordinator.scheduler.events import Event, Events
 from coordinator.scheduler.grants import allowed_models, decoding_for
 from coordinator.scheduler.nodes import Nodes
 from coordinator.scheduler.offers import Offers
 from coordinator.scheduler.results import record_result
 from coordinator.scheduler.rows import RowGate
+from coordinator.scheduler.stalls import Stalls
 from coordinator.scheduler.view import Payloads, read_view
 from coordinator.store import NotFound, Store, TaskRecord, TaskState
 from coordinator.verify.reputation import Outcome
@@ -45,11 +51,17 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self.rng = rng or random.Random()
         self.stats: Counter[str] = Counter()
+        self.events = Events()
+        self.stalls = Stalls(store)
+        self._live_seen: object = None
+        """What the live nodes served at the last tick that watched a stage (see `_note_nodes`)."""
         self.nodes = Nodes(store, self.config.trusted_nodes)
         self.payloads = Payloads(store)
         self._offers = Offers(store, identity, self.config, self.allowed_models)
         rows = RowGate(store, self.config.roundtrip, self.stats)
-        self.effects = Effects(store, identity, self.config, self.nodes, rows, self.allowed_models, self.stats)
+        self.effects = Effects(
+            store, identity, self.config, self.nodes, rows, self.allowed_models, self.stats, self.events
+        )
         self.claims = Claims(
             store, self.config, self.nodes, self._offers, self.payloads, self.effects.involved, self.rng, self.stats
         )
@@ -166,7 +178,8 @@ class Scheduler:
         return True
 
     def tick(self, now_ms: int) -> list[Outgoing]:
-        """Expire lapsed leases (charging their nodes) and settle what that unblocks."""
+        """Expire lapsed leases (charging their nodes) and settle what that unblocks; then abandon the
+        untaken tasks of watched stages whose stall clock ran out."""
         touched: dict[str, None] = {}
         for expiry in self.store.expire_due(now_ms=now_ms):
             node = expiry.before.node
@@ -177,8 +190,55 @@ class Scheduler:
         queue: list[str] = []
         for task_id in touched:
             task = self.store.task(task_id)
+            self.events.settled(task)  # the expiry may have failed it (every slot gave up)
             queue += [task_id] if task.state is TaskState.OPEN else parent_to_decide(task)
-        return self._drain(queue, now_ms).outgoing
+        outgoing = self._drain(queue, now_ms).outgoing
+        return outgoing + self._abandon_stalled(now_ms)
+
+    # --- the stall clock and what the runners wait on -------------------------
+
+    def watch_stage(self, job_id: str, stage: str, now_ms: int, *, waiting: bool) -> None:
+        """The job's runner waits on `stage` (and the job's validate tasks); `waiting`: the job waits for
+        nodes, which holds the stall clock (see stalls.py)."""
+        self.stalls.watch(job_id, stage, now_ms, waiting=waiting)
+
+    def unwatch_stage(self, job_id: str, *, forget: bool = False) -> None:
+        """The runner waits on no stage now; `forget`: the job's runner is done (its clock goes too)."""
+        if forget:
+            self.stalls.forget(job_id)
+        else:
+            self.stalls.unwatch(job_id)
+
+    def take_events(self) -> list[Event]:
+        """The events recorded since the last call (the runtime sends them to the runners)."""
+        return self.events.take()
+
+    def _abandon_stalled(self, now_ms: int) -> list[Outgoing]:
+        outgoing: list[Outgoing] = []
+        if not self.stalls.active():
+            return outgoing
+        if self._note_nodes(now_ms):
+            return outgoing  # the runners judge the new nodes first
+        for job_id in self.stalls.jobs():
+            for _stage, untaken in self.stalls.due(job_id, now_ms, self.config.stall_ms):
+                for task_id in untaken:
+                    log.warning("job %s: no node took %s for %.0f s; abandoning it",
+                                job_id, task_id, self.config.stall_ms / 1000)  # fmt: skip
+                    outgoing += self.abandon(task_id, now_ms)
+        return outgoing
+
+    def _note_nodes(self, now_ms: int) -> bool:
+        """Whether the live nodes or what they serve changed since the last look (then NodesChanged)."""
+        seen = {}
+        for peer in sorted(self.nodes.live(now_ms)):
+            status = self.nodes.status(peer)
+            seen[peer] = (tuple(status.task_kinds), tuple(m.sha256 for m in status.models)) if status else None
+        if seen == self._live_seen:
+            return False
+        self._live_seen = seen
+        self.stalls.nodes_changed()
+        self.events.nodes_changed()
+        return True
 
     def resume(self, now_ms: int) -> list[Outgoing]:
         """After a restart: expire what lapsed while down, and decide tasks left with results pending."""

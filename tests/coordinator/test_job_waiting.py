@@ -7,16 +7,16 @@ shortened so that a wait longer than it takes seconds, not minutes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
-from coordinator.pipeline import job
 from network import now_ms
 from protocol.identity import Identity
 from protocol.messages import NodeStatus
@@ -30,9 +30,13 @@ REQUEST = "question-answer pairs about Python lists, JSON with question and answ
 WAITING = "waiting_for_nodes"
 
 
-@pytest.fixture(autouse=True)
-def short_stall(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(job, "STALL_S", STALL_S)
+@contextlib.asynccontextmanager
+async def waiting_server(tmp_path: Path) -> AsyncIterator[Served]:
+    """A coordinator with its API whose stall clock is STALL_S."""
+    async with api_server(tmp_path / "coord") as s:
+        sched = s.coordinator.runtime.scheduler
+        sched.config = dataclasses.replace(sched.config, stall_ms=int(STALL_S * 1000))
+        yield s
 
 
 def arrive(s: Served, who: Identity) -> None:
@@ -54,7 +58,7 @@ async def question_gen_states(s: Served, job_id: str) -> list[str]:
 
 
 async def test_a_job_waits_for_nodes_without_giving_up_then_runs_when_two_are_live(tmp_path: Path) -> None:
-    async with api_server(tmp_path / "coord") as s, httpx.AsyncClient(base_url=s.url) as client:
+    async with waiting_server(tmp_path) as s, httpx.AsyncClient(base_url=s.url) as client:
         jid = await s.coordinator.submit(REQUEST, rows=2, out_dir=tmp_path / "out")
         view = await until_state(client, jid, WAITING)
         assert view["waiting"] == {
@@ -94,7 +98,7 @@ async def test_a_job_waits_for_nodes_without_giving_up_then_runs_when_two_are_li
 
 
 async def test_a_job_waiting_for_nodes_can_be_cancelled(tmp_path: Path) -> None:
-    async with api_server(tmp_path / "coord") as s, httpx.AsyncClient(base_url=s.url) as client:
+    async with waiting_server(tmp_path) as s, httpx.AsyncClient(base_url=s.url) as client:
         jid = await s.coordinator.submit(REQUEST, rows=2, out_dir=tmp_path / "out")
         await until_state(client, jid, WAITING)
         response = await client.delete(f"/v1/jobs/{jid}", headers=auth(issue(s.coordinator, "admin", "admin")))
@@ -105,7 +109,7 @@ async def test_a_job_waiting_for_nodes_can_be_cancelled(tmp_path: Path) -> None:
 
 
 async def test_one_live_operator_trusted_node_is_enough(tmp_path: Path) -> None:
-    async with api_server(tmp_path / "coord") as s, httpx.AsyncClient(base_url=s.url) as client:
+    async with waiting_server(tmp_path) as s, httpx.AsyncClient(base_url=s.url) as client:
         sched = s.coordinator.runtime.scheduler
         sched.config = dataclasses.replace(sched.config, trusted_nodes=frozenset({node(1).peer_id}))
         await s.call(arrive, s, node(1))
