@@ -346,6 +346,12 @@ _PERFECT = frozenset({"has", "have", "had"})
 what these sentences say."""
 
 
+def _unbalanced(sentence: str) -> bool:
+    """A bracket opened or closed outside the sentence: the split cut inside a parenthesis ("(where X.Y
+    stands for the version of Python)."), so what is left is a fragment, not a sentence."""
+    return any(sentence.count(o) != sentence.count(c) for o, c in ("()", "[]", "{}"))
+
+
 def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK) -> list[str]:
     """The sentences of `text` that can answer a question on their own, definitions first."""
     picked: list[tuple[int, int, str]] = []
@@ -361,7 +367,7 @@ def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK) -> list[str]:
         first = sentence.split()[0]
         if not (first[0].isupper() or "_" in first) or not sentence.endswith("."):
             continue
-        if _DEBRIS.search(sentence) or "\n" in sentence or _POINTING.search(sentence):
+        if _DEBRIS.search(sentence) or "\n" in sentence or _POINTING.search(sentence) or _unbalanced(sentence):
             continue
         subject = sentence_subject(sentence)
         if not subject or not names_something(subject):

@@ -197,3 +197,14 @@ async def test_validate_runs_the_round_trip_in_the_same_signed_task(engine: Engi
     assert isinstance(out, ValidateOutput)
     assert out.prompt_matches is True and out.topk_rate > 0.5
     assert out.roundtrip is not None and out.roundtrip.n_sentences == len(evidence_candidates(task.chunk))  # type: ignore[arg-type]
+
+
+def test_a_sentence_cut_inside_a_parenthesis_is_not_an_answer() -> None:
+    text = (
+        "By default the scripts toolX and toolX.Y are installed (where X.Y stands for the version of the"
+        " interpreter). The sqlite3_open() interface opens a database file."
+    )
+    assert "X.Y stands for the version of the interpreter)." not in answer_sentences(text)
+    assert answer_sentences("X.Y stands for the version of the interpreter). " + text[-52:]) == [
+        "The sqlite3_open() interface opens a database file."
+    ]
