@@ -31,9 +31,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Collection
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import trio
-import trio.testing
 
 from network.checks import EnvelopeChecks, NetworkStats
 from network.errors import AlreadySubscribed, network_error, network_errors
@@ -42,6 +42,9 @@ from network.streams import StreamHandler, Streams
 from network.transport import Subscription, Transport
 from protocol.identity import Identity
 from protocol.messages import MessageKind
+
+if TYPE_CHECKING:  # trio.testing pulls in pytest when it is installed: only the pair helpers, at run time
+    import trio.testing
 
 
 class MemoryNetwork:
@@ -186,8 +189,10 @@ class MemoryTransport:
         if peer is None or peer._nursery is None or handler is None:
             problem = "no such peer on the network" if peer is None else "the peer does not serve it"
             raise network_error(LookupError(problem), "open", f"{protocol_id} to {peer_id}")
-        to_peer, from_here = trio.testing.memory_stream_one_way_pair()
-        to_here, from_peer = trio.testing.memory_stream_one_way_pair()
+        from trio.testing import memory_stream_one_way_pair
+
+        to_peer, from_here = memory_stream_one_way_pair()
+        to_here, from_peer = memory_stream_one_way_pair()
         peer._nursery.start_soon(handler, _MemoryStream(to_here, from_here, self.peer_id, peer._ends))
         return _MemoryStream(to_peer, from_peer, peer_id, self._ends)
 
