@@ -22,7 +22,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.models import default_allowed_models
 from coordinator.pipeline.job import JobRunner
 from coordinator.pipeline.progress import JobProgress, job_progress
-from coordinator.pipeline.sizing import planned_tasks, rows_within
+from coordinator.pipeline.sizing import over_limit
 from coordinator.request import parse_request
 from coordinator.runtime import CoordinatorRuntime
 from coordinator.scheduler import Scheduler, SchedulerConfig
@@ -127,14 +127,9 @@ class Coordinator:
 
     def _check_size(self, spec: DatasetSpec, *, llm_spec: bool) -> None:
         """Refuse, before anything is written, a job that plans more tasks than this coordinator takes."""
-        limit = self.config.max_job_tasks
-        tasks = planned_tasks(spec, llm_spec=llm_spec)
-        if tasks > limit:
-            fits = rows_within(limit, spec, llm_spec=llm_spec)
-            raise PlanTooLarge(
-                f"{spec.rows} rows plan about {tasks} tasks, over this coordinator's maximum of {limit} "
-                f"(max_job_tasks): ask for at most {fits} rows, or split the dataset into several jobs"
-            )
+        refusal = over_limit(spec, self.config.max_job_tasks, llm_spec=llm_spec)
+        if refusal is not None:
+            raise PlanTooLarge(refusal)
 
     def _start(self, job_id: str) -> None:
         done = self._done.setdefault(job_id, trio.Event())

@@ -27,7 +27,7 @@ from coordinator.api.schemas import (
     StageView,
     WaitingView,
 )
-from coordinator.pipeline.sizing import plan, planned_tasks, rows_within
+from coordinator.pipeline.sizing import over_limit, plan
 from coordinator.request import LLM_SPEC_NOTE, parse_request
 from coordinator.scheduler import LIVE_NODE_MS
 from coordinator.spec import DatasetSpec, SpecError, dump_spec, spec_from_mapping
@@ -69,11 +69,8 @@ def preview_spec(query: SpecQuery, *, llm_spec: bool = False, max_tasks: int | N
     if refine:
         notes.append(LLM_SPEC_NOTE)
     p = plan(spec, llm_spec=refine)
-    if max_tasks is not None and (tasks := planned_tasks(spec, llm_spec=refine)) > max_tasks:
-        notes.append(
-            f"refused if submitted: about {tasks} tasks, over this coordinator's maximum of {max_tasks} "
-            f"(max_job_tasks); at most {rows_within(max_tasks, spec, llm_spec=refine)} rows fit"
-        )
+    if max_tasks is not None and (refusal := over_limit(spec, max_tasks, llm_spec=refine)) is not None:
+        notes.append(f"refused if submitted: {refusal}")
     return SpecPreview(
         spec=spec.model_dump(mode="json"),
         spec_yaml=dump_spec(spec),

@@ -129,3 +129,15 @@ def rows_within(max_tasks: int, spec: DatasetSpec, *, llm_spec: bool = False) ->
         else:
             high = mid - 1
     return low
+
+
+def over_limit(spec: DatasetSpec, max_tasks: int, *, llm_spec: bool = False) -> str | None:
+    """Why a coordinator taking at most `max_tasks` tasks per job refuses `spec`, or None when it fits."""
+    tasks = planned_tasks(spec, llm_spec=llm_spec)
+    if tasks <= max_tasks:
+        return None
+    return (
+        f"{spec.rows} rows plan about {tasks} tasks, over this coordinator's maximum of {max_tasks} "
+        f"(max_job_tasks): ask for at most {rows_within(max_tasks, spec, llm_spec=llm_spec)} rows, "
+        "or split the dataset into several jobs"
+    )

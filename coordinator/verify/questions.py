@@ -134,19 +134,18 @@ def _no_object(question: str, tail: list[str], sentence: str) -> str:
     if not tail or words[0].lower() not in _GAP_WORDS or tail[-1] in _PREPOSITIONS:
         return ""
     have = WORD.findall(normalize_ws(sentence).casefold())
-    roots, want = [_root(w) for w in have], [_root(w) for w in tail]
-    for i in range(len(roots) - len(want) + 1):
-        if roots[i : i + len(want)] == want:
-            after = have[i + len(want)] if i + len(want) < len(have) else ""
-            if after in _NO_OBJECT:
-                return f"no object for 'What' to ask for: its answer goes on with {after!r}: {question[:80]!r}"
-            return ""
+    end = _words_end(tail, sentence)
+    after = have[end] if end is not None and end < len(have) else ""
+    if after in _NO_OBJECT:
+        return f"no object for 'What' to ask for: its answer goes on with {after!r}: {question[:80]!r}"
     return ""
 
 
-def _contiguous(roots: list[str], sentence: str) -> bool:
+def _words_end(words: list[str], sentence: str) -> int | None:
+    """Where `words` (by root) first end in `sentence`, as a word index; None when they are not in it."""
     have = [_root(w) for w in WORD.findall(normalize_ws(sentence).casefold())]
-    return any(have[i : i + len(roots)] == roots for i in range(len(have) - len(roots) + 1))
+    want = [_root(w) for w in words]
+    return next((i + len(want) for i in range(len(have) - len(want) + 1) if have[i : i + len(want)] == want), None)
 
 
 def check_question(question: str, *, max_chars: int = 400) -> Failure | None:
@@ -202,7 +201,7 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
         # In the labelled set (bench/quality.py) 17 of 24 accepted "What does X do?" rows were vague or asked
         # for something else ("What does SQLite do?" for "SQLite treats the CROSS JOIN operator specially").
         return Failure(Reason.QUESTION_VAGUE, "asks what its subject does in general, not with its answer's verb")
-    if tail is not None and tail not in ([], ["do"]) and not _contiguous([_root(w) for w in tail], sentence):
+    if tail is not None and tail not in ([], ["do"]) and _words_end(tail, sentence) is None:
         detail = f"asks with {' '.join(tail)!r}, which its answer does not say: it answers another question"
         return Failure(Reason.QUESTION_OFF_ANSWER, detail)
     beyond = [w for w in asked if w not in _subject_in(question, sentence) and w not in _ACTION_WORDS]
