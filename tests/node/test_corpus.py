@@ -185,3 +185,16 @@ def test_corpus_server_binds_loopback_only(small_site: Path) -> None:
         CorpusServer(small_site, host="0.0.0.0")
     with pytest.raises(FileNotFoundError):
         CorpusServer(small_site / "missing")
+
+
+def test_a_client_that_hangs_up_mid_body_prints_no_traceback(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The retriever stops reading a body over its size limit; the server must not report that as its error."""
+    (tmp_path / "big.html").write_text("<p>" + "word " * 2_000_000 + "</p>")
+    with CorpusServer(tmp_path) as server:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", server.port)) as s:
+                s.sendall(b"GET /big.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                s.recv(1024)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        assert httpx.get(server.url("big.html")).status_code == 200  # still serving
+    assert "Traceback" not in capfd.readouterr().err
