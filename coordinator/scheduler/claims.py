@@ -104,23 +104,25 @@ class Claims:
                 self.offers.forget(waiting)  # offered again on the next tick
                 self.stats["deferred"] += 1
                 return reject(RejectReason.DEFERRED, f"validate {waiting[0]} first: a finished result waits on it")
-        slot = self.store.claim(
-            task.task_id, peer_id, claim_deadline_ms=now_ms + self.config.claim_hold_ms, now_ms=now_ms
-        )
-        if slot is None:
-            return reject(RejectReason.ALREADY_FILLED, "no free replica for this node")
-        if task.kind is not TaskKind.VALIDATE:
-            self._plan(task, len(slots), rep, peer_id, now_ms)
-        deadline = lease_deadline_ms(now_ms, task.est_tokens, claim.tok_s)
-        lease = self.store.grant(
-            task.task_id,
-            slot.replica,
-            lease_id=f"{task.task_id}.r{slot.replica}.a{slot.attempt}",
-            deadline_ms=deadline,
-            model_sha256=claim.model_sha256 if task.kind in LLM_KINDS else None,
-            decoding=decoding_for(task, self.config, slot.attempt),
-            now_ms=now_ms,
-        )
+        # The claim, the replicas and spot-check pick it plans, and the lease: all written, or none.
+        with self.store.atomic():
+            slot = self.store.claim(
+                task.task_id, peer_id, claim_deadline_ms=now_ms + self.config.claim_hold_ms, now_ms=now_ms
+            )
+            if slot is None:
+                return reject(RejectReason.ALREADY_FILLED, "no free replica for this node")
+            if task.kind is not TaskKind.VALIDATE:
+                self._plan(task, len(slots), rep, peer_id, now_ms)
+            deadline = lease_deadline_ms(now_ms, task.est_tokens, claim.tok_s)
+            lease = self.store.grant(
+                task.task_id,
+                slot.replica,
+                lease_id=f"{task.task_id}.r{slot.replica}.a{slot.attempt}",
+                deadline_ms=deadline,
+                model_sha256=claim.model_sha256 if task.kind in LLM_KINDS else None,
+                decoding=decoding_for(task, self.config, slot.attempt),
+                now_ms=now_ms,
+            )
         self.stats["grants"] += 1
         return grant_for(lease, task, self.payloads.get(task.task_id))
 

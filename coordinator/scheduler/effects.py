@@ -1,6 +1,7 @@
 """Applying a decision: verdicts, signed receipts, reputations and rows written by one `Store.settle`,
-replicas and validate tasks added, tasks abandoned. Each application returns the receipts to deliver
-and the tasks to decide next (a closed validate task's parent), which the scheduler's loop drains."""
+replicas and validate tasks added, tasks abandoned; each decision's writes are one transaction. Each
+application returns the receipts to deliver and the tasks to decide next (a closed validate task's
+parent), which the scheduler's loop drains."""
 
 from __future__ import annotations
 
@@ -75,6 +76,11 @@ class Effects:
         self.events = events
 
     def apply(self, view: TaskView, decision: Decision, now_ms: int) -> Applied:
+        """Carry out one decision as one store transaction: a crash or an error part way writes none of it."""
+        with self.store.atomic():
+            return self._apply(view, decision, now_ms)
+
+    def _apply(self, view: TaskView, decision: Decision, now_ms: int) -> Applied:
         task = view.task
         if isinstance(decision, Wait):
             return Applied()
@@ -156,15 +162,16 @@ class Effects:
 
     def abandon(self, task_id: str, now_ms: int) -> Applied:
         """Stop wanting a task no node will take; a validate task's parent is then decided without it."""
-        task = self.store.abandon_task(task_id, now_ms=now_ms)
-        self.stats["abandoned"] += 1
-        self.events.settled(task)
-        if task.state is not TaskState.OPEN:
-            return Applied(then=parent_to_decide(task))
-        # A result is in but its replica never came: it is re-scored rather than taken on trust.
-        if task.kind in GENERATIVE_KINDS:
-            self.store.pick_spot_check(task_id, now_ms=now_ms)
-        return Applied(then=[task_id])
+        with self.store.atomic():
+            task = self.store.abandon_task(task_id, now_ms=now_ms)
+            self.stats["abandoned"] += 1
+            self.events.settled(task)
+            if task.state is not TaskState.OPEN:
+                return Applied(then=parent_to_decide(task))
+            # A result is in but its replica never came: it is re-scored rather than taken on trust.
+            if task.kind in GENERATIVE_KINDS:
+                self.store.pick_spot_check(task_id, now_ms=now_ms)
+            return Applied(then=[task_id])
 
     def exhausted(self, task: TaskRecord, now_ms: int) -> bool:
         """Whether no live node may take this task's next replica (False when no node is known live)."""

@@ -2,7 +2,8 @@
 
 Owns: opening the database (WAL mode, the `synchronous` level, foreign keys,
 migrations), the blob folder beside it, the lock that serialises every call,
-`_tx` (one write transaction; any exception rolls it back), and `fetch_one`,
+`_tx` (one write transaction; any exception rolls it back), `atomic` (several
+calls as one transaction: a `_tx` inside it is a savepoint), and `fetch_one`,
 the single-row read that raises NotFound. The concept modules (jobs, tasks,
 slots, results, nodes) are mixins over this class; `coordinator.store.db`
 joins them into `Store` and explains threading and durability.
@@ -44,6 +45,8 @@ class Database:
         self.blobs = BlobStore(blob_dir if blob_dir is not None else self.path.with_name(self.path.name + ".blobs"))
         self._inline_limit = inline_limit
         self._lock = threading.RLock()
+        self._depth = 0
+        """How many `_tx` are open on this thread's call stack (the lock makes it one thread's)."""
         self._verified = VerifiedResults()
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per call.
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -69,15 +72,29 @@ class Database:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; any exception rolls everything in it back."""
+        """One write transaction; any exception rolls everything in it back. Inside another (`atomic`) it is
+        a savepoint: an exception undoes this call's writes only, and the outer transaction decides the rest."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            outer = self._depth == 0
+            name = f"tx{self._depth}"
+            self._conn.execute("BEGIN IMMEDIATE" if outer else f"SAVEPOINT {name}")
+            self._depth += 1
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("ROLLBACK" if outer else f"ROLLBACK TO {name}")
+                if not outer:
+                    self._conn.execute(f"RELEASE {name}")
                 raise
-            self._conn.execute("COMMIT")
+            finally:
+                self._depth -= 1
+            self._conn.execute("COMMIT" if outer else f"RELEASE {name}")
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every store call inside is one transaction: all of their writes, or (on an exception) none."""
+        with self._tx():
+            yield
 
 
 def fetch_one(

@@ -28,10 +28,10 @@ _ADDRESSED = (
     r"\b(?:must|should|shall|will|are to)\b(?: \w+){0,3} (?:reply|respond|answer|say|print|output|write|repeat)\b"
 )
 _ROLE = r"\b(?:you are now|act as|pretend to be|as an ai)\b"
-_REPLY_WITH_LINK = r"\b(?:reply|respond|answer)\w* (?:only )?with\b[^.?!\n]{0,40}(?:https?://|www\.|\w\.(?:com|net|org|io)\b)"
-_PATTERNS = [
-    re.compile(p, re.IGNORECASE) for p in (_TO_IGNORE, _SYSTEM_PROMPT, _ADDRESSED, _ROLE, _REPLY_WITH_LINK)
-]
+_REPLY_WITH_LINK = (
+    r"\b(?:reply|respond|answer)\w* (?:only )?with\b[^.?!\n]{0,40}(?:https?://|www\.|\w\.(?:com|net|org|io)\b)"
+)
+_PATTERNS = [re.compile(p, re.IGNORECASE) for p in (_TO_IGNORE, _SYSTEM_PROMPT, _ADDRESSED, _ROLE, _REPLY_WITH_LINK)]
 
 
 def injected(text: str) -> str | None:
