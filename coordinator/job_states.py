@@ -2,7 +2,7 @@
 
 Owns: the state names, the table of the moves between them (`MOVES`, checked by `check_move`, which
 the store applies inside the transaction that writes the state) and the sets that group them (final,
-delivered, resumed, offered, cancellable).
+delivered, resumed, offered, cancellable); and a stage's states (`StageState`, `STAGE_MOVES`).
 Must not: import from the rest of the coordinator (everything imports this), or decide when a job moves
 (the job runner and the service do).
 
@@ -17,6 +17,7 @@ an illegal one raises `IllegalTransition` naming the state and the move.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 
 from protocol.errors import IllegalTransition
 
@@ -62,4 +63,25 @@ def check_move(state: str, to: str) -> str:
     """`to`, if a job in `state` may move there; else IllegalTransition naming both."""
     if to not in MOVES.get(state, frozenset()):
         raise IllegalTransition(state, to, machine="job")
+    return to
+
+
+class StageState(StrEnum):
+    """A job's stage (one per task kind it runs): open while its tasks run, done once they all settled."""
+
+    OPEN = "open"
+    DONE = "done"
+
+
+STAGE_MOVES: Mapping[StageState, frozenset[StageState]] = {
+    StageState.OPEN: frozenset({StageState.DONE}),
+    StageState.DONE: frozenset(),
+}
+"""A stage is added open and closed once; a restart skips a done stage rather than closing it again."""
+
+
+def check_stage_move(state: str, to: StageState) -> StageState:
+    """`to`, if a stage in `state` may move there; else IllegalTransition naming both."""
+    if to not in STAGE_MOVES.get(StageState(state), frozenset()):
+        raise IllegalTransition(state, to.value, machine="stage")
     return to

@@ -37,6 +37,7 @@ import trio
 
 from coordinator import job_states
 from coordinator.compile import CompiledDataset
+from coordinator.job_states import StageState
 from coordinator.pipeline import curate, deliver, question_gen, retrieve, search, synthesize
 from coordinator.pipeline import spec as spec_stage
 from coordinator.pipeline.context import JobContext
@@ -183,7 +184,7 @@ class JobRunner:
 
     async def _stage(self, kind: TaskKind, make: Callable[[], list[TaskPlan]], *, required: str = "") -> None:
         states = await self.rt.call(self.store.stages, self.job_id)
-        if states.get(kind.value) == "done":
+        if states.get(kind.value) is StageState.DONE:
             return
         if kind.value not in states:
             await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=self.now_ms())
@@ -195,7 +196,7 @@ class JobRunner:
             )
         await self._submit(kind, specs)
         await self._wait(kind)
-        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=self.now_ms())
+        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, StageState.DONE, now_ms=self.now_ms())
 
     async def _wait(self, kind: TaskKind) -> None:
         try:
@@ -268,7 +269,7 @@ class JobRunner:
     async def _synthesize(self) -> None:
         kind = TaskKind.SYNTHESIZE
         states = await self.rt.call(self.store.stages, self.job_id)
-        if states.get(kind.value) == "done":
+        if states.get(kind.value) is StageState.DONE:
             return
         if kind.value not in states:
             await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=self.now_ms())
@@ -276,7 +277,7 @@ class JobRunner:
             await self._synthesize_waves(kind)
         finally:
             await self._unwatch()
-        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, "done", now_ms=self.now_ms())
+        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, StageState.DONE, now_ms=self.now_ms())
 
     async def _synthesize_waves(self, kind: TaskKind) -> None:
         """Synthesize waves until the requested rows are accepted or the attempt budget is spent."""

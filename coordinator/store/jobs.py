@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from coordinator import job_states
+from coordinator.job_states import StageState, check_stage_move
 from coordinator.store.connection import Database, fetch_one
 from coordinator.store.errors import NotFound
 from coordinator.store.records import JobRecord, job_from
@@ -92,20 +93,23 @@ class JobStore(Database):
     def add_stage(self, job_id: str, stage: str, *, now_ms: int) -> None:
         with self._tx() as c:
             c.execute(
-                "INSERT INTO stages (job_id, stage, state, created_ms, updated_ms) VALUES (?, ?, 'open', ?, ?)",
-                (job_id, stage, now_ms, now_ms),
+                "INSERT INTO stages (job_id, stage, state, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?)",
+                (job_id, stage, StageState.OPEN.value, now_ms, now_ms),
             )
 
-    def set_stage_state(self, job_id: str, stage: str, state: str, *, now_ms: int) -> None:
+    def set_stage_state(self, job_id: str, stage: str, state: StageState, *, now_ms: int) -> None:
+        """Move a stage; IllegalTransition (naming both states) for a move STAGE_MOVES does not allow."""
         with self._tx() as c:
-            n = c.execute(
-                "UPDATE stages SET state = ?, updated_ms = ? WHERE job_id = ? AND stage = ?",
-                (state, now_ms, job_id, stage),
-            ).rowcount
-            if n != 1:
+            row = c.execute("SELECT state FROM stages WHERE job_id = ? AND stage = ?", (job_id, stage)).fetchone()
+            if row is None:
                 raise NotFound(f"stage {stage!r} of job {job_id!r}")
+            check_stage_move(row["state"], state)
+            c.execute(
+                "UPDATE stages SET state = ?, updated_ms = ? WHERE job_id = ? AND stage = ?",
+                (state.value, now_ms, job_id, stage),
+            )
 
-    def stages(self, job_id: str) -> dict[str, str]:
+    def stages(self, job_id: str) -> dict[str, StageState]:
         with self._lock:
             rows = self._conn.execute("SELECT stage, state FROM stages WHERE job_id = ?", (job_id,)).fetchall()
-        return {r["stage"]: r["state"] for r in rows}
+        return {r["stage"]: StageState(r["state"]) for r in rows}

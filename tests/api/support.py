@@ -26,6 +26,7 @@ import trio
 from coordinator.api import ApiSettings, serve_api
 from coordinator.api.auth import Scope, TokenStore
 from coordinator.config import CoordinatorConfig
+from coordinator.job_states import StageState
 from coordinator.pipeline import synthesize
 from coordinator.pipeline.context import JobContext
 from coordinator.scheduler import Scheduler
@@ -165,7 +166,7 @@ def budget_spent_job(
     store.create_job(job_id, doc, allowed_models=[MODEL], now_ms=now)
     for kind in BEFORE_SYNTHESIZE:
         store.add_stage(job_id, kind.value, now_ms=now)
-        store.set_stage_state(job_id, kind.value, "done", now_ms=now)
+        store.set_stage_state(job_id, kind.value, StageState.DONE, now_ms=now)
     store.add_stage(job_id, TaskKind.SYNTHESIZE.value, now_ms=now)
     budget = synthesize.max_tasks(JobContext(store, job_id, spec, request))
     ids = [f"{job_id}.synthesize.{i}" for i in range(budget)]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.job_states import StageState
 from coordinator.store import (
     BlobCorrupted,
     Conflict,
@@ -107,6 +108,18 @@ def test_illegal_event_raises_and_changes_nothing(store: Store) -> None:
     assert store.replicas("t1") == granted
     with pytest.raises(NotFound):
         store.lease("again")  # the lease insert never happened
+
+
+def test_a_stage_closes_once_and_a_second_close_names_the_stage_machine(store: Store) -> None:
+    store.add_stage("j1", "search", now_ms=T0)
+    assert store.stages("j1")["search"] is StageState.OPEN
+    store.set_stage_state("j1", "search", StageState.DONE, now_ms=T0 + 1)
+    assert store.stages("j1")["search"] is StageState.DONE
+    with pytest.raises(IllegalTransition) as info:
+        store.set_stage_state("j1", "search", StageState.DONE, now_ms=T0 + 2)
+    assert (info.value.machine, info.value.state, info.value.event) == ("stage", "done", "done")
+    with pytest.raises(NotFound):
+        store.set_stage_state("j1", "compile", StageState.DONE, now_ms=T0 + 3)  # never added
 
 
 def test_failure_after_the_transition_rolls_the_transition_back(store: Store) -> None:
