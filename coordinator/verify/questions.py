@@ -70,6 +70,13 @@ def _subject_in(question: str, sentence: str) -> set[str]:
 def _asking_tail(question: str, sentence: str) -> list[str] | None:
     """The words a question adds after its opener, auxiliary and the sentence's subject ("be extended to"
     in "What can distutils be extended to?"), or None when it does not repeat the subject."""
+    split = _at_subject(question, sentence)
+    return None if split is None else split[0]
+
+
+def _at_subject(question: str, sentence: str) -> tuple[list[str], list[str]] | None:
+    """(the question's words after the subject it repeats, the sentence's words after that subject), or None
+    when the question does not repeat the sentence's opening."""
     q = WORD.findall(normalize_ws(question).casefold())
     s_words = WORD.findall(normalize_ws(sentence).casefold())
     if s_words and s_words[0] in ("the", "a", "an"):
@@ -79,8 +86,33 @@ def _asking_tail(question: str, sentence: str) -> list[str] | None:
         while start + n < len(q) and n < len(s_words) and q[start + n] == s_words[n]:
             n += 1
         if n:
-            return q[start + n :]
+            return q[start + n :], s_words[n:]
     return None
+
+
+_PARTICIPLE_TEXT = (
+    "set built made known given written done run put kept held found sent shown seen taken left read bound "
+    "thrown chosen meant paid said told understood begun broken hidden spoken drawn grown"
+)
+_IRREGULAR_PARTICIPLES = frozenset(_PARTICIPLE_TEXT.split())
+_NOT_PARTICIPLES = frozenset({"open", "even", "often", "seven", "eleven", "need", "seed", "feed"})
+
+
+def _passive_after_subject(question: str, sentence: str) -> bool:
+    """Whether the sentence goes on from the subject the question repeats with a passive ("X is used to ...",
+    "X are set by ..."): it says what is done with X, not what X is."""
+    copulas = ("is", "are", "was", "were")
+    asked = WORD.findall(question.casefold())
+    if len(asked) < 2 or asked[1] not in copulas:
+        return False  # "Who developed X?" puts its subject last: no "What is X?"
+    split = _at_subject(question, sentence)
+    if split is None or len(split[1]) < 2 or split[1][0] not in copulas:
+        return False
+    rest = split[1][1:]
+    word = rest[1] if rest[0].endswith("ly") and len(rest) > 1 else rest[0]  # "is mostly used"
+    if word in _NOT_PARTICIPLES:
+        return False
+    return word in _IRREGULAR_PARTICIPLES or (len(word) >= 4 and word.endswith(("ed", "en")))
 
 
 _PREPOSITION_TEXT = "of for to into by with from in on at as about onto upon"
@@ -183,6 +215,11 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
     if _negated(question) != _negated(sentence):
         return Failure(Reason.QUESTION_OFF_ANSWER, "the question and its answer differ in negation")
     tail = _asking_tail(question, sentence)
+    if tail == [] and not _CODE.search(question) and _passive_after_subject(question, sentence):
+        # "What is the Tcl script language?" for "The Tcl script language is used to help translate ...": a
+        # definition is asked, a use is answered. An identifier's use is its definition ("What is the
+        # tokenize.open() function?" for "... is used to open files"), so code subjects pass.
+        return Failure(Reason.QUESTION_OFF_ANSWER, "asks what its subject is; its answer says what is done with it")
     if tail is not None and (gapless := _no_gap(question, tail)):
         return Failure(Reason.QUESTION_MALFORMED, gapless)
     if tail is not None and (intransitive := _no_object(question, tail, sentence)):

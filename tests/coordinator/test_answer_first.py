@@ -190,6 +190,20 @@ def test_a_question_about_what_its_subject_does_in_general_is_vague() -> None:
     assert check_answer_first("What does the sqlite3_blob_open() interface open?", sentence, sentence) is None
 
 
+def test_asking_what_a_broad_subject_is_when_its_answer_says_what_is_done_with_it_is_off_answer() -> None:
+    used = "The Tcl script language is used to help translate canonical source code into the amalgamation."
+    failure = check_answer_first("What is the Tcl script language?", used, used)
+    assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER
+    by = "The Tcl script language is used by the build to translate source code into the amalgamation."
+    assert check_answer_first("What is the Tcl script language used by?", by, by) is None
+    written = "Most extension modules are written in C for speed."
+    assert check_answer_first("What are most extension modules?", written, written) is not None
+    code = "The tokenize.open() function is used to open files."  # an identifier's use is its definition
+    assert check_answer_first("What is the tokenize.open() function?", code, code) is None
+    open_ = "The Expat parser is open source software written in C."  # "open" is no participle
+    assert check_answer_first("What is the Expat parser?", open_, open_) is None
+
+
 def test_asking_what_a_named_product_holds_is_vague_unless_the_subject_is_an_identifier() -> None:
     sentence = "CPython supports two different calling protocols: tp_call and vectorcall."
     failure = check_answer_first("What does CPython support?", sentence, sentence)
