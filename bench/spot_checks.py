@@ -57,7 +57,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from coordinator.scheduler import Scheduler, SchedulerConfig
-from coordinator.scheduler.ids import validate_task_id
 from coordinator.store import Store, TaskState
 from coordinator.verify.error_rates import BUNDLED_SMOLLM2, MEASURED
 from coordinator.verify.reputation import DEFAULT_CONFIG, NodeReputation, ReputationConfig, is_trusted
@@ -227,12 +226,12 @@ class Network:
             if self.store.task(task_id).state is not TaskState.OPEN:
                 return True
             progressed = False
+            audits = self.store.validations(task_id)
             for r in self.store.results_for(task_id):
-                vid = validate_task_id(task_id, r.result_id)
-                try:
-                    vtask = self.store.task(vid)
-                except Exception:
+                vid = audits.get(r.result_id)
+                if vid is None:
                     continue
+                vtask = self.store.task(vid)
                 while vtask.state is TaskState.OPEN:
                     busy = self.involved(vid) | self.involved(task_id)
                     free = [n for n in self.honest if n.peer_id not in busy]

@@ -8,8 +8,7 @@ from pathlib import Path
 from coordinator.compile import AcceptedRow, CompiledDataset, JobStats, ProducerRecord, ValidatorRecord, compile_dataset
 from coordinator.pipeline import retrieve, synthesize
 from coordinator.pipeline.context import JobContext
-from coordinator.scheduler import validate_task_id
-from coordinator.store import NotFound, TaskState
+from coordinator.store import TaskState
 from protocol.identity import Identity
 from protocol.messages import Verdict
 from protocol.tasks import GENERATIVE_KINDS, SynthesizePayload, TaskKind
@@ -29,11 +28,11 @@ def accepted_rows(ctx: JobContext) -> list[AcceptedRow]:
             if r.result_id != row.result_id and _accepted(ctx, r.result_id)
         ]
         validators: list[ValidatorRecord] = []
+        audits = store.validations(row.task_id)
         for r in results:
-            try:
-                vt = store.task(validate_task_id(row.task_id, r.result_id))
-            except NotFound:
+            if r.result_id not in audits:
                 continue
+            vt = store.task(audits[r.result_id])
             if vt.state is TaskState.DONE and vt.canonical_result_id is not None:
                 v = store.result(vt.canonical_result_id)
                 validators.append(ValidatorRecord(peer_id=v.node, task_id=vt.task_id, envelope=v.envelope))

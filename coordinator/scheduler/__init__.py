@@ -59,7 +59,7 @@ from coordinator.scheduler.config import (
 from coordinator.scheduler.decide import Accept, AddReplica, Decision, NeedAudit, Reject, Wait, decide
 from coordinator.scheduler.effects import Outgoing
 from coordinator.scheduler.facade import Scheduler
-from coordinator.scheduler.ids import VALIDATE_MARK, parent_of, seed_for, validate_task_id
+from coordinator.scheduler.ids import VALIDATE_MARK, seed_for, validate_task_id
 from coordinator.scheduler.rows import GROUNDING_MIN_SUPPORT, Coverage, coverage_of
 from coordinator.scheduler.view import TaskView
 
@@ -89,7 +89,6 @@ __all__ = [
     "Wait",
     "coverage_of",
     "decide",
-    "parent_of",
     "seed_for",
     "validate_task_id",
 ]

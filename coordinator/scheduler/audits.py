@@ -1,8 +1,8 @@
 """Audits: the `validate` task that re-scores one candidate result, and how its outcome reaches the parent.
 
-A validate task's id names its parent and candidate (`ids.validate_task_id`). The parent reads its
-audits' outcomes (`read_audits`); a closed validate task sends its parent back to be decided
-(`parent_to_decide`), through the scheduler's work queue rather than by a nested call.
+A validate task is stored with the link to its parent and candidate (the store's `validations` table).
+The parent reads its audits' outcomes (`read_audits`); a closed validate task sends its parent back to be
+decided (`parent_to_decide`), through the scheduler's work queue rather than by a nested call.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from coordinator.scheduler.config import VALIDATE_STAGE, SchedulerConfig
-from coordinator.scheduler.ids import parent_of, validate_task_id
-from coordinator.store import NotFound, ResultRecord, Store, TaskRecord, TaskState
+from coordinator.scheduler.ids import validate_task_id
+from coordinator.store import ResultRecord, Store, TaskRecord, TaskState
 from coordinator.verify.rescoring import validate_payload_for
 from protocol.messages import Result, Verdict
 from protocol.tasks import RESCORABLE_PAYLOADS, SynthesizePayload, TaskKind, TaskPayload, ValidateOutput
@@ -23,12 +23,12 @@ def read_audits(
     """Per candidate result id with a validate task: None while it is open, else the outputs of the
     validators that agreed (empty when it failed)."""
     out: dict[int, tuple[ValidateOutput, ...] | None] = {}
+    audits = store.validations(task_id)
     for r in results:
-        vid = validate_task_id(task_id, r.result_id)
-        try:
-            vt = store.task(vid)
-        except NotFound:
+        vid = audits.get(r.result_id)
+        if vid is None:
             continue
+        vt = store.task(vid)
         if vt.state is TaskState.OPEN:
             out[r.result_id] = None
         elif vt.state is TaskState.DONE and vt.canonical_result_id is not None:
@@ -50,15 +50,15 @@ def audited(payload: TaskPayload | None) -> bool:
     return isinstance(payload, SynthesizePayload) and payload.target is not None
 
 
-def parent_to_decide(task: TaskRecord) -> list[str]:
+def parent_to_decide(store: Store, task: TaskRecord) -> list[str]:
     """The task to decide next because `task` closed: a validate task's parent, else none."""
-    link = parent_of(task.task_id) if task.kind is TaskKind.VALIDATE else None
+    link = store.validated_by(task.task_id) if task.kind is TaskKind.VALIDATE else None
     return [link[0]] if link is not None else []
 
 
 def parent_producers(store: Store, validate_id: str) -> set[str] | None:
     """The nodes that produced a result of a validate task's parent (None for a task that is not one)."""
-    link = parent_of(validate_id)
+    link = store.validated_by(validate_id)
     return None if link is None else {r.node for r in store.results_for(link[0])}
 
 
@@ -91,5 +91,6 @@ def create_audit(
         replicas=replicas,
         max_attempts=config.max_attempts,
         est_tokens=est // 3,
+        validates=(task.task_id, candidate.result_id),
         now_ms=now_ms,
     )

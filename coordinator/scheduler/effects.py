@@ -152,7 +152,7 @@ class Effects:
                 log.warning("node %s blacklisted (score %.2f)", rep.peer_id, rep.score)
         self.events.settled(settled.task)
         if settled.task.state is not TaskState.OPEN:
-            applied.then += parent_to_decide(settled.task)
+            applied.then += parent_to_decide(self.store, settled.task)
         elif any(f is not None for _, _, f in judged) and self.exhausted(settled.task, now_ms):
             # The rejected replica is offered again, but every live node that could run it already
             # did: in a small network that slot would only wait for the 60 s stall clock (stalls.py).
@@ -167,7 +167,7 @@ class Effects:
             self.stats["abandoned"] += 1
             self.events.settled(task)
             if task.state is not TaskState.OPEN:
-                return Applied(then=parent_to_decide(task))
+                return Applied(then=parent_to_decide(self.store, task))
             # A result is in but its replica never came: it is re-scored rather than taken on trust.
             if task.kind in GENERATIVE_KINDS:
                 self.store.pick_spot_check(task_id, now_ms=now_ms)

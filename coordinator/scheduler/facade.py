@@ -191,7 +191,7 @@ class Scheduler:
         for task_id in touched:
             task = self.store.task(task_id)
             self.events.settled(task)  # the expiry may have failed it (every slot gave up)
-            queue += [task_id] if task.state is TaskState.OPEN else parent_to_decide(task)
+            queue += [task_id] if task.state is TaskState.OPEN else parent_to_decide(self.store, task)
         outgoing = self._drain(queue, now_ms).outgoing
         return outgoing + self._abandon_stalled(now_ms)
 

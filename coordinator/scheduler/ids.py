@@ -1,6 +1,7 @@
-"""What a task id encodes: the link from a validate task to the candidate it re-scores, and the sampling seed.
+"""What a task id encodes: the name of a validate task, and the sampling seed.
 
-The only place that builds or parses validate task ids: `validate_task_id` and `parent_of`.
+The one place that builds validate task ids (`validate_task_id`). Nothing parses them: which candidate a
+validate task re-scores is stored with it (`Store.validated_by`, `Store.validations`).
 """
 
 from __future__ import annotations
@@ -8,20 +9,12 @@ from __future__ import annotations
 import hashlib
 
 VALIDATE_MARK = ".v"
-"""Validate task ids are `<parent task id>.v<result id>`: the link survives restarts without a table."""
+"""Validate task ids are `<parent task id>.v<result id>`: unique, and readable in logs."""
 
 
 def validate_task_id(parent_task_id: str, result_id: int) -> str:
     """The id of the validate task that re-scores candidate `result_id` of `parent_task_id`."""
     return f"{parent_task_id}{VALIDATE_MARK}{result_id}"
-
-
-def parent_of(task_id: str) -> tuple[str, int] | None:
-    """(parent task id, candidate result id) for a validate task id, else None."""
-    head, sep, tail = task_id.rpartition(VALIDATE_MARK)
-    if not sep or not tail.isdigit():
-        return None
-    return head, int(tail)
 
 
 def seed_for(task_id: str, attempt: int = 0) -> int:

@@ -216,7 +216,30 @@ _V4_SPOT_CHECKS: Migration = (
     "DROP TABLE offers",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1_SCHEDULING, _V2_VERIFICATION, _V3_ROW_DROPS, _V4_SPOT_CHECKS)
+_V5_VALIDATIONS: Migration = (
+    # Which candidate each validate task re-scores, as data: the link was parsed out of the validate task's
+    # id (`<parent>.v<result id>`), and every reader of it had to know that format.
+    """
+    CREATE TABLE validations (
+        validate_task_id    TEXT PRIMARY KEY REFERENCES tasks(task_id),
+        parent_task_id      TEXT NOT NULL REFERENCES tasks(task_id),
+        result_id           INTEGER NOT NULL REFERENCES results(result_id),
+        UNIQUE (parent_task_id, result_id)
+    )
+    """,
+    # An older database: its validate tasks' ids hold the link; joining on the id the candidate's would
+    # have is exact, and nothing parses it.
+    """
+    INSERT INTO validations (validate_task_id, parent_task_id, result_id)
+    SELECT t.task_id, r.task_id, r.result_id FROM tasks t
+    JOIN results r ON t.task_id = r.task_id || '.v' || r.result_id
+    WHERE t.kind = 'validate'
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _V1_SCHEDULING, _V2_VERIFICATION, _V3_ROW_DROPS, _V4_SPOT_CHECKS, _V5_VALIDATIONS,
+)  # fmt: skip
 LATEST_VERSION = len(MIGRATIONS)
 
 

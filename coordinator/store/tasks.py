@@ -3,8 +3,8 @@
 Owns: a task row and its payload (inline up to the store's `inline_limit`, in
 the blob folder beyond it, always checked against its digest on the way
 back), the task-level queries (a job's tasks, a stage's last activity and its
-untaken tasks), and `fail_if_exhausted`, the rule that an open task whose every
-slot FAILED fails.
+untaken tasks), the validation links (which candidate a validate task re-scores),
+and `fail_if_exhausted`, the rule that an open task whose every slot FAILED fails.
 Must not: move a slot (`slots.py` applies slot events), record or judge
 results (`results.py`), or read the clock.
 """
@@ -54,9 +54,11 @@ class TaskStore(Database):
         replicas: int,
         max_attempts: int,
         est_tokens: int = 0,
+        validates: tuple[str, int] | None = None,
         now_ms: int,
     ) -> TaskRecord:
-        """Create a task with `replicas` slots, all OFFERED at attempt 0."""
+        """Create a task with `replicas` slots, all OFFERED at attempt 0; a validate task names the
+        (parent task, candidate result id) it re-scores in `validates`, written with it."""
         if replicas < 1 or max_attempts < 1:
             raise ValueError(f"replicas ({replicas}) and max_attempts ({max_attempts}) must be >= 1")
         raw = payload_bytes(payload)
@@ -90,6 +92,11 @@ class TaskStore(Database):
                 "INSERT INTO slots (task_id, replica, state, attempt, updated_ms) VALUES (?, ?, ?, 0, ?)",
                 [(task_id, i, ReplicaState.OFFERED.value, now_ms) for i in range(replicas)],
             )
+            if validates is not None:
+                c.execute(
+                    "INSERT INTO validations (validate_task_id, parent_task_id, result_id) VALUES (?, ?, ?)",
+                    (task_id, *validates),
+                )
         # What the row now holds (built rather than read back: one query less per task).
         return TaskRecord(
             task_id=task_id,
@@ -108,6 +115,22 @@ class TaskStore(Database):
     def task(self, task_id: str) -> TaskRecord:
         with self._lock:
             return load_task(self._conn, task_id)
+
+    def validated_by(self, validate_task_id: str) -> tuple[str, int] | None:
+        """(parent task id, candidate result id) that a validate task re-scores; None for any other task."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT parent_task_id, result_id FROM validations WHERE validate_task_id = ?", (validate_task_id,)
+            ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def validations(self, parent_task_id: str) -> dict[int, str]:
+        """The validate task of each candidate of `parent_task_id` that has one, by candidate result id."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT result_id, validate_task_id FROM validations WHERE parent_task_id = ?", (parent_task_id,)
+            ).fetchall()
+        return {int(r[0]): str(r[1]) for r in rows}
 
     def tasks(self, job_id: str, *, stage: str | None = None) -> list[TaskRecord]:
         sql = "SELECT * FROM tasks WHERE job_id = ?" + (" AND stage = ?" if stage is not None else "")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import coordinator.scheduler.results
-from coordinator.scheduler import DEFER_WINDOW_MS, Scheduler, parent_of, seed_for
+from coordinator.scheduler import DEFER_WINDOW_MS, Scheduler, seed_for
 from coordinator.store import Store, TaskState
 from coordinator.verify.reasons import Reason
 from protocol.envelope import open_envelope, seal
@@ -127,7 +127,9 @@ def test_divergent_replicas_are_rescored_by_a_third_node_and_the_cheater_loses(t
     submit(s, honest(ga), NODE_A)
     submit(s, result_for(gb, rows_output(cheat), raw_text='{"answer": "Brahms"}'), NODE_B)
     validate_ids = [t.task_id for t in s.store.tasks("j1", stage="validate")]
-    assert len(validate_ids) == 2 and all(parent_of(v) is not None for v in validate_ids)
+    candidates = {r.result_id for r in s.store.results_for("t1")}
+    assert len(validate_ids) == 2 and {s.store.validated_by(v) for v in validate_ids} == {("t1", c) for c in candidates}
+    assert s.store.validations("t1") == {s.store.validated_by(v)[1]: v for v in validate_ids}  # type: ignore[index]
     # A producer may not validate either candidate.
     refused = claim(s, validate_ids[0], NODE_A)
     assert isinstance(refused, Reject) and refused.reason is RejectReason.ALREADY_HELD

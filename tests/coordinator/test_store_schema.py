@@ -81,6 +81,35 @@ def test_a_version_3_database_drops_the_unused_offers_table_and_gains_spot_check
     assert "offers" not in tables and "spot_checks" in tables
 
 
+def test_a_version_4_database_gets_its_validation_links_from_the_validate_tasks_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    conn = _connect(path)
+    assert migrate(conn, target=4) == 4
+    conn.execute("PRAGMA foreign_keys=ON")
+    payload = _old_job_and_task(conn)
+    conn.execute(
+        "INSERT INTO leases (lease_id, task_id, replica, attempt, node, granted_ms, deadline_ms)"
+        " VALUES ('t1.r0.a0', 't1', 0, 0, 'node-a', 1, 2)"
+    )
+    conn.execute(
+        "INSERT INTO results (result_id, result_sha256, task_id, lease_id, replica, attempt, node, envelope, counted,"
+        " received_ms) VALUES (7, 'ab', 't1', 't1.r0.a0', 0, 0, 'node-a', x'00', 1, 2)"
+    )
+    for task_id, kind in (("t1.v7", "validate"), ("t1.v8", "validate"), ("notes.v7", "synthesize")):
+        conn.execute(
+            "INSERT INTO tasks (task_id, job_id, stage, kind, payload_sha256, payload, max_attempts, state,"
+            " created_ms, updated_ms) VALUES (?, 'j1', 'validate', ?, ?, ?, 3, 'open', 1, 1)",
+            (task_id, kind, payload_sha256(payload), payload_bytes(payload)),
+        )
+    conn.close()
+
+    with Store(path) as store:
+        assert store.validated_by("t1.v7") == ("t1", 7)
+        assert store.validations("t1") == {7: "t1.v7"}
+        assert store.validated_by("t1.v8") is None  # no candidate 8 exists: no link is made up
+        assert store.validated_by("notes.v7") is None and store.validated_by("t1") is None
+
+
 def test_a_failing_migration_rolls_back_entirely(tmp_path: Path) -> None:
     conn = _connect(tmp_path / "bad.db")
     broken = (

@@ -12,7 +12,7 @@ import pytest
 
 from coordinator.compile import ValidatorRecord, compile_dataset, verify_directory
 from coordinator.config import ConfigError, load_coordinator_config
-from coordinator.scheduler import Scheduler, SchedulerConfig, parent_of
+from coordinator.scheduler import Scheduler, SchedulerConfig
 from coordinator.store import Store, TaskState
 from coordinator.verify.reputation import ReputationConfig, new_node, plan_replication
 from protocol.envelope import seal
@@ -129,7 +129,7 @@ def test_a_spot_check_picked_before_a_restart_still_re_scores_the_result_after_i
     [mine] = restarted.store.results_for("t1")
     assert restarted.store.verdict(mine.result_id) is None
     [vtask] = restarted.store.tasks("j1", stage="validate")
-    assert parent_of(vtask.task_id) == ("t1", mine.result_id)
+    assert restarted.store.validated_by(vtask.task_id) == ("t1", mine.result_id)
     vg = claim(restarted, vtask.task_id, NODE_B, now=T0 + 1500)
     assert isinstance(vg, Grant)
     submit(restarted, result_for(vg, measurement(True)), NODE_B, now=T0 + 2000)
