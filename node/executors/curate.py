@@ -197,7 +197,7 @@ def sentence_subject(sentence: str) -> str:
     return ""
 
 
-_ADVERB_TEXT = "not never only always often still already usually generally normally"
+_ADVERB_TEXT = "not never now only always often still already usually generally normally sometimes"
 _ADVERBS = frozenset(_ADVERB_TEXT.split())
 
 
@@ -319,6 +319,8 @@ def asking_verb(sentence: str) -> tuple[str, tuple[tuple[str, ...], ...]] | None
             forced.append(word)
             if not (_adverb(word) or word in ("be", "been")):
                 break
+        if forced and (_adverb(forced[-1]) or forced[-1] in ("be", "been")):
+            return None  # the verb lies past the words a question may be made to carry
         forms: tuple[tuple[str, ...], ...] = tuple((w,) for w in forced)
     else:
         adverbs = [w.lower() for w in rest[:2] if _adverb(w.lower())]

@@ -137,6 +137,7 @@ def test_frames_keep_the_sentence_subject_verb_and_negation(sentence: str, frame
         ("The sqlite3_free() routine never frees a NULL pointer.", ("does", (("never",), ("free",)))),
         ("The xCopy() method applies the patch.", ("does", (("apply",),))),
         ("A virtual filesystem (VFS) is an object that SQLite uses.", ("is", ())),
+        ("The re.LOCALE flag can now only be used with bytes.", ("can", (("now",), ("only",), ("be",), ("used",)))),
     ],
 )
 def test_a_question_carries_its_sentence_verb(sentence: str, asking: tuple[str, tuple[tuple[str, ...], ...]]) -> None:
@@ -150,6 +151,7 @@ def test_a_question_carries_its_sentence_verb(sentence: str, asking: tuple[str, 
         "The UINT collating sequences is a loadable extension for SQLite.",  # the source's agreement slip
         "The sqlite3_mutex_enter() and sqlite3_mutex_try() routines attempt to enter a mutex.",  # noun as verb?
         "The __qualname__ attribute is the same value as the name.",  # no verb to ask with
+        "The flag can now only still not be used with bytes.",  # its verb is past the words a question carries
     ],
 )
 def test_no_question_shape_without_a_verb_to_carry(sentence: str) -> None:
