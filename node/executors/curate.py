@@ -201,6 +201,17 @@ _ADVERB_TEXT = "not never now only always often still already usually generally 
 _ADVERBS = frozenset(_ADVERB_TEXT.split())
 
 
+_IMPERATIVE_TEXT = (
+    "use see call note pass make run add remove consider try avoid specify write create install enable disable "
+    "refer compare define ensure"
+)
+_IMPERATIVES = frozenset(_IMPERATIVE_TEXT.split())
+"""Verbs that open an instruction ("Use shutil.move() to support moves ..."): it has no subject to ask about."""
+_VERSIONED = re.compile(r"\bv?\d+(?:\.\d+)+[a-z]?\d*$")
+"""A subject that ends in a version number ("Python 3.3", "SQLite version 3.7.16.2"): a release adds, fixes and
+uses many things, so "What does Python 3.3 add?" has no one answer."""
+
+
 def _adverb(word: str) -> bool:
     return word in _ADVERBS or (word.isalpha() and word.islower() and len(word) > 5 and word.endswith("ly"))
 
@@ -367,12 +378,12 @@ def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK) -> list[str]:
         if not (ANSWER_MIN_WORDS <= n_words <= ANSWER_MAX_WORDS) or len(sentence) > ANSWER_MAX_CHARS:
             continue
         first = sentence.split()[0]
-        if not (first[0].isupper() or "_" in first) or not sentence.endswith("."):
+        if not (first[0].isupper() or "_" in first) or not sentence.endswith(".") or first.lower() in _IMPERATIVES:
             continue
         if _DEBRIS.search(sentence) or "\n" in sentence or _POINTING.search(sentence) or _unbalanced(sentence):
             continue
         subject = sentence_subject(sentence)
-        if not subject or not names_something(subject):
+        if not subject or not names_something(subject) or _VERSIONED.search(subject):
             continue
         if sentence.split()[len(subject.split())].lower() in _PERFECT or asking_verb(sentence) is None:
             continue

@@ -170,6 +170,9 @@ def test_no_question_shape_without_a_verb_to_carry(sentence: str) -> None:
         "The sqlite3_mutex_notheld() interface should also return 1 when given a NULL pointer.",  # adds to another
         "Future versions of SQLite might understand additional query parameters.",
         "Just as writing Python extension modules is complicated, describing them is complicated.",
+        "Use shutil.move() to support moves to a different filesystem.",  # an instruction: no subject
+        "Python 3.3 enhances existing functions and introduces new functions.",  # a release does many things
+        "SQLite version 3.7.16.2 fixes a subtle race condition in the locking logic.",
     ],
 )
 def test_sentences_that_lean_on_their_page_are_not_answers(sentence: str) -> None:
