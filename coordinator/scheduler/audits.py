@@ -73,7 +73,7 @@ def create_audit(
     replicas: int,
     now_ms: int,
 ) -> None:
-    """Create the validate task for one candidate, with `replicas` validator slots."""
+    """Create the validate task for one candidate, with `replicas` validator replicas."""
     task_payload = payload if isinstance(payload, RESCORABLE_PAYLOADS) else None
     # An answer-first question is a few tokens, most forced by its frame grammar, the rest sampled
     # from the top-k of the grant: an honest one lies inside that top-k, so that is the k to check.

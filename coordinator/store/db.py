@@ -5,7 +5,7 @@ durability and crash recovery (below). Each concept lives in its own module:
 - `connection.py`: opening the database, the lock, one transaction per call;
 - `jobs.py`: jobs and stages;
 - `tasks.py`: tasks and their payloads (inline or in the blob folder);
-- `slots.py`: slots and leases, every slot transition short of a verdict
+- `replicas.py`: replicas and leases, every replica transition short of a verdict
   (claim, grant, expiry, cancel), each decided by `protocol.state.next_replica_state`
   in one SQLite transaction (an illegal event raises `IllegalTransition` and
   the transaction rolls back, leaving the database as it was);
