@@ -41,8 +41,8 @@ class SchedulerConfig:
     temperatures: dict[TaskKind, float] = field(
         default_factory=lambda: {TaskKind.SPEC: 0.0, TaskKind.SYNTHESIZE: 0.3, TaskKind.JUDGE: 0.0}
     )
-    """Per-kind overrides. Synthesize runs cool: at 0.7 the 135M model drifted into repetition in most rows
-    of a 6-row demo run (all dropped by the grounding gate); grounding, not sampling, gives the variety.
+    """Per-kind overrides. Synthesize runs cool: grounding, not sampling, gives the variety
+    (docs/notes/quality.md#repetition).
     The spec task is a reading of the request, not a creative one: greedy."""
     top_k: int = 40
     max_tokens: dict[TaskKind, int] = field(
