@@ -68,7 +68,7 @@ class Snapshot:
 
 class TaskTally:
     """Task counts per job; a finished job's are cached by its updated_ms, so a scrape rescans only
-    the jobs still running (a 10 000-task job costs ~30 ms to count, and scrapes come every 15 s)."""
+    the jobs still running (docs/notes/coordinator.md#metrics-task-counts)."""
 
     def __init__(self) -> None:
         self._final: dict[str, tuple[int, Counter[tuple[str, str]]]] = {}
