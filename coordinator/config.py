@@ -42,7 +42,7 @@ class CoordinatorConfig(TomlSettings):
         description="Peer IDs of nodes this operator runs: they run at r = 1 with spot-checks, and alone they "
         "verify their own generations in a separate re-scoring pass.",
     )
-    max_attempts: int = Field(4, ge=1, le=20, description="Attempts per task slot before it fails.")
+    max_attempts: int = Field(4, ge=1, le=20, description="Attempts per task replica before it fails.")
     max_job_tasks: int = Field(
         100_000,
         ge=1,

@@ -62,9 +62,7 @@ class Gossip:
         self._my_id: ID = host.get_id()
         self.peer_id = str(self._my_id.to_base58())
         self.gossipsub = FloodPublishGossipSub(
-            # Not /meshsub/1.2.0: py-libp2p sends an IDONTWANT to every mesh peer for every
-            # message, which doubled the CPU per delivered offer (1.27 s vs 0.65 s per message
-            # across 50 in-process hosts, bench/network.py). Our gossip messages are small.
+            # Not /meshsub/1.2.0: its IDONTWANTs doubled the CPU per offer (docs/notes/libp2p.md#meshsub-12-idontwant).
             protocols=[MESHSUB_V11, MESHSUB_V10],
             degree=config.degree,
             degree_low=config.degree_low,
@@ -73,10 +71,8 @@ class Gossip:
             flood_max=config.flood_max,
             spam_protection_enabled=False,
             eclipse_protection_enabled=False,
-            # Every connected peer not (yet) subscribed to a topic gets each message of it queued,
-            # "in case its subscription is in flight", 100 deep with a WARNING per message beyond:
-            # a coordinator logged one per offer per node of another kind. Subscription races
-            # resolve in milliseconds, so keep 2 s of them, and more of them.
+            # Messages queued for peers not yet subscribed: subscription races resolve in milliseconds
+            # (docs/notes/libp2p.md#pending-messages-for-unsubscribed-peers).
             pending_messages_ttl=2.0,
             max_pending_messages_per_peer=512,
         )

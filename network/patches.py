@@ -108,8 +108,7 @@ def new_libp2p_host(
 def cache_get_addrs(host: IHost) -> None:
     """Make `host.get_addrs` reuse its answer for ADDR_CACHE_S seconds (an instance override).
 
-    py-libp2p rebuilds the advertised address list for the signed peer record on every
-    gossip message it sends or forwards: 0.5 ms each, a third of publish time (profiled).
+    py-libp2p rebuilds it for every gossip message it sends or forwards (docs/notes/libp2p.md#advertised-address-cache).
     """
     uncached = host.get_addrs
     cache: list[tuple[float, list[multiaddr.Multiaddr]]] = []
@@ -129,9 +128,8 @@ class DataswarmPubsub(Pubsub):
     def __init__(self, *args: Any, on_message: Callable[[rpc_pb2.Message], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_message = on_message
-        # py-libp2p seeds seqno with time.time() in *seconds*; a peer restarted with the same key
-        # then reuses (from, seqno) message IDs and receivers drop its new messages as already
-        # seen (measured: 5 of 20 offers lost after a coordinator restart). Nanoseconds, as go-libp2p.
+        # Nanoseconds, as go-libp2p: seconds reuse message IDs after a restart
+        # (docs/notes/libp2p.md#seqno-after-a-restart).
         self.counter = time.time_ns()
 
     def notify_subscriptions(self, publish_message: rpc_pb2.Message) -> None:

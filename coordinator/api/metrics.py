@@ -55,7 +55,7 @@ class Snapshot:
     tasks: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(kind, state) -> tasks, over every job."""
     queue: Counter[str] = field(default_factory=Counter)
-    """kind -> slots waiting for a claim, of active jobs."""
+    """kind -> replicas waiting for a claim, of active jobs."""
     leases_held: int = 0
     stats: dict[str, int] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
@@ -68,7 +68,7 @@ class Snapshot:
 
 class TaskTally:
     """Task counts per job; a finished job's are cached by its updated_ms, so a scrape rescans only
-    the jobs still running (a 10 000-task job costs ~30 ms to count, and scrapes come every 15 s)."""
+    the jobs still running (docs/notes/coordinator.md#metrics-task-counts)."""
 
     def __init__(self) -> None:
         self._final: dict[str, tuple[int, Counter[tuple[str, str]]]] = {}
@@ -98,8 +98,8 @@ class TaskTally:
                     self._final[job.job_id] = (job.updated_ms, counts)
         if open_active:
             for kind in TaskKind:
-                slots = store.offered_replicas(limit=QUEUE_SCAN_LIMIT, kinds=[kind])
-                snap.queue[kind.value] = sum(s.task_id in open_active for s in slots)
+                offered = store.offered_replicas(limit=QUEUE_SCAN_LIMIT, kinds=[kind])
+                snap.queue[kind.value] = sum(r.task_id in open_active for r in offered)
         peers = set(store.nodes())
         statuses = scheduler.node_statuses()
         snap.leases_held = sum(store.count_held(p) for p in peers | set(statuses))
@@ -155,7 +155,7 @@ class _SnapshotCollector(Collector):
         yield tasks
 
         queue = GaugeMetricFamily(
-            "dataswarm_queue_depth", "Slots of active jobs waiting for a node to claim them.", labels=["kind"]
+            "dataswarm_queue_depth", "Replicas of active jobs waiting for a node to claim them.", labels=["kind"]
         )
         for kind in TaskKind:
             queue.add_metric([kind.value], s.queue.get(kind.value, 0))

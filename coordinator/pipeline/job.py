@@ -289,7 +289,7 @@ class JobRunner:
             tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)
             in_flight = sum(t.state is TaskState.OPEN for t in tasks)
             # Keep enough tasks in flight for the rows still missing: a task stuck on a busy or
-            # ineligible network then costs one slot, not the whole wave's progress.
+            # ineligible network then stalls only itself, not the whole wave's progress.
             want = synthesize.wave_size(self.ctx, accepted)
             room = synthesize.max_tasks(self.ctx) - len(tasks)
             if in_flight < want and room > 0:

@@ -22,13 +22,10 @@ OVERGENERATION = 1.5
 ROWS_PER_SYNTHESIZE_TASK = 1
 """`SynthesizePayload.n_rows`: small models write one good row per call more reliably than several."""
 SYNTHESIZE_TASKS_PER_CHUNK = 1
-"""Chunks planned per synthesize task: one, so that rows spread over pages. A chunk offers up to 4 answer
-sentences, but with 2 tasks per chunk a 20-row demo retrieved 5 pages and one page held 10 of the 20 rows;
-no page may now hold more than a quarter of a job's rows (verify.gates.page_cap)."""
+"""Chunks planned per synthesize task: one, so that rows spread over pages (docs/notes/quality.md#rows-per-page)."""
 CHUNKS_PER_DOCUMENT = 2
-"""Chunks per retrieved page that yield a row. Pages hold more chunks, but answer-first rows need
-sentences that stand on their own: a 20-row demo run with 4 found about 25 such sentences in its 10 pages
-and ended short of rows; with 2 the job fetches twice the pages (retrieval costs ~0.1 s a page)."""
+"""Chunks per retrieved page that yield a row: two, since few sentences stand on their own
+(docs/notes/quality.md#chunks-per-page)."""
 RETRIEVE_OVERFETCH = 1.25
 """Pages fetched per page used: fetch failures, refusals and duplicate content."""
 NEW_URLS_PER_SEARCH = 3

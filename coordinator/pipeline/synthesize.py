@@ -30,8 +30,8 @@ from coordinator.verify.text import normalize_ws
 from protocol.tasks import AnswerTarget, SynthesisSpec, SynthesizePayload, TaskKind
 
 MAX_TASKS_FACTOR = 8
-"""Give up once this many times the requested rows were attempted: the sources cannot yield more.
-The bundled 135M model yields about 1 accepted row in 4 synthesize tasks (demo run: 19 of 80)."""
+"""Give up once this many times the requested rows were attempted: the sources cannot yield more
+(docs/notes/quality.md#synthesize-yield)."""
 
 _VARIANTS = (
     "",
@@ -47,8 +47,8 @@ def wave_size(ctx: JobContext, accepted: int) -> int:
 
 
 SEEDS_PER_ANSWER = 2
-"""Answer-first: tries per answer sentence (each with its own seed) before the job stops short. In a demo
-run, sentences whose first question failed the checks yielded a row on a later try 1 time in 47."""
+"""Answer-first: tries per answer sentence (each with its own seed) before the job stops short
+(docs/notes/quality.md#synthesize-yield)."""
 
 
 def max_tasks(ctx: JobContext) -> int:
@@ -67,9 +67,7 @@ def est_tokens(ctx: JobContext) -> int:
 def grounded_row_schema(spec: DatasetSpec) -> dict[str, Any]:
     """The row schema with the fields that state listed first in `required`, the ones that ask last.
 
-    The node writes fields in `required` order, right after the evidence it quotes. Three 20-row demo
-    runs (SmolLM2-135M): answer first, 21 of 65 and 20 of 91 verified rows passed the grounding gate;
-    question first, 20 of 123 (the model answers its own question from memory). Runs vary a lot.
+    The node writes fields in `required` order; answer first grounds more rows (docs/notes/quality.md#field-order).
     """
     schema = spec.row_json_schema()
     names: list[str] = schema["required"]

@@ -46,8 +46,8 @@ _URL_DESC = "URL of the source document the row is grounded in (filled from prov
 _EVIDENCE_DESC = "A span quoted verbatim from the source that supports the row (filled from provenance)"
 KNOWN: dict[str, _Known] = {
     "question": _Known("A clear, self-contained question about the topic", 300, 10),
-    # 400: a QA answer needs a sentence or two; a longer bound lets small models run on (measured: the
-    # 135M model filled 1000-char bounds with repetition, which the grounding gate then dropped).
+    # 400: a QA answer needs a sentence or two; a longer bound lets small models run on
+    # (docs/notes/quality.md#repetition).
     "answer": _Known("A correct, complete answer to the question, in one or two sentences", 400),
     "source_url": _Known(_URL_DESC, MAX_FIELD_CHARS, source=FieldSource.SOURCE_URL),
     "evidence": _Known(_EVIDENCE_DESC, MAX_FIELD_CHARS, source=FieldSource.EVIDENCE),

@@ -1,6 +1,6 @@
 """The scheduler: offers, claims, grants, results, verification and receipts for every task.
 
-Owns: the decisions between the network and the store. It turns offered slots
+Owns: the decisions between the network and the store. It turns offered replicas
 into signed TaskOffers, answers each Claim with a Grant or a Reject, records
 each Result, runs the verifier (checks, quorum, replica comparison, prefill
 re-scoring through `validate` tasks, quality gates), settles tasks with
@@ -19,8 +19,8 @@ that pass the gates; or a replica, or `audits` to create). A closed audit queues
 parent, and the loop decides that next.
 
 Verification flow per task (see docs/design.md, "Verification"):
-- Replication is adaptive (BOINC): a task starts with one slot; a claim by an
-  untrusted node adds a second slot so two distinct nodes run it; a trusted
+- Replication is adaptive (BOINC): a task starts with one replica; a claim by an
+  untrusted node adds a second replica so two distinct nodes run it; a trusted
   node runs it alone, with a spot-check at probability p (the pick is stored
   with the task, so a restart before the result arrives still re-scores it).
 - Deterministic kinds (search, retrieve, curate) settle by quorum over

@@ -73,11 +73,10 @@ def create_audit(
     replicas: int,
     now_ms: int,
 ) -> None:
-    """Create the validate task for one candidate, with `replicas` validator slots."""
+    """Create the validate task for one candidate, with `replicas` validator replicas."""
     task_payload = payload if isinstance(payload, RESCORABLE_PAYLOADS) else None
-    # An answer-first question is a few tokens, most forced by its frame grammar, the rest sampled
-    # from the top-k of the grant: an honest one lies inside that top-k, so that is the k to check.
-    # With top-10, 2 of 79 honest questions of a 20-row demo run scored 0.63 and 0.73 (3 misses).
+    # An honest answer-first question lies inside the grant's top-k: that is the k to check
+    # (docs/notes/verification.md#top-k-misses-on-short-questions).
     top_k = config.validate_top_k
     if isinstance(task_payload, SynthesizePayload) and task_payload.target is not None:
         top_k = max(top_k, config.top_k)

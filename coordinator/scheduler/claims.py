@@ -1,4 +1,4 @@
-"""Claims and pulls: each answered with a Grant (the slot claimed, replicas planned, the lease written) or a
+"""Claims and pulls: each answered with a Grant (the replica claimed, replicas planned, the lease written) or a
 Reject that says why. A node that may take an audit waiting for a validator is sent to it first."""
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ class Claims:
         allowed = allowed_models(self.store, self.payloads, task, job)
         if task.kind in LLM_KINDS and allowed and claim.model_sha256 not in allowed:
             return reject(RejectReason.MODEL_NOT_ALLOWED, f"allowed models: {', '.join(allowed)}")
-        slots = self.store.replicas(task.task_id)
-        held = self._live_grant(task, slots, claim.attempt, peer_id, now_ms)
+        replicas = self.store.replicas(task.task_id)
+        held = self._live_grant(task, replicas, claim.attempt, peer_id, now_ms)
         if held is not None:
             # The node claims what it already holds: its first answer was lost on the way.
             self.stats["regrants"] += 1
@@ -106,21 +106,21 @@ class Claims:
                 return reject(RejectReason.DEFERRED, f"validate {waiting[0]} first: a finished result waits on it")
         # The claim, the replicas and spot-check pick it plans, and the lease: all written, or none.
         with self.store.atomic():
-            slot = self.store.claim(
+            claimed = self.store.claim(
                 task.task_id, peer_id, claim_deadline_ms=now_ms + self.config.claim_hold_ms, now_ms=now_ms
             )
-            if slot is None:
+            if claimed is None:
                 return reject(RejectReason.ALREADY_FILLED, "no free replica for this node")
             if task.kind is not TaskKind.VALIDATE:
-                self._plan(task, len(slots), rep, peer_id, now_ms)
+                self._plan(task, len(replicas), rep, peer_id, now_ms)
             deadline = lease_deadline_ms(now_ms, task.est_tokens, claim.tok_s)
             lease = self.store.grant(
                 task.task_id,
-                slot.replica,
-                lease_id=f"{task.task_id}.r{slot.replica}.a{slot.attempt}",
+                claimed.replica,
+                lease_id=f"{task.task_id}.r{claimed.replica}.a{claimed.attempt}",
                 deadline_ms=deadline,
                 model_sha256=claim.model_sha256 if task.kind in LLM_KINDS else None,
-                decoding=decoding_for(task, self.config, slot.attempt),
+                decoding=decoding_for(task, self.config, claimed.attempt),
                 now_ms=now_ms,
             )
         self.stats["grants"] += 1
@@ -148,17 +148,17 @@ class Claims:
             self.store.pick_spot_check(task.task_id, now_ms=now_ms)
 
     def _live_grant(
-        self, task: TaskRecord, slots: list[ReplicaRecord], attempt: int, peer_id: str, now_ms: int
+        self, task: TaskRecord, replicas: list[ReplicaRecord], attempt: int, peer_id: str, now_ms: int
     ) -> Grant | None:
-        for slot in slots:
+        for replica in replicas:
             if (
-                slot.node == peer_id
-                and slot.attempt >= attempt  # granted at a later attempt than a stale offer said
-                and slot.state is ReplicaState.GRANTED
-                and slot.lease_id is not None
-                and (slot.deadline_ms is None or slot.deadline_ms > now_ms)
+                replica.node == peer_id
+                and replica.attempt >= attempt  # granted at a later attempt than a stale offer said
+                and replica.state is ReplicaState.GRANTED
+                and replica.lease_id is not None
+                and (replica.deadline_ms is None or replica.deadline_ms > now_ms)
             ):
-                return grant_for(self.store.lease(slot.lease_id), task, self.payloads.get(task.task_id))
+                return grant_for(self.store.lease(replica.lease_id), task, self.payloads.get(task.task_id))
         return None
 
     def _another_serves(self, peer_id: str, task: TaskRecord, now_ms: int) -> bool:
@@ -174,12 +174,12 @@ class Claims:
         tried = 0
         for group in groups:
             seen: set[tuple[str, int]] = set()
-            for slot in self.store.offered_replicas(limit=PULL_SCAN, kinds=group):
-                key = (slot.task_id, slot.attempt)
+            for offered in self.store.offered_replicas(limit=PULL_SCAN, kinds=group):
+                key = (offered.task_id, offered.attempt)
                 if key in seen:
                     continue
                 seen.add(key)
-                task = self.store.task(slot.task_id)
+                task = self.store.task(offered.task_id)
                 if peer_id in self.involved(task.task_id):
                     continue
                 if task.kind is not TaskKind.VALIDATE and self.store.job(task.job_id).state not in ACTIVE_JOB_STATES:
@@ -190,7 +190,7 @@ class Claims:
                     continue
                 claim = Claim(
                     task_id=task.task_id,
-                    attempt=slot.attempt,
+                    attempt=offered.attempt,
                     model_sha256=model if task.kind in LLM_KINDS else None,
                     free_slots=pull.free_slots,
                     tok_s=pull.tok_s,
@@ -205,7 +205,7 @@ class Claims:
         return Reject(task_id=PULL_TASK_ID, reason=RejectReason.NONE_OPEN, detail="no open task for this node now")
 
     def _validation_waiting_for(self, peer_id: str, now_ms: int) -> tuple[str, int] | None:
-        """An offered validate slot this node may fill, and was not yet sent to: (task id, attempt).
+        """An offered validate replica this node may fill, and was not yet sent to: (task id, attempt).
 
         A node with a free slot claims whichever offer reaches it first. Offers are re-gossiped every
         `reoffer_ms`, and a wave of synthesize offers outnumbers the validations they produce, so a busy
@@ -218,15 +218,15 @@ class Claims:
             self._deferred = {k: t for k, t in self._deferred.items() if now_ms - t <= DEFER_WINDOW_MS}
         at, keys = self._waiting_validations
         if now_ms - at >= VALIDATION_SCAN_MS:  # one scan per tick, not one per claim
-            slots = self.store.offered_replicas(limit=16, kinds=[TaskKind.VALIDATE])
-            keys = list(dict.fromkeys((x.task_id, x.attempt) for x in slots))
+            offered = self.store.offered_replicas(limit=16, kinds=[TaskKind.VALIDATE])
+            keys = list(dict.fromkeys((x.task_id, x.attempt) for x in offered))
             self._waiting_validations = (now_ms, keys)
         for key in keys:
             first = self._deferred.get((peer_id, key))
             if first is not None and now_ms - first > DEFER_WINDOW_MS:
                 continue
-            slots = self.store.replicas(key[0])
-            if not any(x.state is ReplicaState.OFFERED and x.attempt == key[1] for x in slots):
+            replicas = self.store.replicas(key[0])
+            if not any(x.state is ReplicaState.OFFERED and x.attempt == key[1] for x in replicas):
                 continue  # taken since the scan
             payload = self.payloads.get(key[0])
             if payload.kind is not TaskKind.VALIDATE or not self.nodes.serves(
@@ -234,7 +234,7 @@ class Claims:
             ):
                 continue
             producers = parent_producers(self.store, key[0])
-            if producers is None or peer_id in self.involved(key[0], slots):
+            if producers is None or peer_id in self.involved(key[0], replicas):
                 continue
             if peer_id not in producers or peer_id in self.nodes.validators_for(
                 producers, payload.model_sha256, now_ms

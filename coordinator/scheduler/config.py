@@ -13,11 +13,11 @@ from protocol.tasks import TaskKind
 
 VALIDATE_STAGE = "validate"
 LIVE = (ReplicaState.OFFERED, ReplicaState.CLAIMED, ReplicaState.GRANTED)
-"""Slot states of a replica still to come: a task is not decided while one of its slots is in them."""
+"""States of a replica still to come: a task is not decided while one of its replicas is in them."""
 DEFER_WINDOW_MS = 5_000
 """How long a node's claims for new work are refused while an audit it may take waits (see claims.py)."""
 VALIDATION_SCAN_MS = 250
-"""How often claims look for offered validate slots to send a node to (the runtime ticks every 250 ms)."""
+"""How often claims look for offered validate replicas to send a node to (the runtime ticks every 250 ms)."""
 ACTIVE_JOB_STATES = job_states.OFFERED
 """Jobs whose tasks are offered and granted; a compiling, done, failed or cancelled job's leftovers are not."""
 LIVE_NODE_MS = 30_000
@@ -25,13 +25,13 @@ LIVE_NODE_MS = 30_000
 CHARGED_REFUSALS = frozenset({"bad_signature", "sender_mismatch", "replayed", "stale_result"})
 """Refused requests that only a cheat sends (see `Scheduler.charge_refusal`)."""
 PULL_SCAN = 32
-"""Offered slots a Pull looks at (oldest first), per group: audits, then everything else."""
+"""Offered replicas a Pull looks at (oldest first), per group: audits, then everything else."""
 PULL_TRIES = 8
 """Claims a Pull may try before it answers NONE_OPEN: bounds the coordinator's work per Pull."""
 PULL_TASK_ID = "pull"
 """The task id of a Reject that answers a Pull (it names no task)."""
 STALL_MS = 60_000
-"""How long a watched stage may see no slot activity before its untaken tasks are abandoned (stalls.py)."""
+"""How long a watched stage may see no replica activity before its untaken tasks are abandoned (stalls.py)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class SchedulerConfig:
     temperatures: dict[TaskKind, float] = field(
         default_factory=lambda: {TaskKind.SPEC: 0.0, TaskKind.SYNTHESIZE: 0.3, TaskKind.JUDGE: 0.0}
     )
-    """Per-kind overrides. Synthesize runs cool: at 0.7 the 135M model drifted into repetition in most rows
-    of a 6-row demo run (all dropped by the grounding gate); grounding, not sampling, gives the variety.
+    """Per-kind overrides. Synthesize runs cool: grounding, not sampling, gives the variety
+    (docs/notes/quality.md#repetition).
     The spec task is a reading of the request, not a creative one: greedy."""
     top_k: int = 40
     max_tokens: dict[TaskKind, int] = field(
@@ -61,13 +61,13 @@ class SchedulerConfig:
     (verify.receipts.token_allowance): at 400, before that, a 433-token question_gen was rejected on both
     honest replicas of a 100-row run."""
     max_replicas: int = 3
-    """Upper bound on slots per task (two replicas plus one tie-breaker)."""
+    """Upper bound on replicas per task (two plus one tie-breaker)."""
     max_attempts: int = 4
     offer_ttl_ms: int = 30_000
     reoffer_ms: int = 3_000
     """An offer still unclaimed after this long is gossiped again (nodes may have joined or freed up)."""
     claim_hold_ms: int = 10_000
-    """How long a claimed slot waits for the grant to be sent before it is re-offered."""
+    """How long a claimed replica waits for the grant to be sent before it is re-offered."""
     max_offers_per_tick: int = 64
     """Outstanding-offer bound per publishing round: backpressure from the coordinator's side."""
     receipt_ttl_ms: int = 10 * 60_000
@@ -89,4 +89,4 @@ class SchedulerConfig:
     """Two validators' round-trip margins (nats/token) agree within this; their answer ranks must be equal."""
     reputation: ReputationConfig = DEFAULT_CONFIG
     stall_ms: int = STALL_MS
-    """The stall clock (stalls.py): a job's stage with no slot activity this long has its untaken tasks abandoned."""
+    """The stall clock (stalls.py): a job's stage with no replica activity this long has its untaken tasks abandoned."""

@@ -4,9 +4,9 @@
 |-----------------|---------------------------------------------------------------|-------------------------------|
 | any             | closed, a replica still out, or no result pending             | Wait                          |
 | search,         | a majority agrees (a lone result: it alone, not credited)     | Accept, the minority rejected |
-| retrieve,       | no majority, fewer than max_replicas slots                    | AddReplica (a tie-breaker)    |
+| retrieve,       | no majority, fewer than max_replicas replicas                 | AddReplica (a tie-breaker)    |
 | curate          | no majority at max_replicas                                   | Reject (quorum_minority)      |
-| validate        | one slot, one result                                          | Accept                        |
+| validate        | one replica, one result                                       | Accept                        |
 |                 | a strict majority (>= 2) of the measurements agree            | Accept, the others rejected   |
 |                 | no such majority: below max_replicas / at it                  | AddReplica / Reject (unverif.)|
 | generative      | replicas agree and no audit is wanted                         | Accept (credited)             |
@@ -49,14 +49,14 @@ class Wait:
 
 @dataclass(frozen=True)
 class AddReplica:
-    """One more slot: the replicas (or validators) did not agree and a tie-breaker may still."""
+    """One more replica: the replicas (or validators) did not agree and a tie-breaker may still."""
 
     why: str
 
 
 @dataclass(frozen=True)
 class NeedAudit:
-    """Create a validate task for each candidate: (result id, validator slots)."""
+    """Create a validate task for each candidate: (result id, validator replicas)."""
 
     candidates: tuple[tuple[int, int], ...]
 
@@ -77,7 +77,7 @@ class Accept:
 
 @dataclass(frozen=True)
 class Reject:
-    """Reject every pending result; the store re-offers their slots while attempts remain."""
+    """Reject every pending result; the store re-offers their replicas while attempts remain."""
 
     rejected: Rejected
     clear_spot_check: bool = False
@@ -89,7 +89,7 @@ Decision = Wait | AddReplica | NeedAudit | Accept | Reject
 def decide(view: TaskView, config: SchedulerConfig) -> Decision:
     if view.task.state is not TaskState.OPEN:
         return Wait(f"task is {view.task.state.value}")
-    if any(s.state in LIVE for s in view.slots):
+    if any(r.state in LIVE for r in view.replicas):
         return Wait("replicas running")
     if not view.pending:
         return Wait("no result pending")
@@ -113,7 +113,7 @@ def by_quorum(view: TaskView, config: SchedulerConfig) -> Decision:
     if outcome.status is QuorumStatus.AGREED and outcome.canonical is not None:
         minority = tuple((k, Failure(Reason.QUORUM_MINORITY, "outside the majority")) for k in outcome.minority)
         return Accept(outcome.canonical, tuple(outcome.majority), minority, credit=len(pending) > 1)
-    if len(view.slots) < config.max_replicas:
+    if len(view.replicas) < config.max_replicas:
         return AddReplica("no majority among replicas: a tie-breaker")
     failure = Failure(Reason.QUORUM_MINORITY, "no majority among replicas")
     return Reject(tuple((r.result_id, failure) for r in pending))
@@ -147,12 +147,12 @@ def by_validator_quorum(view: TaskView, config: SchedulerConfig) -> Decision:
         group = [q for q in pending if validators_agree(outs[rid], outs[q], config)]
         if len(group) > len(best):
             best = group
-    if len(view.slots) == 1 and len(pending) == 1:
+    if len(view.replicas) == 1 and len(pending) == 1:
         return Accept(pending[0], (pending[0],))
     if len(best) >= 2 and 2 * len(best) > len(pending):
         failure = Failure(Reason.QUORUM_MINORITY, "re-score disagrees with the other validators")
         return Accept(best[0], tuple(best), tuple((r, failure) for r in pending if r not in best))
-    if len(view.slots) < config.max_replicas:
+    if len(view.replicas) < config.max_replicas:
         return AddReplica("validators did not agree: a tie-breaking validator")
     failure = Failure(Reason.UNVERIFIABLE, "validators did not agree")
     return Reject(tuple((r, failure) for r in pending))

@@ -155,7 +155,7 @@ class Effects:
             applied.then += parent_to_decide(self.store, settled.task)
         elif any(f is not None for _, _, f in judged) and self.exhausted(settled.task, now_ms):
             # The rejected replica is offered again, but every live node that could run it already
-            # did: in a small network that slot would only wait for the 60 s stall clock (stalls.py).
+            # did: in a small network that replica would only wait for the 60 s stall clock (stalls.py).
             log.info("task %s: no live node left that has not run it; abandoning it", task.task_id)
             applied.add(self.abandon(task.task_id, now_ms))
         return applied
@@ -182,10 +182,10 @@ class Effects:
         models = self.allowed_models(task) if task.kind in LLM_KINDS else []
         return not any(p not in involved and self.nodes.serves(p, task.kind, models) for p in live)
 
-    def involved(self, task_id: str, slots: Sequence[ReplicaRecord] | None = None) -> set[str]:
-        """Nodes that produced a result for the task or hold one of its slots: no other replica for them."""
+    def involved(self, task_id: str, replicas: Sequence[ReplicaRecord] | None = None) -> set[str]:
+        """Nodes that produced a result for the task or hold one of its replicas: no other replica for them."""
         nodes = {r.node for r in self.store.results_for(task_id)}
-        return nodes | {x.node for x in (self.store.replicas(task_id) if slots is None else slots) if x.node}
+        return nodes | {x.node for x in (self.store.replicas(task_id) if replicas is None else replicas) if x.node}
 
     def receipt(self, result: Result, peer_id: str, verdict: Verdict, now_ms: int) -> bytes:
         kind = TaskKind(result.output.kind)

@@ -94,7 +94,7 @@ class Scheduler:
         return allowed_models(self.store, self.payloads, task)
 
     def offers(self, now_ms: int) -> list[tuple[TaskKind, bytes]]:
-        """Signed offers to gossip now: open slots not offered within `reoffer_ms`."""
+        """Signed offers to gossip now: open replicas not offered within `reoffer_ms`."""
         out = self._offers.due(now_ms)
         self.stats["offers"] += len(out)
         return out
@@ -190,7 +190,7 @@ class Scheduler:
         queue: list[str] = []
         for task_id in touched:
             task = self.store.task(task_id)
-            self.events.settled(task)  # the expiry may have failed it (every slot gave up)
+            self.events.settled(task)  # the expiry may have failed it (every replica gave up)
             queue += [task_id] if task.state is TaskState.OPEN else parent_to_decide(self.store, task)
         outgoing = self._drain(queue, now_ms).outgoing
         return outgoing + self._abandon_stalled(now_ms)

@@ -1,5 +1,5 @@
 """What a grant carries: the decoding settings and allowed models of a task (the Grant message itself is
-`store.slots.grant_for`, built from the lease the store wrote, not read back)."""
+`store.replicas.grant_for`, built from the lease the store wrote, not read back)."""
 
 from __future__ import annotations
 

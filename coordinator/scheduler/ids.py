@@ -19,7 +19,6 @@ def validate_task_id(parent_task_id: str, result_id: int) -> str:
 
 def seed_for(task_id: str, attempt: int = 0) -> int:
     """The sampling seed of a task: the same for every replica, so honest replicas agree; another for each
-    retry, since the same seed can only write the same bytes again: an honest output that failed its
-    re-score was re-run on three more nodes, each charged for the same rejection (bench/soak.py)."""
+    retry, since the same seed can only write the same bytes again (docs/notes/verification.md#seed-per-retry)."""
     key = task_id if attempt == 0 else f"{task_id}#{attempt}"
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big")

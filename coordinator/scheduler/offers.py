@@ -1,4 +1,4 @@
-"""Offers: the signed TaskOffers gossiped for open slots, each re-gossiped no sooner than `reoffer_ms`."""
+"""Offers: the signed TaskOffers gossiped for open replicas, each re-gossiped no sooner than `reoffer_ms`."""
 
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ class Offers:
         self._last.pop(key, None)
 
     def due(self, now_ms: int) -> list[tuple[TaskKind, bytes]]:
-        """Signed offers to gossip now: open slots not offered within `reoffer_ms`."""
+        """Signed offers to gossip now: open replicas not offered within `reoffer_ms`."""
         out: list[tuple[TaskKind, bytes]] = []
         waiting: Counter[tuple[str, int]] = Counter()
-        for slot in self.store.offered_replicas(limit=self.config.max_offers_per_tick * 4):
-            waiting[(slot.task_id, slot.attempt)] += 1
+        for offered in self.store.offered_replicas(limit=self.config.max_offers_per_tick * 4):
+            waiting[(offered.task_id, offered.attempt)] += 1
         for (task_id, attempt), n in waiting.items():
             if len(out) >= self.config.max_offers_per_tick:
                 break

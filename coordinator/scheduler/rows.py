@@ -66,9 +66,8 @@ def answer_first_failure(
 
 
 def grounding_for(data: dict[str, object]) -> GroundingChecker:
-    # Fields that ask may use words the source lacks: support is measured on the others. Measured on
-    # 20 SmolLM2-135M rows of a demo run: checking every field at 0.6 passed 2; answer fields only at
-    # 0.5 passed 6, and every row dropped then was invented or generic.
+    # Fields that ask may use words the source lacks: support is measured on the others
+    # (docs/notes/quality.md#grounding-support-threshold).
     stating = tuple(k for k in data if not asks(k))
     asking = tuple(k for k in data if asks(k))
     return LexicalGrounding(min_support=GROUNDING_MIN_SUPPORT, answer_fields=stating or None, question_fields=asking)

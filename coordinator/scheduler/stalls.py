@@ -1,7 +1,7 @@
 """The stall clock: tasks of a job's current stage that no node takes for `SchedulerConfig.stall_ms` are
 abandoned, so the job goes on with what is done (checked on each `Scheduler.tick`).
 
-A stage with no slot activity at all for that long has tasks no node will take (every node already
+A stage with no replica activity at all for that long has tasks no node will take (every node already
 ran a replica, or the only capable nodes were blacklisted). Busy nodes make activity, so slow progress
 never trips it. The job runner says which stage it waits on and whether the job waits for nodes
 (pipeline/waiting.py): while it does, the clock stands still, and it starts again from the end of the

@@ -29,7 +29,7 @@ def no_validators(producers: Collection[str], model: str | None) -> list[str]:
 @dataclass(frozen=True)
 class TaskView:
     task: TaskRecord
-    slots: tuple[ReplicaRecord, ...] = ()
+    replicas: tuple[ReplicaRecord, ...] = ()
     results: tuple[ResultRecord, ...] = ()
     """Every result recorded for the task (their nodes are its producers), counted or not."""
     pending: tuple[ResultRecord, ...] = ()
@@ -79,19 +79,19 @@ def read_view(store: Store, task_id: str, *, payloads: Payloads, validators: Val
     task = store.task(task_id)
     if task.state is not TaskState.OPEN:
         return TaskView(task)
-    slots = tuple(store.replicas(task_id))
-    if any(s.state in LIVE for s in slots):
-        return TaskView(task, slots)
+    replicas = tuple(store.replicas(task_id))
+    if any(r.state in LIVE for r in replicas):
+        return TaskView(task, replicas)
     results = tuple(store.results_for(task_id))
     pending = tuple(r for r in results if r.counted and store.verdict(r.result_id) is None)
     if not pending:
-        return TaskView(task, slots, results)
+        return TaskView(task, replicas, results)
     messages = {r.result_id: store.result_message(r.result_id) for r in pending}
     if task.kind in DETERMINISTIC_KINDS or task.kind is TaskKind.VALIDATE:
-        return TaskView(task, slots, results, pending, messages)
+        return TaskView(task, replicas, results, pending, messages)
     return TaskView(
         task,
-        slots,
+        replicas,
         results,
         pending,
         messages,

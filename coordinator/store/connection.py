@@ -5,7 +5,7 @@ migrations), the blob folder beside it, the lock that serialises every call,
 `_tx` (one write transaction; any exception rolls it back), `atomic` (several
 calls as one transaction: a `_tx` inside it is a savepoint), and `fetch_one`,
 the single-row read that raises NotFound. The concept modules (jobs, tasks,
-slots, results, nodes) are mixins over this class; `coordinator.store.db`
+replicas, results, nodes) are mixins over this class; `coordinator.store.db`
 joins them into `Store` and explains threading and durability.
 Must not: hold a query of its own beyond opening, or read the clock.
 """

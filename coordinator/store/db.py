@@ -5,7 +5,7 @@ durability and crash recovery (below). Each concept lives in its own module:
 - `connection.py`: opening the database, the lock, one transaction per call;
 - `jobs.py`: jobs and stages;
 - `tasks.py`: tasks and their payloads (inline or in the blob folder);
-- `slots.py`: slots and leases, every slot transition short of a verdict
+- `replicas.py`: replicas and leases, every replica transition short of a verdict
   (claim, grant, expiry, cancel), each decided by `protocol.state.next_replica_state`
   in one SQLite transaction (an illegal event raises `IllegalTransition` and
   the transaction rolls back, leaving the database as it was);
@@ -22,12 +22,10 @@ Threading
 The store is synchronous (stdlib `sqlite3`). One `Store` holds one connection
 guarded by a lock, so it may be called from the trio thread directly or from
 `trio.to_thread.run_sync` workers, one call at a time. Each call is one short
-transaction. Measured on the dev VM (200 iterations, median / p95): a write
-(add_task, record_result, settle; claim and grant each) takes 3-4 / 8 ms with
-`synchronous=FULL`, nearly all of it the commit's fsync, and 0.15 / 0.25 ms with
-NORMAL; reads such as `offered_replicas` take 0.1 ms. The runtime still calls
-writes through `trio.to_thread.run_sync`, so a checkpoint's fsync never stalls
-the event loop.
+transaction: a fraction of a millisecond with NORMAL, a few with FULL
+(docs/notes/coordinator.md#store-call-latency). The runtime still calls writes
+through `trio.to_thread.run_sync`, so a checkpoint's fsync never stalls the
+event loop.
 
 Durability and crash recovery
 -----------------------------
@@ -37,7 +35,7 @@ process (SIGKILL, OOM, crash: tests/coordinator/test_store_crash.py), which is
 what the coordinator promises. A power cut or kernel crash may lose the last
 transactions before a checkpoint, never consistency. `synchronous="FULL"`
 adds an fsync per commit and survives a power cut too, at 20x the cost of a
-write (figures above; P3 in bench/coordinator.py measures both). Recovery
+write (docs/notes/coordinator.md#store-call-latency). Recovery
 after a crash needs no special step: open the store, then call
 `expire_due(now_ms)` to turn leases that ran out while the coordinator was
 down into retries. Accepted results are immutable (a verdict is written once),

@@ -2,7 +2,7 @@
 
 Owns: the exception types the store raises for a missing row or a request that
 contradicts what is recorded.
-Must not: carry protocol errors (an illegal slot event raises
+Must not: carry protocol errors (an illegal replica event raises
 `protocol.state.IllegalTransition`, which the store lets through).
 """
 
@@ -14,7 +14,7 @@ class StoreError(Exception):
 
 
 class NotFound(StoreError, KeyError):
-    """No such job, task, slot, lease or result."""
+    """No such job, task, replica, lease or result."""
 
 
 class Conflict(StoreError):

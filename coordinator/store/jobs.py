@@ -2,7 +2,7 @@
 
 Owns: creating a job, its job document and state (including the atomic
 cancel), and the stages of a job with their states.
-Must not: touch tasks, slots or results (a job's tasks live in `tasks.py`),
+Must not: touch tasks, replicas or results (a job's tasks live in `tasks.py`),
 decide which state a job should be in (`coordinator.job_states` and the
 pipeline do), or read the clock (every write takes `now_ms`).
 """

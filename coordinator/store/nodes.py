@@ -6,7 +6,7 @@ spot-check picks: tasks whose result a validator must re-score rather than take
 on trust, stored so that a coordinator restarted between the pick and the
 result still re-scores it.
 Must not: compute a score or decide a pick (`coordinator.verify` and the
-scheduler do), touch slots or results, or read the clock.
+scheduler do), touch replicas or results, or read the clock.
 """
 
 from __future__ import annotations

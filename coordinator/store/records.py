@@ -1,13 +1,13 @@
 """The immutable values the store hands out and takes in, and how a database row becomes one.
 
-Owns: the record dataclasses (snapshots of a job, task, slot, lease, result,
+Owns: the record dataclasses (snapshots of a job, task, replica, lease, result,
 verdict or row), the values of the store's operations (`Recorded`,
 `Judgement`, `NewRow`, `Expiry`, `Settled`), and the row mappers:
 each record is built from a `SELECT *` row by `row_mapper`, which reads the
 column named like each field and converts the few that are not stored as they
 are (JSON, enums, flags).
 Must not: run a query, open a transaction or decide anything: the concept
-modules (jobs, tasks, slots, results, nodes) do that and return these.
+modules (jobs, tasks, replicas, results, nodes) do that and return these.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class ResultRecord:
     node: str
     envelope: bytes
     counted: bool
-    """True if this result filled its slot; False if only recorded (late after re-offer, stray, second try)."""
+    """True if this result filled its replica; False if only recorded (late after re-offer, stray, second try)."""
     received_ms: int
 
 
@@ -132,7 +132,7 @@ class Recorded:
     duplicate: bool
     """The same Result body was already recorded; nothing changed."""
     replica: ReplicaRecord | None
-    """The slot after SUBMIT / LATE_SUBMIT, or None if the result did not fill a slot."""
+    """The replica after SUBMIT / LATE_SUBMIT, or None if the result did not fill one."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class NewRow:
 
 @dataclass(frozen=True)
 class Expiry:
-    """One slot handled by `expire_due`."""
+    """One replica handled by `expire_due`."""
 
     before: ReplicaRecord
     """As it was: CLAIMED or GRANTED past its deadline, with the node that let it lapse."""

@@ -1,12 +1,12 @@
-"""Slots and leases in the store: every slot transition short of a verdict.
+"""Replicas and leases in the store: every replica transition short of a verdict.
 
-Owns: adding a replica slot, the slot reads (one, a task's, the offered ones,
+Owns: adding a replica, the replica reads (one, a task's, the offered ones,
 the expired ones, how many a node holds), CLAIM, GRANT with its lease and the
 Grant rebuilt from it, EXPIRE with its RETRY or GIVE_UP, CANCEL when a task is
-abandoned, and `move`, the one place a slot row changes state: each event is
+abandoned, and `move`, the one place a replica row changes state: each event is
 decided by `protocol.state.next_replica_state` inside the caller's transaction (an
 illegal event raises `IllegalTransition` and the transaction rolls back).
-Must not: record results or write verdicts (`results.py` moves a slot on
+Must not: record results or write verdicts (`results.py` moves a replica on
 SUBMIT, ACCEPT and REJECT through `move`), or read the clock.
 """
 
@@ -46,7 +46,7 @@ from protocol.tasks import DecodingParams, TaskKind, TaskPayload
 
 def load_replica(c: sqlite3.Connection, task_id: str, replica: int) -> ReplicaRecord:
     sql = "SELECT * FROM slots WHERE task_id = ? AND replica = ?"
-    return fetch_one(c, replica_from, sql, (task_id, replica), f"slot {task_id}#{replica}")
+    return fetch_one(c, replica_from, sql, (task_id, replica), f"replica {task_id}#{replica}")
 
 
 def load_lease(c: sqlite3.Connection, lease_id: str) -> LeaseRecord:
@@ -55,7 +55,7 @@ def load_lease(c: sqlite3.Connection, lease_id: str) -> LeaseRecord:
 
 def move(
     c: sqlite3.Connection,
-    slot: ReplicaRecord,
+    current: ReplicaRecord,
     event: ReplicaEvent,
     now_ms: int,
     *,
@@ -64,8 +64,8 @@ def move(
     deadline_ms: int | None,
     attempt: int | None = None,
 ) -> ReplicaRecord:
-    """Apply one event to one slot; IllegalTransition aborts the whole transaction."""
-    new = next_replica_state(slot.state, event)
+    """Apply one event to one replica (`current`, as last read); IllegalTransition aborts the whole transaction."""
+    new = next_replica_state(current.state, event)
     n = c.execute(
         "UPDATE slots SET state = ?, node = ?, lease_id = ?, deadline_ms = ?, attempt = ?, updated_ms = ?"
         " WHERE task_id = ? AND replica = ? AND state = ?",
@@ -74,21 +74,21 @@ def move(
             node,
             lease_id,
             deadline_ms,
-            slot.attempt if attempt is None else attempt,
+            current.attempt if attempt is None else attempt,
             now_ms,
-            slot.task_id,
-            slot.replica,
-            slot.state.value,
+            current.task_id,
+            current.replica,
+            current.state.value,
         ),
     ).rowcount
     if n != 1:  # the caller's snapshot is stale; cannot happen under the lock, but never write blind
-        raise Conflict(f"slot {slot.task_id}#{slot.replica} is no longer {slot.state}")
+        raise Conflict(f"replica {current.task_id}#{current.replica} is no longer {current.state}")
     # Every column but the key was just written: the row is this (no read-back query).
     return ReplicaRecord(
-        task_id=slot.task_id,
-        replica=slot.replica,
+        task_id=current.task_id,
+        replica=current.replica,
         state=new,
-        attempt=slot.attempt if attempt is None else attempt,
+        attempt=current.attempt if attempt is None else attempt,
         node=node,
         lease_id=lease_id,
         deadline_ms=deadline_ms,
@@ -97,7 +97,7 @@ def move(
 
 
 def move_lease(c: sqlite3.Connection, lease: LeaseRecord, event: ReplicaEvent) -> LeaseState:
-    """Apply the slot's `event` to the lease it runs under; IllegalTransition aborts the transaction."""
+    """Apply the replica's `event` to the lease it runs under; IllegalTransition aborts the transaction."""
     new = next_lease_state(lease.state, event)
     c.execute(
         "UPDATE leases SET state = ? WHERE lease_id = ? AND state = ?", (new.value, lease.lease_id, lease.state.value)
@@ -106,13 +106,13 @@ def move_lease(c: sqlite3.Connection, lease: LeaseRecord, event: ReplicaEvent) -
 
 
 def follow_up(
-    c: sqlite3.Connection, slot: ReplicaRecord, task: TaskRecord, closing: bool, now_ms: int
+    c: sqlite3.Connection, replica: ReplicaRecord, task: TaskRecord, closing: bool, now_ms: int
 ) -> ReplicaRecord:
     """EXPIRED/REJECTED -> OFFERED at the next attempt, or FAILED."""
-    event = ReplicaEvent.GIVE_UP if closing else after_failure(slot.attempt, task.max_attempts)
+    event = ReplicaEvent.GIVE_UP if closing else after_failure(replica.attempt, task.max_attempts)
     if event is ReplicaEvent.RETRY:
-        return move(c, slot, event, now_ms, node=None, lease_id=None, deadline_ms=None, attempt=slot.attempt + 1)
-    return move(c, slot, event, now_ms, node=slot.node, lease_id=slot.lease_id, deadline_ms=None)
+        return move(c, replica, event, now_ms, node=None, lease_id=None, deadline_ms=None, attempt=replica.attempt + 1)
+    return move(c, replica, event, now_ms, node=replica.node, lease_id=replica.lease_id, deadline_ms=None)
 
 
 def grant_for(lease: LeaseRecord, task: TaskRecord, payload: TaskPayload) -> Grant:
@@ -132,7 +132,7 @@ def grant_for(lease: LeaseRecord, task: TaskRecord, payload: TaskPayload) -> Gra
 
 class ReplicaStore(TaskStore):
     def add_replica(self, task_id: str, *, now_ms: int) -> ReplicaRecord:
-        """One more OFFERED slot for an open task (replicas disagreed, or a spot-check)."""
+        """One more OFFERED replica for an open task (replicas disagreed, or a spot-check)."""
         with self._tx() as c:
             task = load_task(c, task_id)
             if task.state is not TaskState.OPEN:
@@ -155,7 +155,7 @@ class ReplicaStore(TaskStore):
             return [replica_from(r) for r in rows]
 
     def offered_replicas(self, *, limit: int = 100, kinds: Iterable[TaskKind] | None = None) -> list[ReplicaRecord]:
-        """Slots waiting for a claim, oldest first, of tasks that are still open."""
+        """Replicas waiting for a claim, oldest first, of tasks that are still open."""
         sql = "SELECT s.* FROM slots s JOIN tasks t ON t.task_id = s.task_id WHERE s.state = ? AND t.state = ?"
         args: list[Any] = [ReplicaState.OFFERED.value, TaskState.OPEN.value]
         if kinds is not None:
@@ -168,7 +168,7 @@ class ReplicaStore(TaskStore):
             return [replica_from(r) for r in self._conn.execute(sql, args)]
 
     def count_held(self, node: str) -> int:
-        """Slots `node` holds right now (claimed or granted): its outstanding leases."""
+        """Replicas `node` holds right now (claimed or granted): its outstanding leases."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT COUNT(*) FROM slots WHERE node = ? AND state IN (?, ?)",
@@ -179,7 +179,7 @@ class ReplicaStore(TaskStore):
     def claim(self, task_id: str, node: str, *, claim_deadline_ms: int, now_ms: int) -> ReplicaRecord | None:
         """OFFERED -> CLAIMED for `node` on the lowest free replica, or None if there is none for it.
 
-        None when the task is not open, no slot is OFFERED, or `node` already holds
+        None when the task is not open, no replica is OFFERED, or `node` already holds
         or produced another replica of this task (redundancy needs distinct nodes).
         `claim_deadline_ms` bounds how long the claim may wait for its GRANT (then it expires).
         """
@@ -200,8 +200,8 @@ class ReplicaStore(TaskStore):
             ).fetchone()
             if row is None:
                 return None
-            slot = replica_from(row)
-            return move(c, slot, ReplicaEvent.CLAIM, now_ms, node=node, lease_id=None, deadline_ms=claim_deadline_ms)
+            offered = replica_from(row)
+            return move(c, offered, ReplicaEvent.CLAIM, now_ms, node=node, lease_id=None, deadline_ms=claim_deadline_ms)
 
     def grant(
         self,
@@ -216,10 +216,10 @@ class ReplicaStore(TaskStore):
     ) -> LeaseRecord:
         """CLAIMED -> GRANTED, creating the lease held by the claiming node."""
         with self._tx() as c:
-            slot = load_replica(c, task_id, replica)
-            if slot.node is None:
-                raise Conflict(f"slot {task_id}#{replica} has no claiming node")
-            move(c, slot, ReplicaEvent.GRANT, now_ms, node=slot.node, lease_id=lease_id, deadline_ms=deadline_ms)
+            claimed = load_replica(c, task_id, replica)
+            if claimed.node is None:
+                raise Conflict(f"replica {task_id}#{replica} has no claiming node")
+            move(c, claimed, ReplicaEvent.GRANT, now_ms, node=claimed.node, lease_id=lease_id, deadline_ms=deadline_ms)
             raw_decoding = decoding_bytes(decoding)
             c.execute(
                 "INSERT INTO leases (lease_id, task_id, replica, attempt, node, model_sha256, decoding, granted_ms,"
@@ -228,8 +228,8 @@ class ReplicaStore(TaskStore):
                     lease_id,
                     task_id,
                     replica,
-                    slot.attempt,
-                    slot.node,
+                    claimed.attempt,
+                    claimed.node,
                     model_sha256,
                     raw_decoding,
                     now_ms,
@@ -241,8 +241,8 @@ class ReplicaStore(TaskStore):
                 lease_id=lease_id,
                 task_id=task_id,
                 replica=replica,
-                attempt=slot.attempt,
-                node=slot.node,
+                attempt=claimed.attempt,
+                node=claimed.node,
                 model_sha256=model_sha256,
                 decoding=decoding_from(raw_decoding),  # as `lease()` would read it back
                 granted_ms=now_ms,
@@ -261,7 +261,7 @@ class ReplicaStore(TaskStore):
         return grant_for(lease, task, self.task_payload(task.task_id))
 
     def expired_replicas(self, *, now_ms: int) -> list[ReplicaRecord]:
-        """Slots whose claim or lease deadline passed before `now_ms`."""
+        """Replicas whose claim or lease deadline passed before `now_ms`."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT * FROM slots WHERE state IN (?, ?) AND deadline_ms < ? ORDER BY deadline_ms",
@@ -270,39 +270,39 @@ class ReplicaStore(TaskStore):
             return [replica_from(r) for r in rows]
 
     def expire_due(self, *, now_ms: int) -> list[Expiry]:
-        """EXPIRE every slot past its deadline, then RETRY or GIVE_UP it, per `after_failure`.
+        """EXPIRE every replica past its deadline, then RETRY or GIVE_UP it, per `after_failure`.
 
-        Returns what happened to each slot, including which node let it lapse (the
+        Returns what happened to each replica, including which node let it lapse (the
         caller charges that node `Outcome.EXPIRED`; a crash before it does so only
-        forgoes that mild penalty). One transaction per slot, so each commit stays
+        forgoes that mild penalty). One transaction per replica, so each commit stays
         short and a crash part-way leaves the rest for the next call. Also finishes
-        any slot found EXPIRED or REJECTED without its follow-up (none should
+        any replica found EXPIRED or REJECTED without its follow-up (none should
         exist, but a restart must converge whatever it finds).
         """
         out: list[Expiry] = []
         for due in self.expired_replicas(now_ms=now_ms) + self._stranded():
             with self._tx() as c:
-                slot = load_replica(c, due.task_id, due.replica)
-                before = slot
-                if slot.state in (ReplicaState.CLAIMED, ReplicaState.GRANTED):
-                    if slot.deadline_ms is None or slot.deadline_ms >= now_ms:
+                replica = load_replica(c, due.task_id, due.replica)
+                before = replica
+                if replica.state in (ReplicaState.CLAIMED, ReplicaState.GRANTED):
+                    if replica.deadline_ms is None or replica.deadline_ms >= now_ms:
                         continue  # moved on since the query
-                    if slot.lease_id is not None:
-                        move_lease(c, load_lease(c, slot.lease_id), ReplicaEvent.EXPIRE)
-                    slot = move(
+                    if replica.lease_id is not None:
+                        move_lease(c, load_lease(c, replica.lease_id), ReplicaEvent.EXPIRE)
+                    replica = move(
                         c,
-                        slot,
+                        replica,
                         ReplicaEvent.EXPIRE,
                         now_ms,
-                        node=slot.node,
-                        lease_id=slot.lease_id,
-                        deadline_ms=slot.deadline_ms,
+                        node=replica.node,
+                        lease_id=replica.lease_id,
+                        deadline_ms=replica.deadline_ms,
                     )
-                if slot.state not in (ReplicaState.EXPIRED, ReplicaState.REJECTED):
+                if replica.state not in (ReplicaState.EXPIRED, ReplicaState.REJECTED):
                     continue
-                task = load_task(c, slot.task_id)
-                after = follow_up(c, slot, task, task.state is not TaskState.OPEN, now_ms)
-                fail_if_exhausted(c, slot.task_id, now_ms)
+                task = load_task(c, replica.task_id)
+                after = follow_up(c, replica, task, task.state is not TaskState.OPEN, now_ms)
+                fail_if_exhausted(c, replica.task_id, now_ms)
                 out.append(Expiry(before=before, after=after))
         return out
 
@@ -314,7 +314,7 @@ class ReplicaStore(TaskStore):
             return [replica_from(r) for r in rows]
 
     def abandon_task(self, task_id: str, *, now_ms: int) -> TaskRecord:
-        """Stop waiting for nodes on an open task: its waiting slots are cancelled (FAILED). The task
+        """Stop waiting for nodes on an open task: its waiting replicas are cancelled (FAILED). The task
         fails, unless a submitted result is still to be judged (then it stays open for that)."""
         with self._tx() as c:
             task = load_task(c, task_id)
@@ -324,8 +324,8 @@ class ReplicaStore(TaskStore):
                 "SELECT * FROM slots WHERE task_id = ? AND state IN (?, ?)",
                 (task_id, ReplicaState.OFFERED.value, ReplicaState.CLAIMED.value),
             ).fetchall():
-                slot = replica_from(row)
-                move(c, slot, ReplicaEvent.CANCEL, now_ms, node=slot.node, lease_id=None, deadline_ms=None)
+                waiting = replica_from(row)
+                move(c, waiting, ReplicaEvent.CANCEL, now_ms, node=waiting.node, lease_id=None, deadline_ms=None)
             busy = c.execute(
                 "SELECT 1 FROM slots WHERE task_id = ? AND state IN (?, ?)",
                 (task_id, ReplicaState.GRANTED.value, ReplicaState.SUBMITTED.value),

@@ -2,7 +2,7 @@
 
 Owns: recording a signed Result envelope once (its digest, `body_sha256`, is
 the idempotency key: the same result arriving twice is recorded once) and
-filling the slot that awaits it; `settle`, which applies a task's verdicts,
+filling the replica that awaits it; `settle`, which applies a task's verdicts,
 receipts, canonical result, rows and reputations in one transaction; reading
 results back (re-verified, through the verified-result cache), verdicts,
 receipts and rows; and the per-job counts of rows, drops and verdicts.
@@ -86,12 +86,12 @@ def complete(c: sqlite3.Connection, task: TaskRecord, result_id: int, rows: Sequ
 
 class ResultStore(Database):
     def record_result(self, opened: Opened, *, now_ms: int) -> Recorded:
-        """Record a Result envelope once, and fill its slot if it is the one the slot awaits.
+        """Record a Result envelope once, and fill its replica if it is the one the replica awaits.
 
         Idempotent: the same Result body (gossip or stream duplicate, even re-sealed
         with a new nonce) returns the existing record with `duplicate=True`.
-        The slot moves (GRANTED -SUBMIT-> SUBMITTED, or EXPIRED -LATE_SUBMIT->
-        SUBMITTED) only when the signer holds the lease, the lease is the slot's
+        The replica moves (GRANTED -SUBMIT-> SUBMITTED, or EXPIRED -LATE_SUBMIT->
+        SUBMITTED) only when the signer holds the lease, the lease is the replica's
         current one, and the result names the lease's task and attempt. Anything
         else is recorded with `counted=False` for the verifier to judge.
         Raises NotFound for a lease this coordinator never granted.
@@ -106,24 +106,24 @@ class ResultStore(Database):
             if existing is not None:
                 return Recorded(result_from(existing), duplicate=True, replica=None)
             lease = load_lease(c, result.lease_id)
-            slot = load_replica(c, lease.task_id, lease.replica)
+            replica = load_replica(c, lease.task_id, lease.replica)
             task = load_task(c, lease.task_id)
             fills = (
                 signer == lease.node
-                and slot.lease_id == lease.lease_id
-                and slot.attempt == lease.attempt
+                and replica.lease_id == lease.lease_id
+                and replica.attempt == lease.attempt
                 and result.task_id == lease.task_id
                 and result.job_id == task.job_id
                 and result.attempt == lease.attempt
                 and (
-                    (slot.state is ReplicaState.GRANTED and lease.state is LeaseState.LIVE)
-                    or (slot.state is ReplicaState.EXPIRED and lease.state is LeaseState.EXPIRED)
+                    (replica.state is ReplicaState.GRANTED and lease.state is LeaseState.LIVE)
+                    or (replica.state is ReplicaState.EXPIRED and lease.state is LeaseState.EXPIRED)
                 )
             )
             moved: ReplicaRecord | None = None
             if fills:
-                event = ReplicaEvent.SUBMIT if slot.state is ReplicaState.GRANTED else ReplicaEvent.LATE_SUBMIT
-                moved = move(c, slot, event, now_ms, node=slot.node, lease_id=slot.lease_id, deadline_ms=None)
+                event = ReplicaEvent.SUBMIT if replica.state is ReplicaState.GRANTED else ReplicaEvent.LATE_SUBMIT
+                moved = move(c, replica, event, now_ms, node=replica.node, lease_id=replica.lease_id, deadline_ms=None)
                 move_lease(c, lease, event)
             cur = c.execute(
                 "INSERT INTO results (result_sha256, task_id, lease_id, replica, attempt, node, envelope, counted,"
@@ -171,7 +171,7 @@ class ResultStore(Database):
     ) -> Settled:
         """Apply verdicts for a task in one transaction.
 
-        For each judgement whose result filled its slot: SUBMITTED -ACCEPT-> VERIFIED,
+        For each judgement whose result filled its replica: SUBMITTED -ACCEPT-> VERIFIED,
         or -REJECT-> REJECTED followed at once by RETRY (attempt + 1, back to
         OFFERED) or GIVE_UP (FAILED) per `protocol.state.after_failure`; a task that
         is done never retries. A verdict is written once: judging an already
@@ -210,14 +210,16 @@ class ResultStore(Database):
                     )
                 if not res.counted:
                     continue
-                slot = load_replica(c, task_id, res.replica)
-                if slot.state is not ReplicaState.SUBMITTED or slot.lease_id != res.lease_id:
+                replica = load_replica(c, task_id, res.replica)
+                if replica.state is not ReplicaState.SUBMITTED or replica.lease_id != res.lease_id:
                     continue
                 event = ReplicaEvent.ACCEPT if j.verdict is Verdict.ACCEPTED else ReplicaEvent.REJECT
-                slot = move(c, slot, event, now_ms, node=slot.node, lease_id=slot.lease_id, deadline_ms=None)
-                if slot.state is ReplicaState.REJECTED:
+                replica = move(
+                    c, replica, event, now_ms, node=replica.node, lease_id=replica.lease_id, deadline_ms=None
+                )
+                if replica.state is ReplicaState.REJECTED:
                     closing = canonical_result_id is not None or task.state is not TaskState.OPEN
-                    after = follow_up(c, slot, task, closing, now_ms)
+                    after = follow_up(c, replica, task, closing, now_ms)
                     (reoffered if after.state is ReplicaState.OFFERED else failed).append(after)
             if canonical_result_id is not None:
                 complete(c, task, canonical_result_id, rows, now_ms)

@@ -2,7 +2,7 @@
 
 Owns: the table layout and how a database moves from one version to the next.
 Must not: hold queries of the running coordinator (those live in the concept
-modules beside it: jobs.py, tasks.py, slots.py, results.py, nodes.py), or read
+modules beside it: jobs.py, tasks.py, replicas.py, results.py, nodes.py), or read
 the clock.
 
 Rules
@@ -16,7 +16,8 @@ Rules
   guessed at.
 
 Conventions in the tables: times are integer unix milliseconds supplied by the
-caller; digests are lowercase sha256 hex; slot states are the values of
+caller; digests are lowercase sha256 hex; the `slots` table holds the replicas
+(its name predates the word), and their states are the values of
 `protocol.state.ReplicaState`; messages are stored as their canonical msgpack
 bytes (the bytes that were signed), so a stored result can be re-verified
 offline.
@@ -113,7 +114,7 @@ _V1_SCHEDULING: Migration = (
         attempt         INTEGER NOT NULL,
         node            TEXT NOT NULL,          -- the signer
         envelope        BLOB NOT NULL,          -- the envelope as received, signature included
-        counted         INTEGER NOT NULL,       -- 1 if it filled its slot, 0 if recorded only (late, stray)
+        counted         INTEGER NOT NULL,       -- 1 if it filled its replica, 0 if recorded only (late, stray)
         received_ms     INTEGER NOT NULL
     )
     """,
@@ -176,7 +177,7 @@ _V2_VERIFICATION: Migration = (
     """,
     # Which accepted result a done task settled on (its rows come from it).
     "ALTER TABLE tasks ADD COLUMN canonical_result INTEGER REFERENCES results(result_id)",
-    # The hot queries: expired leases, claimable slots, a job's rows.
+    # The hot queries: expired leases, claimable replicas, a job's rows.
     "CREATE INDEX slots_by_state_deadline ON slots(state, deadline_ms)",
     "CREATE INDEX tasks_by_job ON tasks(job_id, state)",
     "CREATE INDEX results_by_task ON results(task_id)",
@@ -212,7 +213,7 @@ _V4_SPOT_CHECKS: Migration = (
     )
     """,
     # Version 1 created a table of gossiped offers that no coordinator ever wrote (offers are signed
-    # afresh from the slots each round); no table references it, so an old database drops it as it is.
+    # afresh from the offered replicas each round); no table references it, so an old database drops it as it is.
     "DROP TABLE offers",
 )
 

@@ -1,11 +1,11 @@
-"""Tasks in the store: creating them with their slots, reading them and their payloads back.
+"""Tasks in the store: creating them with their replicas, reading them and their payloads back.
 
 Owns: a task row and its payload (inline up to the store's `inline_limit`, in
 the blob folder beyond it, always checked against its digest on the way
 back), the task-level queries (a job's tasks, a stage's last activity and its
 untaken tasks), the validation links (which candidate a validate task re-scores),
-and `fail_if_exhausted`, the rule that an open task whose every slot FAILED fails.
-Must not: move a slot (`slots.py` applies slot events), record or judge
+and `fail_if_exhausted`, the rule that an open task whose every replica FAILED fails.
+Must not: move a replica (`replicas.py` applies replica events), record or judge
 results (`results.py`), or read the clock.
 """
 
@@ -32,7 +32,7 @@ def load_task(c: sqlite3.Connection, task_id: str) -> TaskRecord:
 
 
 def fail_if_exhausted(c: sqlite3.Connection, task_id: str, now_ms: int) -> None:
-    """An open task whose every slot FAILED can make no more progress."""
+    """An open task whose every replica FAILED can make no more progress."""
     live = c.execute(
         "SELECT COUNT(*) FROM slots WHERE task_id = ? AND state != ?", (task_id, ReplicaState.FAILED.value)
     ).fetchone()[0]
@@ -57,7 +57,7 @@ class TaskStore(Database):
         validates: tuple[str, int] | None = None,
         now_ms: int,
     ) -> TaskRecord:
-        """Create a task with `replicas` slots, all OFFERED at attempt 0; a validate task names the
+        """Create a task with `replicas` replicas, all OFFERED at attempt 0; a validate task names the
         (parent task, candidate result id) it re-scores in `validates`, written with it."""
         if replicas < 1 or max_attempts < 1:
             raise ValueError(f"replicas ({replicas}) and max_attempts ({max_attempts}) must be >= 1")
@@ -152,7 +152,7 @@ class TaskStore(Database):
         return _PAYLOAD_ADAPTER.validate_python(encoding.decode(raw, limit=len(raw), what="stored payload"))
 
     def stage_activity_ms(self, job_id: str, stage: str) -> int:
-        """When a slot of the stage last changed (claim, grant, submit, verdict, expiry); 0 if never."""
+        """When a replica of the stage last changed (claim, grant, submit, verdict, expiry); 0 if never."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT MAX(s.updated_ms) FROM slots s JOIN tasks t ON t.task_id = s.task_id"
@@ -162,7 +162,7 @@ class TaskStore(Database):
             return int(row[0] or 0)
 
     def untaken_tasks(self, job_id: str, stage: str) -> list[str]:
-        """Open tasks of a stage waiting for a node that does not come: a slot OFFERED, none claimed or running."""
+        """Open tasks of a stage waiting for a node that does not come: a replica OFFERED, none claimed or running."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT t.task_id FROM tasks t WHERE t.job_id = ? AND t.stage = ? AND t.state = ?"

@@ -73,9 +73,8 @@ class LexicalGrounding:
     answer_fields: tuple[str, ...] | None = None
     """Top-level row keys to check; None checks every string field."""
     question_fields: tuple[str, ...] = ()
-    """Keys of fields that ask: each must share a content word with the chunk. In the 100 rows of a
-    SmolLM2-135M demo run that passed every other gate, 34 did not ("What does it do?", "What is the
-    answer to this question?", or the prompt's own example question over an unrelated chunk)."""
+    """Keys of fields that ask: each must share a content word with the chunk
+    (docs/notes/quality.md#questions-without-a-content-word)."""
 
     def check(self, row: GeneratedRow, chunk: SourceChunk) -> GroundingResult:
         source = normalize_ws(chunk.text)
@@ -111,8 +110,8 @@ class LexicalGrounding:
 
 MIN_PAGE_ROWS = 3
 MAX_PAGE_SHARE = 0.25
-"""No source page holds more than a quarter of a job's rows (or 3 rows, for small jobs): in a 20-row demo
-run without a cap, one page held 10 of 20 rows."""
+"""No source page holds more than a quarter of a job's rows (or 3 rows, for small jobs)
+(docs/notes/quality.md#rows-per-page)."""
 
 
 def page_cap(rows: int | None) -> int:
@@ -137,9 +136,7 @@ class TextFilters:
 
 REPETITION_MIN_WORDS = 12
 MIN_DISTINCT_TRIGRAMS = 0.5
-"""Share of distinct word trigrams below which a field is a loop. Fluent text stays near 1.0;
-the loops seen from SmolLM2-135M ("the answer is that the answer is that ...", "1.1.1.1...")
-sit below 0.2."""
+"""Share of distinct word trigrams below which a field is a loop (docs/notes/quality.md#repetition)."""
 
 
 def check_repetition(data: JsonObject) -> Failure | None:

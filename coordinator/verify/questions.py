@@ -144,9 +144,7 @@ def _no_gap(question: str, tail: list[str]) -> str:
 
 _HAVING_TEXT = "support include contain provide offer have define cover"
 _HAVING_VERBS = frozenset(_HAVING_TEXT.split())
-"""Verbs of holding: "What does X support?" asks for a list. In the labelled set (bench/quality.py) these,
-asked of a subject that is no code identifier, were 5 of the 12 unacceptable rows left after the other gates
-("What does IDLE include?" for "IDLE includes a help menu ..."); they also held 3 acceptable ones."""
+"""Verbs of holding: "What does X support?" asks for a list (docs/notes/quality.md#verbs-of-holding)."""
 _CODE = re.compile(r"\w[_.(]|[_.]\w|[a-zA-Z]\d|\b[a-z]+[A-Z]")
 """An identifier (sqlite3_open(), os.path, _charset, xFilter): a subject narrow enough to be described whole.
 Capitalised mixed case is a name, not code ("MySQL", "JavaScript"): such a product holds many things too."""
@@ -235,8 +233,7 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
         # half an answer; a sentence that names two cases ("OK on success and ERROR if not") answers it.
         return Failure(Reason.QUESTION_VAGUE, "asks what its subject returns; its answer gives one case only")
     if tail == ["do"] and not {"do", "does", "did"} & set(WORD.findall(sentence.casefold())):
-        # In the labelled set (bench/quality.py) 17 of 24 accepted "What does X do?" rows were vague or asked
-        # for something else ("What does SQLite do?" for "SQLite treats the CROSS JOIN operator specially").
+        # Mostly vague or off target (docs/notes/quality.md#vague-what-does-x-do-questions).
         return Failure(Reason.QUESTION_VAGUE, "asks what its subject does in general, not with its answer's verb")
     if tail is not None and tail not in ([], ["do"]) and _words_end(tail, sentence) is None:
         detail = f"asks with {' '.join(tail)!r}, which its answer does not say: it answers another question"

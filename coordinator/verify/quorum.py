@@ -39,11 +39,8 @@ SHINGLE_WORDS = 5
 
 @dataclass(frozen=True)
 class QuorumPolicy:
-    """When two outputs "agree". Figures from tests/coordinator/test_quorum.py: a re-fetch
-    of a 160-word docs page with a new footer date, one changed word and reflowed
-    whitespace scores 0.90; two unrelated docs pages score below 0.01. Shingle Jaccard
-    falls by roughly 10 x edits / words, so 0.8 tolerates about one edited word per
-    50 while leaving little room to slip a fabricated sentence past the quorum."""
+    """When two outputs "agree": 0.8 shingle Jaccard tolerates about one edited word in 50
+    (docs/notes/verification.md#quorum-similarity)."""
 
     retrieve_agree: float = 0.8
     search_agree: float = 0.5

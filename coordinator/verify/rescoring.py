@@ -84,42 +84,19 @@ def validate_payload_for(result: Result, *, top_k: int = 10, task: RescorablePay
 class RescoreThresholds:
     """When a validator's prefill says "the declared model would produce this".
 
-    Measured on the bundled model (SmolLM2-135M Q4_1, validator top-10, 4 synthesize
-    prompts, bench/node.py and tests/node/test_executors_llm.py):
-
-    | candidate               | mean logprob (nats) median (range) | top-10 rate median (range) |
-    |-------------------------|------------------------------------|----------------------------|
-    | the model's own output  | -1.21 (-1.65 .. -1.12)             | 0.89 (0.87 .. 0.94)        |
-    | same tokens, shuffled   | -7.65 (-8.31 .. -7.49)             | 0.15                       |
-    | another prompt's output | -2.68 (-2.96 .. -2.29)             | 0.76                       |
-
-    In a 20-row demo run on the network (repeat penalty and grammar on), four honest
-    spot-checked outputs measured (producer's claim -> validator's re-score):
-    -1.27 -> -1.07, -1.16 -> -1.14, -1.46 -> -1.10 and -3.29 -> -2.56 (top-k 0.90-0.98).
-    The last one is honest: its own sampling picked unlikely tokens. So the absolute
-    mean-logprob floor only catches gross garbage (-4.0; shuffled text is -7.65), and
-    the decision rests on layers an impostor cannot pass together:
-    - the validator renders the task's prompt itself; a candidate reporting another
-      prompt is rejected outright (`prompt_matches`);
-    - top-k rate 0.82 (own >= 0.87, another prompt's output 0.76 median);
-    - the claim must be there and consistent: an output made for another input scores
-      lower under the true prompt than its producer measured under its own (-2.68
-      against about -1.2), so the claim exceeds the re-score.
-    The producer's claimed mean logprob is always *below* the validator's
-    re-score (median gap 0.39, up to 0.96 nats): the grammar can force odd token
-    splits that score low, while the validator re-tokenizes the text normally.
-    So the claim check is one-sided: a re-score far below what the producer
-    claimed means the claim was inflated; a re-score above it is expected.
-    The coordinator builds this from config (`from_mapping`), so other models'
-    measurements slot in without code changes.
+    Layers an impostor cannot pass together: the prompt must match, the top-k rate be high, the mean
+    logprob clear a floor for gross garbage, and the producer's claim be there and not exceed the
+    re-score, a one-sided check since an honest claim sits below it
+    (docs/notes/verification.md#prefill-re-scoring, docs/notes/verification.md#claim-versus-re-score).
+    The coordinator builds this from config (`from_mapping`), so other models' measurements slot in
+    without code changes.
     """
 
     min_topk_rate: float = 0.82
-    max_topk_misses_allowed: int = 2
-    """A candidate may miss the top-k this often whatever its rate: a rate over a few tokens is coarse. In a
-    20-row demo run, 2 of 51 honest answer-first questions (10 tokens) had 8 inside the top-10, a rate of
-    0.80; shuffled or foreign text misses far more often (rate 0.15 and 0.76 on longer outputs)."""
     """Share of candidate tokens inside the validator's top-k."""
+    max_topk_misses_allowed: int = 2
+    """A candidate may miss the top-k this often whatever its rate: a rate over a few tokens is coarse
+    (docs/notes/verification.md#top-k-misses-on-short-questions)."""
     min_mean_logprob: float = -4.0
     """Mean per-token logprob (nats) of the candidate under the declared model."""
     max_claim_excess: float = 0.5
@@ -192,11 +169,7 @@ def decide(candidate: Candidate[K], thresholds: RescoreThresholds = RescoreThres
 class RoundTripThresholds:
     """When a validator's round trip says "the question leads back to its answer".
 
-    First measured on the bundled model over 30 answer-first questions on SQLite documentation
-    pages: the answer sentence ranked first among the 2-17 sentences of its chunk for 7 of 30; of
-    the rows that also passed the question gates, every one was acceptable, while rows ranked
-    lower held some acceptable ones too. Precision first: rank 0 only. bench/quality.py measures
-    this on the labelled set.
+    Precision first: the answer sentence must rank first (docs/notes/verification.md#round-trip-rank).
     """
 
     max_rank: int = 0

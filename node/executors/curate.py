@@ -251,11 +251,8 @@ _POINTING = re.compile(
     r"\b(?:this|these|those|following|former|latter|above|below|such|here|previous|also|likewise|similarly|again)\b",
     re.I,
 )
-"""Words that point at another part of the page: a sentence holding one answers nothing read alone. In a
-labelled set (bench/quality.py), "Objects of this type are created by ...", "The following table shows
-..." and "SQLite provides these two interfaces ..." were unanswerable out of their page; so were sentences that
-add to a neighbour ("X should also return 1 when ...": the question asks what X returns, the answer is a side
-case)."""
+"""Words that point at another part of the page: a sentence holding one answers nothing read alone
+(docs/notes/quality.md#sentences-that-point-elsewhere)."""
 _NAME = re.compile(r"\w[_.(]|[_.]\w|[a-zA-Z]\d|[a-z][A-Z]|[A-Z]{2,}")
 """Code-like (sqlite3_open(), os.path, _charset), CamelCase or an acronym. A number or a single letter alone
 ("template (1)", "version 2", "the parameter N") and a hyphenated adjective ("the left-most column", "the
@@ -300,10 +297,8 @@ def asking_verb(sentence: str) -> tuple[str, tuple[tuple[str, ...], ...]] | None
     "X returns a pointer" -> ("does", (("return",),)), "X must not close Y" -> ("must", (("not",),
     ("close",))), "X is normally stored in Y" -> ("is", (("normally",), ("stored",))), and a definition
     "X is a Y" -> ("is", ()) for "What is X?". None when the sentence has no verb phrase a question can
-    carry. Carrying the verb keeps the question as specific as its sentence: with a free verb the writer
-    fell back to "What does X do?", which in the labelled set (bench/quality.py) was vague or asked for
-    something else in 17 of 24 accepted rows ("What does SQLite do?" for "SQLite treats the CROSS JOIN
-    operator specially")."""
+    carry. Carrying the verb keeps the question as specific as its sentence; with a free verb the writer
+    falls back to a vague "What does X do?" (docs/notes/quality.md#vague-what-does-x-do-questions)."""
     subject = sentence_subject(sentence)
     if not subject:
         return None

@@ -23,11 +23,8 @@ Why our own generation loop instead of `create_completion`:
   the result is identical to the eager grammar (the grammar-allowed argmax);
   at temperature > 0 it is a slightly different distribution (mass of the
   rejected draw moves to the constrained resample), still a pure function of
-  (prompt, params, seed). Measured by bench/node.py (SmolLM2, synthesize
-  prompts, decode tok/s, medians): 2 threads: no grammar 96.7, lazy 97.3,
-  eager 63.5; 1 thread: 70.0 / 66.0 / 49.9. The lazy grammar costs next to
-  nothing because the model's own choice is usually valid JSON already (the
-  full-vocabulary pass ran for 13 of 154 tokens of a synthesize output).
+  (prompt, params, seed). It costs next to nothing: the model's own choice is
+  usually valid JSON already (docs/notes/llama.md#lazy-grammar).
 - **Logprobs without `logits_all`.** `create_completion(logprobs=...)` needs
   `logits_all=True` (an n_ctx x n_vocab float buffer: 800 MB at 4096 x 49k).
   We read the last row of logits at each step and keep log p(sampled token)

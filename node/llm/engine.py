@@ -20,20 +20,10 @@ the network. A cancelled task sets a stop flag the generation loop checks
 between tokens, and the slot is only returned once the thread has actually
 left the backend (the thread is never abandoned).
 
-Determinism (measured on a 2-core AVX2 box with the portable 0.3.36 wheel,
-SmolLM2-135M Q4_1, JSON grammar, temperature 0.8 with a seed and greedy;
-asserted by tests/node/test_llm_engine.py):
-- same seed and params -> byte-identical text, token ids and logprobs within
-  one process, also after other requests in between (every request starts
-  from an empty KV cache: `Llama.reset()` + clearing the cache; reusing a
-  cached prefix changes the output, docs/notes/llama.md);
-- a fresh process produces the same bytes;
-- n_threads 1 and 2 produce the same bytes;
-- a validator's batched prefill of the same tokens gives logprobs within
-  ~0.1 nats per token (mean |diff| 0.03; mean logprob within 0.01) of the
-  producer's one-token-at-a-time decoding: batched and single-token matmuls
-  round differently. Re-scoring one token at a time (`candidate_batch=1`)
-  matches to 1e-6, at generation cost.
+Determinism: every request starts from an empty KV cache (`Llama.reset()` +
+clearing the cache), so the same seed and params give the same bytes in one
+process, in a fresh one and at 1 or 2 threads; a batched prefill differs
+slightly from one-token decoding (docs/notes/llama.md#determinism-of-the-engine).
 Exact-match comparison therefore holds between nodes with the same wheel,
 build flags and CPU features, without batching; across mixed hardware,
 compare by re-scoring.

@@ -4,14 +4,12 @@ Owns: detecting the hardware and turning (hardware, resolved models, config
 overrides) into a `ModelPlan` per model to load: context size, threads, GPU
 layers and slots. It must not load models; `engine.py` does that from a plan.
 
-Rules, each from a measurement in docs/notes/llama.md:
+Rules, each from a measurement in docs/notes/llama.md ("Concurrency"):
 - Threads are physical cores (limited by the CPU affinity mask) divided among
-  slots, never more: 2 processes x 2 threads on 2 cores collapsed to 20 tok/s
-  from 61-70 tok/s.
+  slots, never more: oversubscribed cores collapse throughput.
 - A slot is one `Llama` instance (weights + KV cache + compute buffers). On a
-  CPU the gain from a second slot is small (2 x 1 thread: 72 tok/s vs 1 x 2
-  threads: 61-70) for double the memory, so CPU nodes get one slot per
-  `CORES_PER_CPU_SLOT` physical cores, and a GPU node gets one slot.
+  CPU a second slot gains little for double the memory, so CPU nodes get one
+  slot per `CORES_PER_CPU_SLOT` physical cores, and a GPU node gets one slot.
 - `n_gpu_layers` (unless configured): -1 (everything) when the build can
   offload to a GPU that was found (`gpu.py` says which) and the model fits its
   free VRAM; as many layers as fit when it does not (the rest runs on the CPU);
@@ -21,13 +19,9 @@ Rules, each from a measurement in docs/notes/llama.md:
 - With a GPU, models that fit its VRAM whole come first, largest first; then
   partly offloaded ones.
 
-Measured on this shared 2-core box (SmolLM2, grammar-constrained decode,
-medians of 4): 1 thread 75-79 tok/s whatever else runs; 2 threads 55-118 tok/s
-depending on other load (OpenMP threads spin-wait for each other when a core
-is taken); 2 threads with OMP_WAIT_POLICY=PASSIVE a steady 40-45, worse than
-one thread, so the wait policy is left alone. Prefill gains from the second
-thread (220-270 vs 150 tok/s). Physical cores stay the default; a volunteer
-whose machine is busy can set `n_threads = 1`.
+Physical cores stay the default thread count, and the OpenMP wait policy is left
+alone; a volunteer whose machine is busy can set `n_threads = 1`
+(docs/notes/llama.md#threads-on-a-shared-2-core-box).
 """
 
 from __future__ import annotations
@@ -56,14 +50,14 @@ retrieval, and whatever the volunteer is doing."""
 
 WEIGHTS_OVERHEAD = 1.15
 COMPUTE_OVERHEAD_BYTES = 64 * 2**20
-"""Measured for SmolLM2-135M Q4_1 (94 MiB file): RSS after load 125 MiB at n_ctx=512 and
-205 MiB at 4096 (KV cache 90 MiB), i.e. about 1.15 x file + KV + tens of MiB of buffers."""
+"""A loaded model takes about 1.15 x its file + KV cache + tens of MiB of buffers
+(docs/notes/llama.md#memory-per-slot)."""
 
 VRAM_BUDGET_FRACTION = 0.9
 """Share of *free* VRAM the node plans to fill (free VRAM already excludes the desktop's share)."""
 GPU_RESERVE_BYTES = 512 * 2**20
-"""VRAM kept for the CUDA/Vulkan context and llama.cpp's compute buffers. Not measured here (the
-build box has no GPU): an estimate of a few hundred MiB for 1-8B models at n_ctx 4096."""
+"""VRAM kept for the CUDA/Vulkan context and llama.cpp's compute buffers: an estimate, not measured
+(docs/notes/llama.md#memory-per-slot)."""
 
 Q4_K_M_SIZES: tuple[tuple[str, int, int], ...] = (
     # (size class, GGUF file bytes, f16 KV cache bytes at n_ctx 4096)

@@ -13,13 +13,9 @@ float rounding and tokenization. A validator tokenizes the candidate text
 canonically; a grammar-constrained producer sometimes samples a non-canonical
 split of the same text (when the grammar overrides the model's choice it may
 force "A" "l" "l" where the text tokenizes as "All"), and those forced pieces
-have very low logprobs. Measured by bench/node.py on synthesize outputs:
-claimed - rescored mean logprob, median -0.39 (range -0.96 to -0.09), always
-negative. So an honest claim sits *below* the re-score; a verifier should
-test one-sidedly (re-score much lower than the claim is suspicious) and rely
-on the absolute figures (own output: mean logprob -1.1 to -1.7, top-10 rate
-0.87-0.94; the same tokens shuffled: -7.5 to -8.3, 0.06-0.21; another
-prompt's output: -2.3 to -3.0, 0.71-0.82).
+have very low logprobs. So an honest claim sits *below* the re-score: a verifier
+tests one-sidedly and relies on the absolute figures
+(docs/notes/verification.md#claim-versus-re-score).
 """
 
 from __future__ import annotations

@@ -21,25 +21,18 @@ from node.llm.schema import compile_schema
 BENCH_RUNS = 3
 BENCH_MAX_TOKENS = 32
 BENCH_MAX_SECONDS = 3.0
-"""Three 32-token runs take about 1.5 s on SmolLM2/2 cores; a slow model stops at 3 s in all.
-The best run counts: on this shared 2-core box the same run measured anywhere from 2 to
-110 tok/s while other processes came and went (2 OpenMP threads on 2 busy cores spin-wait
-on each other), and a transient dip at start-up must not get a model refused."""
+"""A slow model stops at 3 s in all; the best run counts, so a transient dip at start-up does not get a
+model refused (docs/notes/llama.md#self-benchmark)."""
 
 MIN_TOK_S = 5.0
 """Below this constrained-generation speed a node does not offer a model at all.
 
-Reasoning: Dria drops nodes under 10 tok/s of *unconstrained* generation; ours is
-measured *with* a grammar, which runs at about half the unconstrained speed on
-llama-cpp-python's eager path (SmolLM2, 1 thread: 42-45 vs 21 tok/s,
-docs/notes/llama.md), so 5 constrained is about 10 unconstrained. At 5 tok/s a
-typical synthesize output (3 rows, ~400 tokens) takes 80 s, about the longest
-lease we want to hand out; slower nodes would mostly produce expired leases."""
+About 10 tok/s unconstrained, where Dria drops nodes; slower nodes would mostly produce
+expired leases (docs/notes/llama.md#minimum-speed)."""
 
 DEADLINE_SAFETY = 2.0
-"""A node claims a task only if its expected time is under half the time left:
-the benchmark runs on an idle machine, and a volunteer's machine rarely stays idle
-(with another process at 40% CPU, 2-thread generation fell from 66 to 13-21 tok/s)."""
+"""A node claims a task only if its expected time is under half the time left: the benchmark
+ran on an idle machine, and a volunteer's rarely stays idle (docs/notes/llama.md#deadline-margin)."""
 
 PREFILL_SPEEDUP = 2.3
 """Prefill runs about 2.3x faster per token than generation on a CPU (docs/notes/llama.md)."""

@@ -65,8 +65,7 @@ def generation_stats(g: GenerationResult) -> GenerationStats:
 
 
 REPEAT_PENALTY = 1.15
-"""Mild repetition penalty over the last 64 tokens for every structured task. In a 6-row demo run
-without it, 3 of 7 synthesize outputs were repetition loops (dropped by the gates)."""
+"""Mild repetition penalty over the last 64 tokens for every structured task (docs/notes/quality.md#repetition)."""
 
 
 def sampling_params(decoding: DecodingParams, compiled: CompiledSchema | int) -> SamplingParams:

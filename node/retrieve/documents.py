@@ -9,14 +9,8 @@ here may depend on anything but the body and its declared charset: every node mu
 same string.
 
 Choices, and why:
-- **PDF: pdfminer.six**, not pypdf. Both are pure Python and actively maintained (pdfminer.six
-  20260107, pypdf 7.1). pypdf was faster (15-17 against 24-26 ms a page on the two PDFs in
-  /usr/share/doc, a LaTeX manual of 36 pages and a DocBook spec of 17), but it returns lines
-  only: every wrapped sentence is cut at each line end, and curate splits sentences at line
-  breaks, so a paragraph would have to be guessed back from line lengths. pdfminer's layout
-  analysis groups lines into text boxes in reading order, which gives paragraphs directly; what
-  it still splits (the first or last line of a justified paragraph, a hyphenated word) is joined
-  by `_join_wrapped`. At ~25 ms a page it is cheaper than trafilatura on an HTML page (55 ms).
+- **PDF: pdfminer.six**, not pypdf: slower, but its layout analysis gives paragraphs where pypdf
+  gives only lines; what it still splits is joined by `_join_wrapped` (docs/notes/retrieval.md#pdf-extraction).
 - **Markdown: markdown-it-py's token stream**, not "render to HTML, then trafilatura".
   trafilatura, made for web pages, dropped the headings and list items of a rendered Markdown
   page (its boilerplate heuristics); a Markdown file has no navigation to remove, so every block
@@ -48,7 +42,7 @@ from node.retrieve.errors import DocumentFormatError
 from protocol.tasks import MAX_DOCUMENT_CHARS
 
 MAX_PDF_PAGES = 500
-"""Pages read at most: ~12 s at the ~25 ms a page measured above, inside the 30 s extraction deadline."""
+"""Pages read at most: about 12 s, inside the 30 s extraction deadline (docs/notes/retrieval.md#pdf-extraction)."""
 PDF_MAGIC_WINDOW = 1024
 """Readers accept `%PDF-` anywhere in the first KiB (junk before it is common)."""
 HEADING_MAX_WORDS = 6

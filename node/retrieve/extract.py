@@ -3,8 +3,8 @@
 Owns: `extract_document` (what a retrieve task returns: for HTML and XML trafilatura's main-text
 extraction, for Markdown, plain text and PDF the one text `documents.py` makes of them; the
 text an evidence quote must come from) and `extract_for_index` (for HTML a structural lxml
-pass, ~7x faster: 8 against 55 ms a page on the Python docs in bench/retrieval.py; good enough
-to rank pages; for the other formats the same text as retrieval). Both are synchronous and CPU-bound, never for the
+pass, ~7x faster and good enough to rank pages, docs/notes/retrieval.md#index-extraction; for
+the other formats the same text as retrieval). Both are synchronous and CPU-bound, never for the
 event loop. libxml2 under them has segfaulted in concurrent threads, so the retriever runs
 `extract_document` in a worker process (retriever.py); the indexer runs one thread at a time.
 
@@ -97,8 +97,7 @@ def extract_for_index(body: bytes, content_type: str = "text/html", url: str = "
     boilerplate to drop, and the cheap pass would not be cheaper); the rest is parsed as HTML.
     Drops scripts, navigation, headers, footers and sidebars, keeps `<main>`,
     `[role=main]` or `<article>` if the page has one (else `<body>`), and collapses
-    whitespace. Indexing needs words to rank, not clean prose: trafilatura with its
-    metadata pass took 70 s for the 530 Python docs pages, this pass about 4 s.
+    whitespace. Indexing needs words to rank, not clean prose (docs/notes/retrieval.md#index-extraction).
     """
     if content_type == "text/plain" or content_type in MARKDOWN_CONTENT_TYPES or content_type in PDF_CONTENT_TYPES:
         return extract_document(body, content_type, None, url)

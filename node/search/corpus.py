@@ -206,9 +206,8 @@ async def index_directory(
 ) -> IndexStats:
     """Index the documents below `directory` as served under `base_url` (see `index_corpus`).
 
-    One worker thread reads, extracts and writes. Extraction in 2 processes was measured
-    slower on the 2-core machines (0.52x, bench/retrieval.py at the time): spawning workers
-    that import lxml and pickling 10 MB of text back costs more than the ~8 ms/page it spreads.
+    One worker thread reads, extracts and writes: 2 processes were slower
+    (docs/notes/retrieval.md#indexing-in-one-thread).
     """
     if not directory.is_dir():
         raise CorpusError(f"{directory} is not a directory (give a directory of documents or an http(s) URL)")

@@ -142,8 +142,8 @@ class CorpusRequestHandler(SimpleHTTPRequestHandler):
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **CORPUS_CONTENT_TYPES}  # noqa: RUF012 (the base's name)
     timeout = 10
     disable_nagle_algorithm = True
-    """Headers and body go out in separate writes; with Nagle on, keep-alive responses stall on
-    the client's delayed ACK (~40 ms each: 35 fetches/s instead of hundreds, bench/retrieval.py)."""
+    """Headers and body go out in separate writes: with Nagle on, keep-alive responses stall on
+    the client's delayed ACK (docs/notes/retrieval.md#nagle-on-the-corpus-server)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

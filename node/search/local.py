@@ -23,18 +23,14 @@ from node.search.index_db import get_meta, open_for_search
 from protocol.tasks import SearchHit
 
 TITLE_WEIGHT = 8.0
-"""bm25() weight of a title match against 1.0 for the body. On the 20 queries of
-bench/retrieval.py the expected page is in the top 3 for 18/20 at every weight from 1 to
-64; from 4 on "thread lock" finds threading.html in the top 10 (at 1 it does not), and 128
-starts pushing title-only matches up. 8 sits in the flat middle."""
+"""bm25() weight of a title match against 1.0 for the body: the flat middle of the range that ranks
+well (docs/notes/retrieval.md#title-weight)."""
 MAX_QUERY_TERMS = 32
 SNIPPET_TOKENS = 32
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _RANK = f"bm25(pages_fts, {TITLE_WEIGHT}, 1.0)"
-# Two steps: rank every match, then build snippets for the top rows only. In one SELECT,
-# SQLite evaluates snippet() for every matching row before sorting: 24 ms against 8 ms a
-# query on the Python docs (snippet() re-tokenizes whole documents).
+# Two steps: rank every match, then build snippets for the top rows only (docs/notes/retrieval.md#snippets).
 _SEARCH_SQL = f"""
 SELECT pages.url, pages.title, snippet(pages_fts, 1, '', '', '…', {SNIPPET_TOKENS}), {_RANK} AS rank
 FROM pages_fts JOIN pages ON pages.id = pages_fts.rowid

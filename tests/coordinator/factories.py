@@ -249,13 +249,13 @@ def claim_and_grant(
     lease_ms: int = 60_000,
 ) -> Grant:
     """Run claim + grant for `node`, returning the Grant the coordinator would send."""
-    slot = store.claim(task_id, node.peer_id, claim_deadline_ms=now_ms + 5_000, now_ms=now_ms)
-    assert slot is not None, f"{node.peer_id} could not claim {task_id}"
+    claimed = store.claim(task_id, node.peer_id, claim_deadline_ms=now_ms + 5_000, now_ms=now_ms)
+    assert claimed is not None, f"{node.peer_id} could not claim {task_id}"
     payload = store.task_payload(task_id)
     llm = payload.kind in GENERATIVE_KINDS
     store.grant(
         task_id,
-        slot.replica,
+        claimed.replica,
         lease_id=lease_id,
         deadline_ms=now_ms + lease_ms,
         model_sha256=MODEL if llm else None,

@@ -1,6 +1,6 @@
 """`decide(view)` as a table: one task's snapshot in, one decision out. No store, no clock, no network.
 
-Each row states the task kind, its slots and pending results (by producer and output), the spot-check
+Each row states the task kind, its replicas and pending results (by producer and output), the spot-check
 pick, the audits' outcomes, which nodes could validate, and the decision expected, summarised as
 (decision, canonical, accepted, rejected with reasons, credit, spot-check cleared) or (decision, detail).
 """
@@ -89,8 +89,8 @@ class Out:
 class Row:
     kind: TaskKind
     results: Sequence[Out]
-    slots: Sequence[ReplicaState] | None = None
-    """Slot states (default: one SUBMITTED slot per result)."""
+    replicas: Sequence[ReplicaState] | None = None
+    """Replica states (default: one SUBMITTED replica per result)."""
     state: TaskState = TaskState.OPEN
     payload: TaskPayload | None = None
     spot_checked: bool = False
@@ -117,8 +117,8 @@ def view_of(row: Row) -> TaskView:
     }
     payload = row.payload or payloads[row.kind]
     task = TaskRecord("t1", "j1", row.kind.value, row.kind, "00" * 32, 10, 4, row.state, None, T0, T0)
-    slot_states = row.slots or [ReplicaState.SUBMITTED] * len(row.results)
-    slots = tuple(ReplicaRecord("t1", i, s, 0, None, None, None, T0) for i, s in enumerate(slot_states))
+    replica_states = row.replicas or [ReplicaState.SUBMITTED] * len(row.results)
+    replicas = tuple(ReplicaRecord("t1", i, s, 0, None, None, None, T0) for i, s in enumerate(replica_states))
     records, messages = [], {}
     for i, out in enumerate(row.results, start=1):
         g = grant(payload, lease_id=f"l{i}", model=out.model)
@@ -136,7 +136,7 @@ def view_of(row: Row) -> TaskView:
 
     return TaskView(
         task,
-        slots,
+        replicas,
         tuple(records),
         pending,
         messages,
@@ -170,10 +170,10 @@ LIAR = ValidateOutput(n_tokens=2, mean_logprob=-6.0, topk_rate=0.2, token_logpro
 TABLE = [
     # --- any kind: nothing to decide yet
     pytest.param(Row(S, [Out("a")], state=TaskState.DONE), ("wait", "task is done"), id="closed"),
-    pytest.param(Row(S, [Out("a")], slots=[SUB, GRANTED]), ("wait", "replicas running"), id="replica-out"),
+    pytest.param(Row(S, [Out("a")], replicas=[SUB, GRANTED]), ("wait", "replicas running"), id="replica-out"),
     pytest.param(Row(S, [Out("a", judged=True)]), ("wait", "no result pending"), id="all-judged"),
     pytest.param(
-        Row(S, [Out("a", counted=False)], slots=[ReplicaState.FAILED]),
+        Row(S, [Out("a", counted=False)], replicas=[ReplicaState.FAILED]),
         ("wait", "no result pending"),
         id="uncounted-only",
     ),
@@ -240,7 +240,7 @@ TABLE = [
         id="spot-check-failed",
     ),
     pytest.param(
-        Row(S, [Out("a")], slots=[SUB, ReplicaState.FAILED], spot_checked=True),
+        Row(S, [Out("a")], replicas=[SUB, ReplicaState.FAILED], spot_checked=True),
         ("audit", ((1, 2),)),
         id="abandoned-replica-rescored",
     ),
@@ -318,5 +318,5 @@ def test_a_question_gen_or_judge_task_is_decided_as_generative() -> None:
     row = Row(S, [Out("a"), Out("b")])
     view = view_of(row)
     judge = TaskRecord("t1", "j1", "judge", TaskKind.JUDGE, "00" * 32, 10, 4, TaskState.OPEN, None, T0, T0)
-    assert summary(decide(TaskView(judge, view.slots, view.results, view.pending, view.messages), SchedulerConfig())) \
-        == ("accept", 1, (1, 2), (), True, False)  # fmt: skip
+    as_judge = TaskView(judge, view.replicas, view.results, view.pending, view.messages)
+    assert summary(decide(as_judge, SchedulerConfig())) == ("accept", 1, (1, 2), (), True, False)

@@ -157,7 +157,7 @@ def test_result_failing_checks_is_rejected_and_reoffered(tmp_path: Path) -> None
     assert receipt.verdict is Verdict.REJECTED
     verdict = s.store.verdict(s.store.results_for("t1")[0].result_id)
     assert verdict is not None and verdict.reason == Reason.MODEL_NOT_ALLOWED
-    assert any(slot.state is ReplicaState.OFFERED and slot.attempt == 1 for slot in s.store.replicas("t1"))
+    assert any(r.state is ReplicaState.OFFERED and r.attempt == 1 for r in s.store.replicas("t1"))
 
 
 def test_blacklisted_nodes_get_no_work(tmp_path: Path) -> None:
@@ -197,8 +197,8 @@ def test_lapsed_lease_is_reoffered_and_charged(tmp_path: Path) -> None:
     g = claim(s, "t1", NODE_A)
     assert isinstance(g, Grant)
     s.tick(g.lease_deadline_ms + 1)
-    slots = s.store.replicas("t1")
-    assert any(x.state is ReplicaState.OFFERED and x.attempt == 1 for x in slots)
+    replicas = s.store.replicas("t1")
+    assert any(x.state is ReplicaState.OFFERED and x.attempt == 1 for x in replicas)
     rep = s.store.reputation(NODE_A.peer_id)
     assert rep is not None and rep.expired == 1
 

@@ -144,8 +144,8 @@ def test_rejected_result_retries_on_another_node_then_gives_up(store: Store) -> 
         [Judgement(r0.result.result_id, Verdict.REJECTED, Reason.SCHEMA_INVALID.value, "row 0: bad")],
         now_ms=T0 + 10,
     )
-    [slot] = settled.reoffered
-    assert slot.state is ReplicaState.OFFERED and slot.attempt == 1 and slot.node is None
+    [replica] = settled.reoffered
+    assert replica.state is ReplicaState.OFFERED and replica.attempt == 1 and replica.node is None
     assert store.verdict(r0.result.result_id).reason == "schema_invalid"  # type: ignore[union-attr]
     # The node whose result was rejected does not get the task again.
     assert store.claim("t1", NODE_A.peer_id, claim_deadline_ms=T0 + 99, now_ms=T0 + 20) is None
@@ -178,7 +178,7 @@ def test_expired_leases_are_found_and_reoffered(store: Store) -> None:
     assert store.lease("la").state == "expired"
     assert store.expire_due(now_ms=T0 + 30_002) == []  # nothing left to do
 
-    # The late result for the old lease is recorded, but does not fill the re-offered slot.
+    # The late result for the old lease is recorded, but does not fill the re-offered replica.
     late = _submit(store, "t1", NODE_A, "la", T0 + 40_000)
     assert late.replica is None and not late.result.counted
     assert store.replica("t1", 0).state is ReplicaState.OFFERED
@@ -220,7 +220,7 @@ def test_result_signed_by_someone_else_does_not_fill_the_slot(store: Store) -> N
     stray = store.record_result(opened(result_for(g, rows_output(GOOD_ROW)), NODE_C), now_ms=T0)
     assert stray.replica is None and not stray.result.counted and stray.result.node == NODE_C.peer_id
     assert store.replica("t1", 0).state is ReplicaState.GRANTED
-    # It can still be judged (and its signer penalised) without touching the slot.
+    # It can still be judged (and its signer penalised) without touching the replica.
     store.settle("t1", [Judgement(stray.result.result_id, Verdict.REJECTED, "signer_not_lease_holder")], now_ms=T0)
     assert store.replica("t1", 0).state is ReplicaState.GRANTED
 
@@ -331,7 +331,7 @@ def test_a_tampered_stored_result_fails_to_reverify(tmp_path: Path) -> None:
 
 
 def _strand(db: Path, lease_id: str) -> None:
-    """Leave a slot EXPIRED without its follow-up, as a coordinator that stopped between the two might."""
+    """Leave a replica EXPIRED without its follow-up, as a coordinator that stopped between the two might."""
     raw = sqlite3.connect(db)
     raw.execute("UPDATE slots SET state = 'expired' WHERE lease_id = ?", (lease_id,))
     raw.execute("UPDATE leases SET state = 'expired' WHERE lease_id = ?", (lease_id,))

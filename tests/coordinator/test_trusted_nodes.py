@@ -153,7 +153,7 @@ def test_a_deterministic_spot_check_is_a_second_replica_only_when_another_node_c
     alone = scheduler(tmp_path / "alone", live=(NODE_A.peer_id,), spot_check_p=1.0)
     alone.submit("r1", "j1", "retrieve", retrieve_payload(), now_ms=T0)
     assert isinstance(claim(alone, "r1", NODE_A), Grant)
-    assert len(alone.store.replicas("r1")) == 1  # nobody else could take a second slot: it would only stall
+    assert len(alone.store.replicas("r1")) == 1  # nobody else could take a second replica: it would only stall
 
     (tmp_path / "pair").mkdir()
     pair = scheduler(tmp_path / "pair", live=(NODE_A.peer_id, NODE_B.peer_id), spot_check_p=1.0)
