@@ -33,6 +33,7 @@ make curate a generative kind that needs re-scoring.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from itertools import zip_longest
 
 from node.executors.base import ExecutionError, ExecutionResult
@@ -207,7 +208,7 @@ _IMPERATIVE_TEXT = (
 )
 _IMPERATIVES = frozenset(_IMPERATIVE_TEXT.split())
 """Verbs that open an instruction ("Use shutil.move() to support moves ..."): it has no subject to ask about."""
-_VERSIONED = re.compile(r"\bv?\d+(?:\.\d+)+[a-z]?\d*$")
+_VERSIONED = re.compile(r"\bv?\d+(?:\.(?:\d+|[xX]))+[a-z]?\d*$")
 """A subject that ends in a version number ("Python 3.3", "SQLite version 3.7.16.2"): a release adds, fixes and
 uses many things, so "What does Python 3.3 add?" has no one answer."""
 
@@ -248,7 +249,8 @@ def is_definition(sentence: str) -> bool:
 
 
 _POINTING = re.compile(
-    r"\b(?:this|these|those|following|former|latter|above|below|such|here|previous|also|likewise|similarly|again)\b",
+    r"\b(?:this|these|those|following|former|latter|above|below|such|here|previous|also|likewise|similarly|again"
+    r"|resulting)\b",
     re.I,
 )
 """Words that point at another part of the page: a sentence holding one answers nothing read alone
@@ -349,6 +351,10 @@ def asking_verb(sentence: str) -> tuple[str, tuple[tuple[str, ...], ...]] | None
 MAX_SUBJECT_MENTIONS = 2
 """A subject named in more sentences of the chunk than this is what the chunk is about ("SQLite" on a SQLite
 page): a question about it alone ("What does SQLite support?") has many answers there, not one."""
+MAX_PAGE_MENTIONS = 11
+"""The same across the whole page: a subject named in more of its sentences than this is what the page is about,
+and only a definition ("What is DRD?") has one answer; "What does Node.js use?" has many
+(docs/notes/quality.md#page-subjects)."""
 _PERFECT = frozenset({"has", "have", "had"})
 """"X has been added in 1.4", "X has the same meaning as ...": no question built on X and its verb asks for
 what these sentences say."""
@@ -360,8 +366,14 @@ def _unbalanced(sentence: str) -> bool:
     return any(sentence.count(o) != sentence.count(c) for o, c in ("()", "[]", "{}"))
 
 
-def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK) -> list[str]:
-    """The sentences of `text` that can answer a question on their own, definitions first."""
+def page_sentences(page: str) -> list[str]:
+    """A page's sentences, case-folded: what `answer_sentences` counts a subject's mentions in."""
+    return [page[s:e].casefold() for s, e in sentence_spans(page)]
+
+
+def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK, *, page: Sequence[str] = ()) -> list[str]:
+    """The sentences of `text` that can answer a question on their own, definitions first. `page`: the
+    sentences of the whole document the chunk is from (`page_sentences`), when known."""
     picked: list[tuple[int, int, str]] = []
     sentences = [text[s:e] for s, e in sentence_spans(text)]
     folded = [s.casefold() for s in sentences]
@@ -369,6 +381,10 @@ def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK) -> list[str]:
         before = sentences[order - 1].split()[-1] if order else "."
         if before.endswith(("...", "…")) or before.lower() in _FUNCTION_WORDS | _DEPENDENT_OPENERS:
             continue  # the split cut a sentence at "..." or a line break ("a superset of\nWHERE clause terms ...")
+        if before.isalpha() and before.islower() and sentence.split()[0].lower() not in ("the", "a", "an"):
+            # Wrapped prose: the line before ends mid-sentence ("... most often internal\nNode.js handle objects
+            # ..."). After a list item without a full stop a sentence still opens with its article.
+            continue
         n_words = len(sentence.split())
         if not (ANSWER_MIN_WORDS <= n_words <= ANSWER_MAX_WORDS) or len(sentence) > ANSWER_MAX_CHARS:
             continue
@@ -385,7 +401,10 @@ def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK) -> list[str]:
         core = subject.casefold().removeprefix("the ").removeprefix("a ").removeprefix("an ")
         if sum(core in f for f in folded) > MAX_SUBJECT_MENTIONS:
             continue
-        picked.append((0 if is_definition(sentence) else 1, order, sentence))
+        definition = is_definition(sentence)
+        if not definition and sum(core in f for f in page) > MAX_PAGE_MENTIONS:
+            continue
+        picked.append((0 if definition else 1, order, sentence))
     return list(dict.fromkeys(s for _, _, s in sorted(picked)))[:limit]
 
 
@@ -413,11 +432,12 @@ def _document_tasks(doc: Document, payload: CuratePayload) -> list[SynthesisSpec
     if digest != doc.content_sha256:
         # Offsets are only meaningful against the exact text the digest names.
         raise ExecutionError(f"document {doc.url} does not match its content_sha256 (got {digest})")
+    page = page_sentences(doc.text)
     return [
         SynthesisSpec(
             instruction=payload.instruction,
             chunk=SourceChunk(url=doc.url, content_sha256=doc.content_sha256, start=s, end=e, text=doc.text[s:e]),
-            answers=answer_sentences(doc.text[s:e]),
+            answers=answer_sentences(doc.text[s:e], page=page),
         )
         for s, e in chunk_spans(doc.text, payload.chunk_chars)
     ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.verify.questions import check_question
-from node.executors.curate import answer_sentences, asking_verb, sentence_subject
+from node.executors.curate import answer_sentences, asking_verb, page_sentences, sentence_subject
 from node.executors.synthesize import evidence_candidates, leaked_words, question_frames, write_question
 from node.executors.validate import ValidateExecutor, round_trip
 from node.llm.engine import Engine
@@ -173,12 +173,29 @@ def test_no_question_shape_without_a_verb_to_carry(sentence: str) -> None:
         "Use shutil.move() to support moves to a different filesystem.",  # an instruction: no subject
         "Python 3.3 enhances existing functions and introduces new functions.",  # a release does many things
         "SQLite version 3.7.16.2 fixes a subtle race condition in the locking logic.",
+        "Helgrind 3.4.x contains direct support for Qt 4.X threading.",
+        "The resulting xsltStylesheetPtr is placed in the stylesheets array.",  # the result of the step before
     ],
 )
 def test_sentences_that_lean_on_their_page_are_not_answers(sentence: str) -> None:
     assert answer_sentences(f"{sentence} The sqlite3_open() interface opens a database file.") == [
         "The sqlite3_open() interface opens a database file."
     ]
+
+
+def test_a_subject_the_whole_page_is_about_answers_only_what_it_is() -> None:
+    use = "Node.js uses the platform's OpenSSL implementation internally."
+    defined = "Node.js is a JavaScript runtime built on the V8 engine."
+    page = page_sentences(" ".join(f"Node.js runs task {i} here." for i in range(12)) + f" {use} {defined}")
+    assert answer_sentences(f"{use} {defined}", page=page) == [defined]  # "What does Node.js use?" has many answers
+    assert answer_sentences(f"{use} {defined}") == [defined, use]  # a page that names it rarely: both
+
+
+def test_wrapped_prose_does_not_start_an_answer_mid_sentence() -> None:
+    wrapped = "Resource objects are most often internal\nNode.js handle objects with undocumented APIs."
+    assert answer_sentences(wrapped) == []
+    listed = "- the tracker tracks active resources\nThe node:async_hooks module provides an API to track resources."
+    assert answer_sentences(listed) == ["The node:async_hooks module provides an API to track resources."]
 
 
 def test_a_sentence_cut_by_the_splitter_is_not_an_answer() -> None:
