@@ -127,6 +127,9 @@ def _no_gap(question: str, tail: list[str]) -> str:
     new error codes be added?") nothing is missing unless a preposition ends the question ("... converted
     into?")."""
     words = question.split()
+    if tail[-2:] in (["used", "to"], ["able", "to"]):
+        # "What is X used to?": the "to" of an infinitive, whose verb the answer holds ("used to specify ...").
+        return f"stops before the verb its 'to' needs: {question[:80]!r}"
     if len(words) < 2 or words[0].lower() not in _GAP_WORDS or (tail and tail[-1] in _PREPOSITIONS):
         return ""
     if not tail:

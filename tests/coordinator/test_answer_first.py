@@ -194,6 +194,9 @@ def test_asking_what_a_broad_subject_is_when_its_answer_says_what_is_done_with_i
     used = "The Tcl script language is used to help translate canonical source code into the amalgamation."
     failure = check_answer_first("What is the Tcl script language?", used, used)
     assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER
+    tz = "The TZ environment variable is used to specify the timezone configuration."
+    stopped = check_answer_first("What is the TZ environment variable used to?", tz, tz)
+    assert stopped is not None and stopped.reason is Reason.QUESTION_MALFORMED
     by = "The Tcl script language is used by the build to translate source code into the amalgamation."
     assert check_answer_first("What is the Tcl script language used by?", by, by) is None
     written = "Most extension modules are written in C for speed."
