@@ -35,10 +35,36 @@ class Rate:
 class Measurement:
     source: str
     rates: tuple[Rate, ...]
+    builds: str = ""
+    """Which llama.cpp builds were compared, and whether an honest node on another one was charged."""
 
 
-MEASURED: dict[str, Measurement] = {
-    BUNDLED_SMOLLM2: Measurement(
+MEASURED: dict[str, tuple[Measurement, ...]] = {
+    BUNDLED_SMOLLM2: (Measurement(
+        source="bench/verifier_rates.py, 2026-12-07, code d2bd12c, 2106 answer-first synthesize tasks from the Python "
+        "and SQLite docs (every chunk of a page), validator top-k 40",
+        rates=(
+            Rate("honest output charged by re-scoring (false positive)", 7, 2106, 0.0016, 0.0068,
+                 "each a garbled question ('themagic', 'zeroblabeled') whose sampled tokens the validator's own "
+                 "tokenization of the text does not reproduce, or that scored under the floor"),
+            Rate("honest output of another llama.cpp build (AVX only, no AVX2/FMA) charged by this build's "
+                 "validator", 1, 371, 0.0005, 0.0151, "the one charged was charged on both builds"),
+            Rate("honest output charged by a validator on that other build", 2, 523, 0.0010, 0.0138),
+            Rate("honest output on other settings (1 thread, batch 8) charged", 0, 106, 0.0, 0.0350),
+            Rate("another task's output accepted by re-scoring (false negative)", 41, 2106, 0.0144, 0.0263,
+                 "2 of 2106 also passed the row gates"),
+            Rate("shuffled output accepted by re-scoring", 3, 2106, 0.0005, 0.0042, "none passed the row gates"),
+            Rate("truncated output accepted by re-scoring", 259, 2106, 0.1096, 0.1377,
+                 "a prefix of an honest output scores like one; none passed the row gates"),
+            Rate("the same model requantized (Q4_0) declared as the bundled Q4_1, accepted", 1045, 1054, 0.9839,
+                 0.9955, "re-scoring cannot tell quantizations of one model apart: model identity is not verified"),
+            Rate("another model's output (Gemma-3-270M) declared as this one, accepted", 101, 106, 0.8943, 0.9797,
+                 "the question grammar forces most of the question, so two small models write alike"),
+            Rate("round trip: a question written for another sentence of the chunk passed", 1, 67, 0.0026, 0.0798),
+        ),
+        builds="llama-cpp-python 0.3.36 built AVX2+FMA (the Makefile's wheel) and AVX only agree: an honest node "
+        "on either is charged no more often than on its own build",
+    ), Measurement(
         source="bench/verifier_rates.py, 2026-12-06, 514 answer-first synthesize tasks from the Python and SQLite "
         "docs, validator top-k 40",
         rates=(
@@ -56,21 +82,28 @@ MEASURED: dict[str, Measurement] = {
                  "the rows still pass the same gates and round trip"),
             Rate("round trip: a question written for another sentence of the chunk passed", 1, 42, 0.0042, 0.1232),
         ),
-    ),
+    ),),
 }  # fmt: skip
+"""Per model digest, its samples, newest first: the card gives the newest in full and the others a line each."""
 
 
 def card_lines(models: Iterable[str]) -> list[str]:
     """The card's lines on the verifier's measured error rates for the models that wrote its rows."""
     lines: list[str] = []
     for digest in sorted(set(models)):
-        measured = MEASURED.get(digest)
-        if measured is None:
+        measured = MEASURED.get(digest, ())
+        if not measured:
             lines.append(
                 f"- verifier error rates for model `{digest[:12]}…`: not measured (the thresholds were measured on "
                 "the bundled SmolLM2-135M; bench/verifier_rates.py measures a model)"
             )
             continue
-        lines.append(f"- verifier error rates for model `{digest[:12]}…` ({measured.source}):")
-        lines += [f"  - {rate.line()}" for rate in measured.rates]
+        newest, *earlier = measured
+        lines.append(f"- verifier error rates for model `{digest[:12]}…` ({newest.source}):")
+        lines += [f"  - {rate.line()}" for rate in newest.rates]
+        if newest.builds:
+            lines.append(f"  - llama.cpp builds: {newest.builds}")
+        for sample in earlier:
+            head = sample.rates[0]
+            lines.append(f"- earlier verifier error rates ({sample.source}): {head.line()}")
     return lines

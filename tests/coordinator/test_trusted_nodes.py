@@ -214,7 +214,8 @@ def test_the_card_states_the_verifiers_measured_error_rates_for_the_model_or_tha
     from coordinator.verify.error_rates import BUNDLED_SMOLLM2, card_lines
 
     measured = "\n".join(card_lines([BUNDLED_SMOLLM2]))
-    assert "honest output charged by re-scoring (false positive): 2 of 514" in measured
+    assert "honest output charged by re-scoring (false positive): 7 of 2106" in measured
+    assert "another llama.cpp build" in measured and "earlier verifier error rates" in measured
     assert "another model's output" in measured
     unknown = card_lines(["ab" * 32])
     assert len(unknown) == 1 and "not measured" in unknown[0]
