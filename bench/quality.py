@@ -151,11 +151,13 @@ def page_text(path: Path) -> str:
     return extract_document(path.read_bytes(), "text/html", None, "file://" + str(path)).text
 
 
-def page_of(path: str | Path) -> list[str]:
-    """The page's sentences, for `answer_sentences(..., page=)` as curate passes them."""
+@functools.lru_cache(maxsize=64)
+def page_of(path: str | Path) -> tuple[str, ...]:
+    """The page's sentences, for `answer_sentences(..., page=)` as curate passes them (once per page, not
+    once per chunk)."""
     from node.executors.curate import page_sentences
 
-    return page_sentences(page_text(Path(path)))
+    return tuple(page_sentences(page_text(Path(path))))
 
 
 def page_chunks(corpus: str, path: Path, limit: int | None = CHUNKS_PER_PAGE) -> list[Chunk]:
