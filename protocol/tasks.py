@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TaskKind(StrEnum):
@@ -232,6 +232,33 @@ class AnswerTarget(Frozen):
     max_question_chars: int = Field(default=150, ge=16, le=400)
 
 
+MAX_LABEL_CHOICES = 20
+LABEL_CHOICE_CHARS = 64
+
+
+class LabelTarget(Frozen):
+    """Label first: the row's text is this sentence of the chunk, verbatim, and the model writes only its
+    label, one of `choices`. A validator must then pick the same label from the text alone, whichever
+    order the choices are listed in."""
+
+    sentence: Annotated[str, Field(min_length=1, max_length=ANSWER_SENTENCE_CHARS)]
+    """Verbatim from the chunk; it is the row's evidence and the value of `text_field`."""
+    text_field: Annotated[str, Field(min_length=1, max_length=64)]
+    label_field: Annotated[str, Field(min_length=1, max_length=64)]
+    choices: Annotated[
+        tuple[Annotated[str, Field(min_length=1, max_length=LABEL_CHOICE_CHARS)], ...],
+        Field(min_length=2, max_length=MAX_LABEL_CHOICES),
+    ]
+    description: Annotated[str, Field(max_length=200)] = ""
+    """What the label says about the text (the spec field's description)."""
+
+    @model_validator(mode="after")
+    def _distinct_choices(self) -> LabelTarget:
+        if len(set(self.choices)) != len(self.choices):
+            raise ValueError("label choices repeat a value")
+        return self
+
+
 class SynthesizePayload(Frozen):
     kind: Literal[TaskKind.SYNTHESIZE] = TaskKind.SYNTHESIZE
     instruction: Annotated[str, Field(min_length=1, max_length=4000)]
@@ -241,6 +268,14 @@ class SynthesizePayload(Frozen):
     n_rows: int = Field(default=1, ge=1, le=10)
     target: AnswerTarget | None = None
     """Set for question/answer rows: see `AnswerTarget` (needs `chunk`, and n_rows 1)."""
+    label: LabelTarget | None = None
+    """Set for text/label rows: see `LabelTarget` (needs `chunk`, and n_rows 1; never with `target`)."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SynthesizePayload:
+        if self.target is not None and self.label is not None:
+            raise ValueError("a synthesize task is answer first or label first, not both")
+        return self
 
 
 class GeneratedRow(Frozen):
@@ -258,9 +293,13 @@ class SynthesizeOutput(Frozen):
 
 
 class RoundTrip(Frozen):
-    """A validator's reading of an answer-first row: which sentence of the chunk is the question
-    about? Each sentence's gain is how much it raises the question's likelihood over no sentence
-    (mean log P(question | sentence) - mean log P(question), nats per token)."""
+    """A validator's reading of a row written answer first or label first.
+
+    `reading="sentence"`: which sentence of the chunk is the question about? Each sentence's gain is how
+    much it raises the question's likelihood over no sentence (mean log P(question | sentence) - mean
+    log P(question), nats per token). `reading="label"`: which choice labels the text? Each choice's gain
+    is how much the text raises its likelihood over no text (log P(choice | text) - log P(choice), nats),
+    and rank, margin and gain are the worst over the orders the choices were listed in."""
 
     answer_rank: int = Field(ge=0, le=1000)
     """Rank of the row's answer sentence among the chunk's sentences (0: the validator recovered it)."""
@@ -269,6 +308,8 @@ class RoundTrip(Frozen):
     gain: float = 0.0
     """Its own gain (> 0: the question is more likely after the sentence than after nothing)."""
     n_sentences: int = Field(ge=0, le=1000)
+    """Sentences of the chunk (answer first) or choices (label first) the validator ranked."""
+    reading: Literal["sentence", "label"] = "sentence"
 
 
 class ValidateOutput(Frozen):
@@ -281,7 +322,7 @@ class ValidateOutput(Frozen):
     prompt_matches: bool | None = None
     """Whether the producer's claimed prompt equals the one rendered from the task (None: no task given)."""
     roundtrip: RoundTrip | None = None
-    """Set when the task is an answer-first synthesize task (`SynthesizePayload.target`)."""
+    """Set when the task is an answer-first or label-first synthesize task (`target`, `label`)."""
 
 
 # --- judge ------------------------------------------------------------------

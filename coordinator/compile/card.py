@@ -150,7 +150,16 @@ def _grounded_line(facts: CardFacts) -> str:
             "yes: every answer is a sentence of a retrieved source, verbatim, and a validator that did not "
             "write the row recovered that sentence from the question alone (round trip)"
         )
-    return "yes: every row quotes evidence from a retrieved source"
+    if facts.job.label_first:
+        return (
+            "yes: every text is a sentence of a retrieved source, verbatim, and a validator that did not "
+            "write the row read the same label back from the text alone, with the choices in two orders "
+            "(label round trip)"
+        )
+    return (
+        "yes: every row quotes evidence from a retrieved source; no third node checked what the row says "
+        "(word-overlap gates only)"
+    )
 
 
 def _quality_lines(facts: CardFacts) -> list[str]:

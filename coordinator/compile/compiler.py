@@ -177,7 +177,10 @@ def _checks(
     checks = ["signatures"]
     checks += ["replicas_agree"] if replicas else []
     checks += ["rescored"] if independent else (["rescored_by_producer"] if validators else [])
-    checks += ["question_gates", "roundtrip"] if trips else []
+    if any(t.reading == "sentence" for t in trips):
+        checks += ["question_gates", "roundtrip"]
+    if any(t.reading == "label" for t in trips):
+        checks += ["label_roundtrip"]
     return [*checks, "gates"]
 
 
@@ -185,7 +188,9 @@ def _weakest(trips: list[RoundTrip]) -> RoundTripRef | None:
     if not trips:
         return None
     t = max(trips, key=lambda t: (t.answer_rank, -t.margin))
-    return RoundTripRef(answer_rank=t.answer_rank, margin=t.margin, gain=t.gain, n_sentences=t.n_sentences)
+    return RoundTripRef(
+        answer_rank=t.answer_rank, margin=t.margin, gain=t.gain, n_sentences=t.n_sentences, reading=t.reading
+    )
 
 
 def _open_validator(where: str, raw: bytes, peer_id: str) -> tuple[Opened, Result]:

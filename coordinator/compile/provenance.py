@@ -16,10 +16,12 @@ fails with the key that is wrong). Line `i` describes data.jsonl row `i`:
                      "rescored" (a validator's prefill under the declared model) or
                      "rescored_by_producer" (the operator's own node alone re-scored
                      what it wrote, in a separate pass: no independent check),
-                     "question_gates" and "roundtrip" (answer-first rows), "gates"
-    roundtrip        null, or the validators' round trip of an answer-first row (the
-                     weakest of them): answer_rank (0: recovered), margin, gain, n_sentences;
-                     each validator's signed envelope carries its own
+                     "question_gates" and "roundtrip" (answer-first rows), "label_roundtrip"
+                     (label-first rows), "gates"
+    roundtrip        null, or the validators' round trip of an answer-first or label-first
+                     row (the weakest of them): answer_rank (0: recovered), margin, gain,
+                     n_sentences (sentences or choices ranked), reading ("sentence" or
+                     "label"); each validator's signed envelope carries its own
     source           null, or the chunk the row is grounded in: url, content_sha256
                      (of the whole document text), chunk_start/chunk_end (offsets of
                      the chunk in the document), chunk_text, evidence (the quote),
@@ -32,7 +34,7 @@ manifest covers through the file digest).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,6 +80,7 @@ class RoundTripRef(_Line):
     margin: float
     gain: float = 0.0
     n_sentences: int = Field(ge=0)
+    reading: Literal["sentence", "label"] = "sentence"
 
 
 class ProvenanceLine(_Line):

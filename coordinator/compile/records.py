@@ -85,6 +85,8 @@ class JobStats(_Record):
     validate_seconds: float = Field(default=0.0, ge=0.0)
     answer_first: bool = False
     """Rows were written answer first and checked by a round trip (coordinator/pipeline/synthesize.py)."""
+    label_first: bool = False
+    """Rows were written label first and checked by a label round trip (coordinator/pipeline/synthesize.py)."""
     partial: str = ""
     """Why fewer rows than requested were delivered ("" when the quota was met)."""
     started_at_ms: int | None = Field(default=None, ge=0)

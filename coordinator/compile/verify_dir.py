@@ -275,11 +275,12 @@ def _check_provenance_line(
 def _check_roundtrip(report: VerifyReport, j: int, line: ProvenanceLine, trips: list[RoundTrip]) -> None:
     """A round trip the line claims must be what the validators signed, and a recovered answer."""
     if line.roundtrip is None:
-        if "roundtrip" in line.checks:
+        if "roundtrip" in line.checks or "label_roundtrip" in line.checks:
             report.add(PROVENANCE_FILE, "claims a round trip but records none", row=j, field="roundtrip")
         return
-    claimed = (line.roundtrip.answer_rank, line.roundtrip.margin, line.roundtrip.gain)
-    if not any((t.answer_rank, t.margin, t.gain) == claimed for t in trips):
+    r = line.roundtrip
+    claimed = (r.answer_rank, r.margin, r.gain, r.reading)
+    if not any((t.answer_rank, t.margin, t.gain, t.reading) == claimed for t in trips):
         report.add(PROVENANCE_FILE, "no signed validator output shows this round trip", row=j, field="roundtrip")
     elif line.roundtrip.answer_rank != 0:
         report.add(PROVENANCE_FILE, "the validator did not recover the answer", row=j, field="roundtrip")

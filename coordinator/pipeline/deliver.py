@@ -101,6 +101,7 @@ def job_stats(ctx: JobContext, *, models: dict[str, str], started_ms: int, finis
         synthesize_tokens=synth_tokens,
         validate_seconds=round(validate_s, 3),
         answer_first=synthesize.qa_fields(ctx.spec) is not None,
+        label_first=synthesize.label_fields(ctx.spec) is not None,
         partial=str(store.job(ctx.job_id).doc.get("partial", "")),
         started_at_ms=started_ms,
         finished_at_ms=finished_ms,

@@ -13,6 +13,11 @@ node's round trip decides whether the question leads back to that sentence.
 Tasks go through (chunk, sentence) pairs so that every document, then every
 chunk, gets its first sentence before any gets a second; a sentence is tried
 again, with another seed, only after every pair had its turn.
+
+Text/label specs (grounded, one string field that states and one enum field)
+are written label first the same way: the text is an answer sentence, verbatim,
+the node writes only its label, and a third node must read the same label back
+from the text alone (node/executors/validate.py, `label_trip`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from coordinator.pipeline.stage import TaskPlan
 from coordinator.scheduler import coverage_of
 from coordinator.spec import DatasetSpec, FieldSpec, FieldType, asks
 from coordinator.verify.text import normalize_ws
-from protocol.tasks import AnswerTarget, SynthesisSpec, SynthesizePayload, TaskKind
+from protocol.tasks import (
+    LABEL_CHOICE_CHARS,
+    MAX_LABEL_CHOICES,
+    AnswerTarget,
+    LabelTarget,
+    SynthesisSpec,
+    SynthesizePayload,
+    TaskKind,
+)
 
 MAX_TASKS_FACTOR = 8
 """Give up once this many times the requested rows were attempted: the sources cannot yield more
@@ -53,10 +66,19 @@ SEEDS_PER_ANSWER = 2
 
 def max_tasks(ctx: JobContext) -> int:
     budget = max(4, ctx.spec.rows * MAX_TASKS_FACTOR)
-    qa = qa_fields(ctx.spec)
-    if qa is not None and (pairs := answer_pairs(ctx, qa[1])):
+    stated = _sentence_field(ctx.spec)
+    if stated is not None and (pairs := answer_pairs(ctx, stated)):
         return min(budget, max(4, SEEDS_PER_ANSWER * len(pairs)))
     return budget
+
+
+def _sentence_field(spec: DatasetSpec) -> FieldSpec | None:
+    """The field whose value is a source sentence, verbatim (answer first or label first), else None."""
+    if (qa := qa_fields(spec)) is not None:
+        return qa[1]
+    if (tl := label_fields(spec)) is not None:
+        return tl[0]
+    return None
 
 
 def est_tokens(ctx: JobContext) -> int:
@@ -90,6 +112,21 @@ def qa_fields(spec: DatasetSpec) -> tuple[FieldSpec, FieldSpec] | None:
     return asking[0], stating[0]
 
 
+def label_fields(spec: DatasetSpec) -> tuple[FieldSpec, FieldSpec] | None:
+    """(text field, label field) when the spec's rows are written label first, else None."""
+    fields = spec.generated_fields
+    if not spec.grounded or len(fields) != 2:
+        return None
+    texts = [f for f in fields if f.type is FieldType.STRING and not asks(f.name)]
+    labels = [f for f in fields if f.type is FieldType.ENUM]
+    if len(texts) != 1 or len(labels) != 1:
+        return None
+    choices = labels[0].choices
+    if len(choices) > MAX_LABEL_CHOICES or any(len(c) > LABEL_CHOICE_CHARS for c in choices):
+        return None  # more than a validator reads back in one task: the generic path
+    return texts[0], labels[0]
+
+
 def answer_pairs(ctx: JobContext, answer_field: FieldSpec) -> list[tuple[SynthesisSpec, str]]:
     """(source, answer sentence) in the order tasks take them: documents, then chunks, then sentences."""
     per_doc: dict[str, list[list[tuple[SynthesisSpec, str]]]] = {}
@@ -112,10 +149,7 @@ def _answer_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[F
     pairs = answer_pairs(ctx, answer)
     if not pairs:
         return []
-    # Pairs whose sentence already has a row, or whose page is full, would only be dropped (scheduler.py).
-    cov = coverage_of(ctx.store, ctx.job_id, ctx.spec.rows)
-    open_pairs = [(s, a) for s, a in pairs if normalize_ws(a) not in cov.answers and cov.pages[s.chunk.url] < cov.cap]
-    pairs = open_pairs or pairs
+    pairs = _open_pairs(ctx, pairs)
     schema = grounded_row_schema(ctx.spec)
     max_chars = max(16, min(question.max_length, MAX_QUESTION_CHARS))
     out: list[TaskPlan] = []
@@ -131,6 +165,37 @@ def _answer_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[F
     return out
 
 
+def _open_pairs(ctx: JobContext, pairs: list[tuple[SynthesisSpec, str]]) -> list[tuple[SynthesisSpec, str]]:
+    """Pairs whose sentence has no row yet and whose page is not full (others would only be dropped)."""
+    cov = coverage_of(ctx.store, ctx.job_id, ctx.spec.rows)
+    open_pairs = [(s, a) for s, a in pairs if normalize_ws(a) not in cov.answers and cov.pages[s.chunk.url] < cov.cap]
+    return open_pairs or pairs
+
+
+def _label_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[FieldSpec, FieldSpec]) -> list[TaskPlan]:
+    text, label = fields
+    pairs = answer_pairs(ctx, text)
+    if not pairs:
+        return []
+    pairs = _open_pairs(ctx, pairs)
+    schema = ctx.spec.row_json_schema()
+    out: list[TaskPlan] = []
+    for i in range(start, start + count):
+        src, sentence = pairs[i % len(pairs)]
+        target = LabelTarget(
+            sentence=sentence,
+            text_field=text.name,
+            label_field=label.name,
+            choices=tuple(label.choices),
+            description=" ".join(label.description.split())[:200],
+        )
+        payload = SynthesizePayload(
+            instruction=src.instruction, chunk=src.chunk, row_schema=schema, n_rows=1, label=target
+        )
+        out.append(TaskPlan(ctx.task_id(TaskKind.SYNTHESIZE, i), payload, est_tokens=8))
+    return out
+
+
 def tasks(ctx: JobContext, start: int, count: int) -> list[TaskPlan]:
     """Synthesize tasks number `start` .. `start + count - 1` (deterministic, so a restart re-creates the same)."""
     spec = ctx.spec
@@ -141,6 +206,11 @@ def tasks(ctx: JobContext, start: int, count: int) -> list[TaskPlan]:
         answer_first = _answer_first_tasks(ctx, start, count, qa)
         if answer_first:
             return answer_first
+    labelled = label_fields(spec)
+    if labelled is not None:
+        label_first = _label_first_tasks(ctx, start, count, labelled)
+        if label_first:
+            return label_first
     if spec.grounded:
         sources: list[SynthesisSpec] = [s for _, s in curate.synthesis_specs(ctx)]
         if not sources:

@@ -46,8 +46,9 @@ def read_audits(
 
 
 def audited(payload: TaskPayload | None) -> bool:
-    """Whether every result of a task with this payload goes to a validator (answer-first synthesize tasks)."""
-    return isinstance(payload, SynthesizePayload) and payload.target is not None
+    """Whether every result of a task with this payload goes to a validator (answer-first and label-first
+    synthesize tasks: only a validator's round trip can pass their rows)."""
+    return isinstance(payload, SynthesizePayload) and (payload.target is not None or payload.label is not None)
 
 
 def parent_to_decide(store: Store, task: TaskRecord) -> list[str]:
@@ -78,7 +79,7 @@ def create_audit(
     # An honest answer-first question lies inside the grant's top-k: that is the k to check
     # (docs/notes/verification.md#top-k-misses-on-short-questions).
     top_k = config.validate_top_k
-    if isinstance(task_payload, SynthesizePayload) and task_payload.target is not None:
+    if audited(task_payload):
         top_k = max(top_k, config.top_k)
     validate = validate_payload_for(result, top_k=top_k, task=task_payload)
     est = max(1, len(result.prompt) // 4 + len(result.raw_text) // 4)

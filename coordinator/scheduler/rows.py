@@ -65,10 +65,24 @@ def answer_first_failure(
     return failure or roundtrip_failure(audit, thresholds)
 
 
-def grounding_for(data: dict[str, object]) -> GroundingChecker:
+def label_first_failure(
+    payload: SynthesizePayload,
+    data: dict[str, object],
+    audit: Sequence[ValidateOutput],
+    thresholds: RoundTripThresholds,
+) -> Failure | None:
+    """The row must be its target sentence and one of the choices; then the label round trip."""
+    label = payload.label
+    assert label is not None
+    if data.get(label.text_field) != label.sentence or data.get(label.label_field) not in label.choices:
+        return Failure(Reason.ANSWER_MISMATCH, "the row's text is not its target sentence, or its label no choice")
+    return roundtrip_failure(audit, thresholds)
+
+
+def grounding_for(data: dict[str, object], label_field: str | None = None) -> GroundingChecker:
     # Fields that ask may use words the source lacks: support is measured on the others
-    # (docs/notes/quality.md#grounding-support-threshold).
-    stating = tuple(k for k in data if not asks(k))
+    # (docs/notes/quality.md#grounding-support-threshold). A label names a category, not a fact of the source.
+    stating = tuple(k for k in data if not asks(k) and k != label_field)
     asking = tuple(k for k in data if asks(k))
     return LexicalGrounding(min_support=GROUNDING_MIN_SUPPORT, answer_fields=stating or None, question_fields=asking)
 
@@ -96,11 +110,14 @@ class RowGate:
         grounded = bool(self.store.job(task.job_id).doc.get("grounded", payload.chunk is not None))
         dedup = self._dedup_for(task.job_id)
         rows = []
-        coverage = self._coverage_for(task.job_id) if payload.target is not None else None
+        sentence_rows = payload.target is not None or payload.label is not None
+        coverage = self._coverage_for(task.job_id) if sentence_rows else None
         for idx, row in enumerate(output.rows):
             failure = injection_failure(row.data, row.evidence)
             if failure is None and payload.target is not None:
                 failure = answer_first_failure(payload, row.data, audit, self.roundtrip)
+            if failure is None and payload.label is not None:
+                failure = label_first_failure(payload, row.data, audit, self.roundtrip)
             if failure is None and coverage is not None and payload.chunk is not None:
                 failure = coverage_failure(coverage, payload.chunk.url, row.evidence)
             failure = failure or gate_row(
@@ -109,7 +126,7 @@ class RowGate:
                 chunk=payload.chunk,
                 grounded=grounded,
                 dedup=dedup,
-                grounding=grounding_for(row.data),
+                grounding=grounding_for(row.data, payload.label.label_field if payload.label else None),
             )
             if failure is not None:
                 self.stats[f"row_dropped:{failure.reason.value}"] += 1

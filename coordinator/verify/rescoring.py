@@ -193,6 +193,12 @@ def roundtrip_failure(
         or worst.margin <= thresholds.min_margin
         or worst.gain <= thresholds.min_gain
     ):
+        if worst.reading == "label":
+            return Failure(
+                Reason.ROUNDTRIP_FAILED,
+                f"a reader of the text picked another label: the row's ranked {worst.answer_rank + 1} of "
+                f"{worst.n_sentences} (margin {worst.margin:+.3f}, gain {worst.gain:+.3f} nats)",
+            )
         return Failure(
             Reason.ROUNDTRIP_FAILED,
             f"a reader of the question picked another sentence: the answer ranked {worst.answer_rank + 1} of "

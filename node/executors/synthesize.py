@@ -28,11 +28,17 @@ plain completion under a grammar that admits one question and nothing else
 end). The row is {question field: the question, answer field: the sentence},
 its evidence the sentence. A question that repeats a content word of the
 prompt's examples that its source lacks is leakage, and the row is dropped.
+
+Label first (`SynthesizePayload.label`, text/label rows): the text is the target
+sentence, verbatim, and the model writes only the label, under a grammar that
+admits one of the choices and nothing else. A validator then reads the label
+back from the text alone (`node/executors/validate.py`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -49,6 +55,7 @@ from protocol.tasks import (
     DecodingParams,
     Frozen,
     GeneratedRow,
+    LabelTarget,
     SourceChunk,
     SynthesizeOutput,
     SynthesizePayload,
@@ -258,14 +265,21 @@ def leaked_words(question: str, source: str) -> list[str]:
     return [w for w in dict.fromkeys(_LEAK_WORD.findall(question.lower())) if w in examples and w not in have]
 
 
-def _target(payload: SynthesizePayload) -> AnswerTarget:
-    target, chunk = payload.target, payload.chunk
-    if target is None or chunk is None:
-        raise ExecutionError("an answer-first task needs a target sentence and its source chunk")
-    if target.sentence not in chunk.text:
+def _check_sentence_task(payload: SynthesizePayload, sentence: str | None, fields: set[str], kind: str) -> None:
+    """An answer-first or label-first task: its sentence is in its chunk, and its rows have exactly `fields`."""
+    if sentence is None or payload.chunk is None:
+        raise ExecutionError(f"a {kind} task needs a target sentence and its source chunk")
+    if sentence not in payload.chunk.text:
         raise ExecutionError("the target sentence does not occur in the source chunk")
-    if set(payload.row_schema.get("properties", {})) != {target.question_field, target.answer_field}:
-        raise ExecutionError("an answer-first row_schema must have exactly the question and answer fields")
+    if set(payload.row_schema.get("properties", {})) != fields:
+        raise ExecutionError(f"a {kind} row_schema must have exactly the fields {sorted(fields)}")
+
+
+def _target(payload: SynthesizePayload) -> AnswerTarget:
+    target = payload.target
+    fields = {target.question_field, target.answer_field} if target else set()
+    _check_sentence_task(payload, target.sentence if target else None, fields, "answer-first")
+    assert target is not None
     return target
 
 
@@ -301,6 +315,73 @@ async def write_question(
     )
 
 
+# --- label first: the model writes the label of its target sentence ----------------------------------
+
+
+def label_prompt(payload: SynthesizePayload, choices: tuple[str, ...] | None = None, text: str | None = None) -> str:
+    """The label-first prompt; a validator passes the choices in another order, or the text left out."""
+    label = _label(payload)
+    return load_prompts().render(
+        "label",
+        "prompt",
+        instruction=" ".join(payload.instruction.split())[:FIELD_DESCRIPTION_CHARS],
+        text=" ".join(label.sentence.split()) if text is None else text,
+        field=label.label_field,
+        description=" ".join(label.description.split()) or "its label",
+        choices=", ".join(label.choices if choices is None else choices),
+    )
+
+
+def label_grammar(choices: tuple[str, ...]) -> str:
+    """GBNF for one label: a space, then one of `choices` verbatim."""
+    return f'root ::= " " ({" | ".join(json.dumps(c) for c in choices)})\n'
+
+
+def _label(payload: SynthesizePayload) -> LabelTarget:
+    label = payload.label
+    fields = {label.text_field, label.label_field} if label else set()
+    _check_sentence_task(payload, label.sentence if label else None, fields, "label-first")
+    assert label is not None
+    return label
+
+
+async def label_logprob(engine: Engine, sha256: str, payload: SynthesizePayload, label: str) -> float:
+    """log P(label | prompt) among the choices only: the distribution the grammar samples from. This, not
+    the free-text likelihood, is what a label-first result claims and a validator re-scores: a choice
+    the grammar forces sits far outside the model's top-k, at about -8 nats
+    (docs/notes/verification.md#label-re-scoring)."""
+    choices = _label(payload).choices
+    scored = await engine.rescore_many(sha256, label_prompt(payload), [" " + c for c in choices], 1)
+    totals = [sum(r.token_logprobs) for r in scored]
+    top = max(totals)
+    return totals[choices.index(label)] - (top + math.log(sum(math.exp(t - top) for t in totals)))
+
+
+async def write_label(
+    engine: Engine, payload: SynthesizePayload, decoding: DecodingParams | None, model_sha256: str | None
+) -> ExecutionResult:
+    label = _label(payload)
+    decoding = decoding or DecodingParams(seed=0)
+    prompt = label_prompt(payload)
+    params = sampling_params(decoding, max(len(c) for c in label.choices) + 2)
+    try:
+        lm = engine.model(model_sha256)
+        result = await engine.generate(lm.sha256, prompt, params, grammar=label_grammar(label.choices))
+    except (EngineError, ContextOverflow) as exc:
+        raise ExecutionError(str(exc)) from None
+    if result.finish_reason != "stop" or result.text.strip() not in label.choices:
+        raise ExecutionError(f"label generation ended by {result.finish_reason} with {result.text[:80]!r}")
+    data = {label.text_field: label.sentence, label.label_field: result.text.strip()}
+    claim = await label_logprob(engine, lm.sha256, payload, result.text.strip())
+    return ExecutionResult(
+        output=SynthesizeOutput(rows=[GeneratedRow(data=data, evidence=label.sentence)]),
+        model_sha256=lm.sha256,
+        prompt=prompt,
+        raw_text=result.text,
+        stats=generation_stats(result).model_copy(update={"mean_logprob": round(claim, 6)}),
+    )
+
+
 class SynthesizeExecutor:
     kind = TaskKind.SYNTHESIZE
 
@@ -314,6 +395,8 @@ class SynthesizeExecutor:
             raise ExecutionError(f"synthesize executor got a {type(payload).__name__}")
         if payload.target is not None:
             return await write_question(self.engine, payload, decoding, model_sha256)
+        if payload.label is not None:
+            return await write_label(self.engine, payload, decoding, model_sha256)
         schema, candidates = output_schema(payload)
         try:
             compiled = compile_schema(schema)

@@ -20,11 +20,23 @@ Whether the sentence *answers* the question is not measured here but by the
 coordinator's question gates (coordinator/verify/gates.py), which need no
 model: the question is built on the sentence's own subject and verb and asks
 only about words the sentence contains.
+
+Label-first synthesize tasks are re-scored among the choices, not as free text
+(`synthesize.label_logprob`), since the grammar forced the label. The label
+round trip then reads the label
+back from the text, with the choices listed in their order and reversed, each
+time by log P(choice | text) and by its gain over no text, log P(choice | text)
+- log P(choice | no text) (the prior taken out). The row's label must come
+first in all four readings, and the text must raise its likelihood. The bundled
+135M model mostly writes whichever choice is listed first, and the prior-free
+reading alone labelled an English sentence "German" in both orders
+(docs/notes/quality.md#label-round-trip), so no one reading is enough.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 from node.executors.base import ExecutionError, ExecutionResult
 from node.llm.backend import ContextOverflow
@@ -67,6 +79,8 @@ def task_prompt(engine: Engine, sha256: str, task: RescorablePayload) -> str:
 
     if isinstance(task, SynthesizePayload) and task.target is not None:
         return synthesize.question_prompt(task)
+    if isinstance(task, SynthesizePayload) and task.label is not None:
+        return synthesize.label_prompt(task)
     return engine.render_chat(sha256, task_messages(task))
 
 
@@ -98,11 +112,62 @@ async def round_trip(engine: Engine, sha256: str, task: SynthesizePayload, candi
     )
 
 
+async def label_trip(engine: Engine, sha256: str, task: SynthesizePayload, candidate: str) -> RoundTrip:
+    """Where the row's label (`candidate`) ranks among the choices as the label of the text: the worst of
+    four readings, the choices listed in their order and reversed, each by log P(choice | text) and by
+    its gain over no text."""
+    from node.executors import synthesize
+
+    assert task.label is not None
+    choices = task.label.choices
+    mine = candidate.strip()
+    if mine not in choices:
+        return RoundTrip(answer_rank=len(choices), margin=-1e9, gain=-1e9, n_sentences=len(choices), reading="label")
+    said = [" " + c for c in choices]
+    rank, margin, gain = 0, math.inf, math.inf
+    for order in (choices, tuple(reversed(choices))):
+        given = await engine.rescore_many(sha256, synthesize.label_prompt(task, order), said, 1)
+        prior = await engine.rescore_many(sha256, synthesize.label_prompt(task, order, text=""), said, 1)
+        raw = {c: sum(g.token_logprobs) for c, g in zip(choices, given, strict=True)}
+        pmi = {c: raw[c] - sum(p.token_logprobs) for c, p in zip(choices, prior, strict=True)}
+        for scores in (raw, pmi):
+            others = [v for c, v in scores.items() if c != mine]
+            rank = max(rank, sum(v >= scores[mine] for v in others))
+            margin = min(margin, scores[mine] - max(others))
+        gain = min(gain, pmi[mine])
+    return RoundTrip(
+        answer_rank=rank, margin=round(margin, 4), gain=round(gain, 4), n_sentences=len(choices), reading="label"
+    )
+
+
 class ValidateExecutor:
     kind = TaskKind.VALIDATE
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    async def _label(
+        self, sha256: str, task: SynthesizePayload, candidate: str, matches: bool | None
+    ) -> ExecutionResult:
+        """A label-first candidate is re-scored among the choices (`synthesize.label_logprob`), as one
+        token whose top-k is the choices, and read back by the label round trip."""
+        from node.executors import synthesize
+
+        assert task.label is not None
+        t0 = time.perf_counter()
+        label = candidate.strip()
+        known = label in task.label.choices
+        lp = await synthesize.label_logprob(self.engine, sha256, task, label) if known else -1e9
+        output = ValidateOutput(
+            n_tokens=1,
+            mean_logprob=lp,
+            topk_rate=1.0 if known else 0.0,
+            token_logprobs=[lp],
+            prompt_matches=matches,
+            roundtrip=await label_trip(self.engine, sha256, task, candidate),
+        )
+        stats = GenerationStats(prompt_tokens=0, completion_tokens=0, seconds=round(time.perf_counter() - t0, 4))
+        return ExecutionResult(output=output, model_sha256=sha256, stats=stats)
 
     async def execute(
         self, payload: Frozen, decoding: DecodingParams | None, model_sha256: str | None
@@ -118,6 +183,8 @@ class ValidateExecutor:
                 # Re-score under the prompt the task really has, not the one the producer reports.
                 prompt = task_prompt(self.engine, lm.sha256, payload.task)
                 matches = prompt == payload.prompt
+            if isinstance(payload.task, SynthesizePayload) and payload.task.label is not None:
+                return await self._label(lm.sha256, payload.task, payload.candidate, matches)
             result = await self.engine.rescore(lm.sha256, prompt, payload.candidate, payload.top_k)
             if isinstance(payload.task, SynthesizePayload) and payload.task.target is not None:
                 trip = await round_trip(self.engine, lm.sha256, payload.task, payload.candidate)
