@@ -57,7 +57,7 @@ async def run(args: argparse.Namespace) -> None:
     engine, sha = quality.make_engine(args.threads)
     truth = {r["text"]: r["label"] for r in map(json.loads, LABELS.read_text().splitlines())} if LABELS.exists() else {}
     n = passed = right = passed_right = labelled = 0
-    for corpus in quality.UNSEEN:
+    for corpus in quality.ALL_CHUNKS:
         taken = 0
         for chunk, _, sentences in quality.work_items(corpus):
             if taken >= args.per_corpus:

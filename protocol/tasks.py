@@ -196,6 +196,8 @@ class CuratePayload(Frozen):
     instruction: Annotated[str, Field(min_length=1, max_length=4000)]
     chunk_chars: int = Field(default=1500, ge=200, le=MAX_CHUNK_CHARS)
     max_tasks: int = Field(default=100, ge=1, le=1000)
+    topic: Annotated[str, Field(max_length=500)] = ""
+    """The job's topic: a subject it names is what every page is about (curate's answer sentences)."""
 
 
 MAX_ANSWER_SENTENCES = 8

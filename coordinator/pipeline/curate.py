@@ -27,7 +27,13 @@ def tasks(ctx: JobContext) -> list[TaskPlan]:
     return [
         TaskPlan(
             ctx.task_id(TaskKind.CURATE, i),
-            CuratePayload(documents=batch, instruction=instruction(ctx), chunk_chars=CHUNK_CHARS, max_tasks=200),
+            CuratePayload(
+                documents=batch,
+                instruction=instruction(ctx),
+                chunk_chars=CHUNK_CHARS,
+                max_tasks=200,
+                topic=ctx.spec.topic[:500],
+            ),
         )
         for i, batch in enumerate(batches)
     ]

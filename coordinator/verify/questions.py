@@ -121,6 +121,13 @@ _GAP_WORDS = frozenset({"what", "which"})
 _PASSIVE = re.compile(r"\b(?:is|are|was|were|be|been)\s+(?:\w+ly\s+|only\s+|not\s+)?\w+(?:ed|en)\b", re.I)
 
 
+_ORIGIN_ONLY = re.compile(r"^.+\s(?:is|are)\s+an?\s+[A-Z][\w.+-]*\s+(?:extension|addition)s?\.$")
+""""The VAR command is a PostgreSQL extension." (a compatibility note) says where X comes from, not what it
+is: 4 of 59 rows accepted on a held-out manual asked "What is X?" of one (docs/notes/quality.md#document-parts)."""
+_INTRANSITIVE = frozenset(["behave", "happen", "occur", "exist", "vary", "differ", "work", "matter", "arise", "appear"])
+""""What does X behave?" asks for an object the verb never takes ("How does X behave?" would)."""
+
+
 def _no_gap(question: str, tail: list[str]) -> str:
     """Why a "What ..." question has no place for its answer, or "". "What" stands for a missing
     complement: after "is"/"can be" + a participle or adjective ("What is the wal file deleted?", "What may
@@ -162,10 +169,13 @@ _NO_OBJECT = frozenset(_NO_OBJECT_TEXT.split())
 
 def _no_object(question: str, tail: list[str], sentence: str) -> str:
     """Why "What <aux> X <verb>?" has no place for its answer, or "": its answer sentence goes on from the
-    verb with a preposition ("What will the warning disappear?" for "The warning will disappear in 2.5")."""
+    verb with a preposition ("What will the warning disappear?" for "The warning will disappear in 2.5"), or
+    the verb takes none ("What does X behave?")."""
     words = question.split()
     if not tail or words[0].lower() not in _GAP_WORDS or tail[-1] in _PREPOSITIONS:
         return ""
+    if len(tail) == 1 and tail[0] in _INTRANSITIVE:
+        return f"{tail[0]!r} takes no object for 'What' to ask for: {question[:80]!r}"
     have = WORD.findall(normalize_ws(sentence).casefold())
     end = _words_end(tail, sentence)
     after = have[end] if end is not None and end < len(have) else ""
@@ -221,6 +231,10 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
         # definition is asked, a use is answered. An identifier's use is its definition ("What is the
         # tokenize.open() function?" for "... is used to open files"), so code subjects pass.
         return Failure(Reason.QUESTION_OFF_ANSWER, "asks what its subject is; its answer says what is done with it")
+    if tail == [] and _ORIGIN_ONLY.match(normalize_ws(sentence)):
+        return Failure(
+            Reason.QUESTION_OFF_ANSWER, "asks what its subject is; its answer says only whose extension it is"
+        )
     if tail is not None and (gapless := _no_gap(question, tail)):
         return Failure(Reason.QUESTION_MALFORMED, gapless)
     if tail is not None and (intransitive := _no_object(question, tail, sentence)):

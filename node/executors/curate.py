@@ -141,19 +141,18 @@ _DEPENDENT_OPENER_TEXT = (
     "further furthermore moreover similarly likewise future"
 )
 _DEPENDENT_OPENERS = frozenset(_DEPENDENT_OPENER_TEXT.split())
-_AUXILIARY_TEXT = (
-    "is are was were can cannot may might must will would should shall could does do did has have had"
-)
+_AUXILIARY_TEXT = "is are was were can cannot may might must will would should shall could does do did has have had"
 _AUXILIARIES = frozenset(_AUXILIARY_TEXT.split())
 _FUNCTION_WORD_TEXT = (
-    "the a an to of in on at by with from for and or as into onto than prior below above which who "
-    "whose"
+    "the a an to of in on at by with from for and or as into onto than prior below above which who whose"
 )
 _FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split())
 _PHRASE_WORD = re.compile(r"^[\w.()\[\]'`:-]+$")
 _DEFINITION = re.compile(r"\s(?:is|are)\s+(?:a|an|one|the(?!\s+(?:same|only)\b))\b")
 """"X is the only accepted value for Y" says what X is used for, not what it is: "What is X?" is not its question."""
-_DEBRIS = re.compile(r"[{};=<>|$\\]|https?:|\.\.\.|\s[-*•]\s")
+_DEBRIS = re.compile(r"[{};=<>|$\\→]|https?:|\.\.\.|\s[-*•]\s|\s[.,;](?=\s|$)")
+"""Markup and code, and a space before punctuation: what is left where extraction dropped an inline element
+("set in the System Administration Manager (SAM) under → .")."""
 _WORD_CHARS = re.compile(r"\w")
 _MAX_SUBJECT_WORDS = 7
 _IMPERATIVE_NEXT = frozenset(["the", "a", "an", "to", "this", "these", "that", "your", "all", "any", "each"])
@@ -194,6 +193,8 @@ def sentence_subject(sentence: str) -> str:
             return _subject(_without_adverbs(words[:i]))
     for i in range(1, min(_SHORT_SUBJECT_WORDS, limit) + 1):
         if _inflected(words[i]) and not any(_inflected(w) for w in words[:i]):
+            if any(w.islower() and w.endswith("ed") for w in words[1:i]):
+                return ""  # "SQL-92 defined three feature sets": the verb came first, "sets" is its object
             return _subject(_without_adverbs(words[:i]))
     return ""
 
@@ -208,6 +209,11 @@ _IMPERATIVE_TEXT = (
 )
 _IMPERATIVES = frozenset(_IMPERATIVE_TEXT.split())
 """Verbs that open an instruction ("Use shutil.move() to support moves ..."): it has no subject to ask about."""
+_DOCUMENT_PART = re.compile(
+    r"^(?:the\s+)?(?:table|figure|part|section|chapter|appendix|example|listing|step|note)\s+[\w.-]+$", re.I
+)
+"""A part of the document by its label ("Table B.3", "Part II", "Section 8.1.4"): what it shows is known only
+beside that document (docs/notes/quality.md#document-parts)."""
 _VERSIONED = re.compile(r"\bv?\d+(?:\.(?:\d+|[xX]))+[a-z]?\d*$")
 """A subject that ends in a version number ("Python 3.3", "SQLite version 3.7.16.2"): a release adds, fixes and
 uses many things, so "What does Python 3.3 add?" has no one answer."""
@@ -366,19 +372,34 @@ def _unbalanced(sentence: str) -> bool:
     return any(sentence.count(o) != sentence.count(c) for o, c in ("()", "[]", "{}"))
 
 
+_TOPIC_WORD = re.compile(r"[\w.+#-]+")
+_INDENTED_BREAK = re.compile(r"\n[ \t]+")
+"""A line break into an indented line: wrapped prose in extracted text, where a heading starts flush left
+(docs/notes/quality.md#document-parts)."""
+
+
 def page_sentences(page: str) -> list[str]:
     """A page's sentences, case-folded: what `answer_sentences` counts a subject's mentions in."""
     return [page[s:e].casefold() for s, e in sentence_spans(page)]
 
 
-def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK, *, page: Sequence[str] = ()) -> list[str]:
+def answer_sentences(
+    text: str, limit: int = ANSWERS_PER_CHUNK, *, page: Sequence[str] = (), topic: str = ""
+) -> list[str]:
     """The sentences of `text` that can answer a question on their own, definitions first. `page`: the
-    sentences of the whole document the chunk is from (`page_sentences`), when known."""
+    sentences of the whole document the chunk is from (`page_sentences`), when known. `topic`: the job's
+    topic; a subject it names is what every page is about, and like a page's own subject it answers only
+    a definition (docs/notes/quality.md#page-subjects)."""
+    topic_words = " " + " ".join(_TOPIC_WORD.findall(topic.casefold())) + " "
     picked: list[tuple[int, int, str]] = []
-    sentences = [text[s:e] for s, e in sentence_spans(text)]
+    spans = sentence_spans(text)
+    sentences = [text[s:e] for s, e in spans]
     folded = [s.casefold() for s in sentences]
     for order, sentence in enumerate(sentences):
         before = sentences[order - 1].split()[-1] if order else "."
+        wrapped = order and _INDENTED_BREAK.search(text, spans[order - 1][1], spans[order][0]) is not None
+        if wrapped and before[-1] not in ".!?:" and sentence.split()[0] not in ("The", "A", "An"):
+            continue  # an indented line that goes on from the one before ("database-level\n   GRANT permissions")
         if before.endswith(("...", "…")) or before.lower() in _FUNCTION_WORDS | _DEPENDENT_OPENERS:
             continue  # the split cut a sentence at "..." or a line break ("a superset of\nWHERE clause terms ...")
         if before.isalpha() and before.islower() and sentence.split()[0].lower() not in ("the", "a", "an"):
@@ -394,7 +415,7 @@ def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK, *, page: Sequenc
         if _DEBRIS.search(sentence) or "\n" in sentence or _POINTING.search(sentence) or _unbalanced(sentence):
             continue
         subject = sentence_subject(sentence)
-        if not subject or not names_something(subject) or _VERSIONED.search(subject):
+        if not subject or not names_something(subject) or _VERSIONED.search(subject) or _DOCUMENT_PART.match(subject):
             continue
         if sentence.split()[len(subject.split())].lower() in _PERFECT or asking_verb(sentence) is None:
             continue
@@ -402,7 +423,7 @@ def answer_sentences(text: str, limit: int = ANSWERS_PER_CHUNK, *, page: Sequenc
         if sum(core in f for f in folded) > MAX_SUBJECT_MENTIONS:
             continue
         definition = is_definition(sentence)
-        if not definition and sum(core in f for f in page) > MAX_PAGE_MENTIONS:
+        if not definition and (sum(core in f for f in page) > MAX_PAGE_MENTIONS or f" {core} " in topic_words):
             continue
         picked.append((0 if definition else 1, order, sentence))
     return list(dict.fromkeys(s for _, _, s in sorted(picked)))[:limit]
@@ -437,7 +458,7 @@ def _document_tasks(doc: Document, payload: CuratePayload) -> list[SynthesisSpec
         SynthesisSpec(
             instruction=payload.instruction,
             chunk=SourceChunk(url=doc.url, content_sha256=doc.content_sha256, start=s, end=e, text=doc.text[s:e]),
-            answers=answer_sentences(doc.text[s:e], page=page),
+            answers=answer_sentences(doc.text[s:e], page=page, topic=payload.topic),
         )
         for s, e in chunk_spans(doc.text, payload.chunk_chars)
     ]

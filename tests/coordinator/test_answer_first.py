@@ -249,3 +249,18 @@ def test_what_needs_an_object_the_answer_gives_not_a_time_or_place() -> None:
     assert check_answer_first("When will the legacy parser disappear?", sentence, sentence) is None
     with_object = "The legacy parser will read files in the old format."
     assert check_answer_first("What will the legacy parser read?", with_object, with_object) is None
+
+
+def test_what_cannot_stand_for_the_object_of_a_verb_that_takes_none() -> None:
+    answer = "PGTARGETSESSIONATTRS behaves the same as the target_session_attrs connection parameter."
+    failure = check_answer_first("What does PGTARGETSESSIONATTRS behave?", answer, answer)
+    assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED
+    assert check_answer_first("How does PGTARGETSESSIONATTRS behave?", answer, answer) is None
+
+
+def test_what_a_subject_is_is_not_answered_by_whose_extension_it_is() -> None:
+    origin = "The VAR command is a PostgreSQL extension."
+    failure = check_answer_first("What is the VAR command?", origin, origin)
+    assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER
+    definition = "The VAR command is a statement that assigns a new C data type to a host variable."
+    assert check_answer_first("What is the VAR command?", definition, definition) is None

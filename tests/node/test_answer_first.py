@@ -230,3 +230,37 @@ def test_a_sentence_cut_inside_a_parenthesis_is_not_an_answer() -> None:
     assert answer_sentences("X.Y stands for the version of the interpreter). " + text[-52:]) == [
         "The sqlite3_open() interface opens a database file."
     ]
+
+
+def test_an_indented_line_that_goes_on_from_the_one_before_is_not_a_sentence() -> None:
+    text = (
+        "The standard defines one more level, READ\n   UNCOMMITTED.\n   In PostgreSQL READ\n   UNCOMMITTED is "
+        "treated as READ COMMITTED.\n   However, CREATE DATABASE does not copy database-level\n   GRANT "
+        "permissions attached to the source database.\nDescription\n   The VAR command assigns a new C data "
+        "type to a host variable."
+    )
+    assert answer_sentences(text) == ["The VAR command assigns a new C data type to a host variable."]
+
+
+def test_a_labelled_part_of_the_document_is_no_subject_and_a_past_tense_verb_is_no_subject() -> None:
+    for sentence in (
+        "Table B.3 shows the tokens that serve various modifier purposes.",
+        "Part II documents the SQL query language environment, including data types.",
+        "Section 8.1.4 describes the serial types in more detail.",
+    ):
+        assert answer_sentences(sentence) == [], sentence
+    assert sentence_subject("SQL-92 defined three feature sets for conformance: Entry and Full.") == ""
+    assert sentence_subject("The pg_config utility prints configuration parameters.") == "The pg_config utility"
+
+
+def test_the_jobs_own_topic_answers_only_a_definition() -> None:
+    vague = "PostgreSQL implements portions of the SQL/MED specification for foreign data."
+    definition = "PostgreSQL is a relational database management system (RDBMS)."
+    text = f"{vague} {definition}"
+    assert answer_sentences(text, topic="the PostgreSQL database system") == [definition]
+    assert vague in answer_sentences(text, topic="rare lung diseases")  # another job's topic: a named subject
+
+
+def test_a_space_before_punctuation_is_what_extraction_left_of_a_dropped_element() -> None:
+    assert answer_sentences("IPC parameters can be set in the System Administration Manager (SAM) under → .") == []
+    assert answer_sentences("The IPC parameters can be set in the Manager , then saved.") == []
