@@ -295,7 +295,7 @@ class JobRunner:
             if in_flight < want and room > 0:
                 specs = await self.rt.call(synthesize.tasks, self.ctx, len(tasks), min(room, want - in_flight))
                 if not specs and not in_flight:
-                    raise JobFailed("no source chunks to synthesize from")
+                    raise JobFailed(synthesize.no_tasks_reason(self.ctx))
                 await self._submit(kind, specs)
             elif room <= 0 and not in_flight:
                 # The attempt budget is spent: compile what passed; _compile marks the job partial.
