@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from typing import Any
 
 import lxml.html  # type: ignore[import-untyped]
 import trafilatura
@@ -37,6 +38,35 @@ _INDEX_DROP_XPATH = (
 )
 _INDEX_MAIN_XPATH = "//main|//*[@role='main']|//article"
 _SPACES = re.compile(r"\s+")
+_HTML_SPACES = re.compile(r"[ \t\n\r\f]+")
+"""HTML's own whitespace: a no-break space (U+00A0) is text, not layout."""
+_PREFORMATTED = ("pre", "textarea", "listing", "xmp", "plaintext")
+_BLOCK_TEXT = (
+    "address article aside blockquote dd details dialog div dl dt fieldset figcaption figure footer form h1 h2 h3 "
+    "h4 h5 h6 header hr li main nav ol p pre section summary table tbody td tfoot th thead tr ul"
+)
+_BLOCKS = frozenset(_BLOCK_TEXT.split())
+"""Elements laid out as blocks: whitespace around them separates blocks, which trafilatura reads as line breaks."""
+
+
+def _collapse_whitespace(tree: Any) -> None:
+    """Render whitespace as a browser does: outside preformatted elements a run of spaces and line breaks is one
+    space. trafilatura keeps the source's line breaks around inline elements, so a manual that wraps its
+    paragraphs in the HTML source (the Apache and PostgreSQL manuals) came out one line per source line, and a
+    sentence split at each (docs/notes/retrieval.md#wrapped-html). A `<code>` whose text breaks lines is laid
+    out by its stylesheet as a block of code, and is kept too."""
+    kept: set[Any] = set()
+    for element in tree.iter(*_PREFORMATTED, "code"):
+        if element.tag != "code" or "\n" in (element.text or ""):
+            kept.update(element.iter())
+    for element in tree.iter():
+        first = element[0] if len(element) else None
+        before_block = first is not None and first.tag in _BLOCKS and not (element.text or "").strip()
+        if element.text and element not in kept and not before_block:
+            element.text = _HTML_SPACES.sub(" ", element.text)
+        parent = element.getparent()
+        if element.tail and element.tag not in _BLOCKS and (parent is None or parent not in kept):
+            element.tail = _HTML_SPACES.sub(" ", element.tail)
 
 
 def _clean_title(title: str | None) -> str:
@@ -74,6 +104,7 @@ def extract_document(body: bytes, content_type: str, charset: str | None, url: s
     if tree is None:
         return ExtractedText(title="", text="")
     title = _clean_title(extract_title(tree))
+    _collapse_whitespace(tree)
     document = trafilatura.bare_extraction(
         tree,
         url=url,

@@ -102,6 +102,8 @@ class ScriptedHandler(BaseHTTPRequestHandler):
                 self._send(200, "text/html; charset=utf-8", _page("End of the chain", "The chain ended here."))
         elif path == "/page":
             self._send(200, "text/html; charset=utf-8", _page("A page", "Scripted page body text."))
+        elif path == "/wrapped":
+            self._send(200, "text/html; charset=utf-8", WRAPPED_PAGE)
         elif path == "/plain":
             self._send(200, "text/plain; charset=utf-8", b"Plain text line one.\r\nLine two.\r\n")
         elif path == "/binary":
@@ -177,6 +179,20 @@ def _page(title: str, text: str) -> bytes:
         f"<p>{text} It has enough words to count as the main text of a document for extraction.</p>"
         "</main></body></html>"
     ).encode()
+
+
+WRAPPED_PAGE = b"""<!doctype html><html><head><title>Wrapped</title></head><body><div id="page-content">
+<h1>Wrapped</h1>
+<p>This module requires the
+    service of <code class="module"><a href="proxy.html">mod_proxy</a></code>. It provides support for the
+    <a href="https://example.org/">SCGI protocol, version
+    1</a>.</p>
+<pre>ProxyPass "/scgi-bin/"
+    "scgi://localhost:4000/"</pre>
+<p>Both <code>mod_proxy</code> and <code>mod_proxy_scgi</code> have&nbsp;to
+    be present in the server, which reads its configuration once at startup.</p>
+</div></body></html>"""
+"""A manual that wraps its paragraphs in the HTML source, as the Apache and PostgreSQL manuals do."""
 
 
 class ScriptedSite(LoopbackHTTPServer):

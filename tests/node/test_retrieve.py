@@ -122,6 +122,19 @@ async def test_plain_text_is_returned_as_is(scripted_site: ScriptedSite) -> None
     assert out.text == "Plain text line one.\nLine two."
 
 
+async def test_line_breaks_of_the_html_source_are_spaces_except_in_preformatted_text(
+    scripted_site: ScriptedSite,
+) -> None:
+    out = await make_retriever(LOOPBACK, DialLog()).retrieve(scripted_site.url("wrapped"))
+    lines = out.text.split("\n")
+    assert (
+        "This module requires the service of mod_proxy. It provides support for the SCGI protocol, version 1." in lines
+    )
+    assert 'ProxyPass "/scgi-bin/"\n    "scgi://localhost:4000/"' in out.text  # a <pre> keeps its layout
+    both = "Both mod_proxy and mod_proxy_scgi have\xa0to be present in the server, which reads its configuration"
+    assert any(line.startswith(both) for line in lines)  # a no-break space is text, not layout
+
+
 async def test_redirect_within_the_allowlist_is_followed(scripted_site: ScriptedSite) -> None:
     url = scripted_site.url("redirect-heapq")
     out = await make_retriever(LOOPBACK, DialLog()).retrieve(url)
