@@ -124,6 +124,16 @@ _PASSIVE = re.compile(r"\b(?:is|are|was|were|be|been)\s+(?:\w+ly\s+|only\s+|not\
 _ORIGIN_ONLY = re.compile(r"^.+\s(?:is|are)\s+an?\s+[A-Z][\w.+-]*\s+(?:extension|addition)s?\.$")
 """"The VAR command is a PostgreSQL extension." (a compatibility note) says where X comes from, not what it
 is: 4 of 59 rows accepted on a held-out manual asked "What is X?" of one (docs/notes/quality.md#document-parts)."""
+_SUPERLATIVE_TEXT = (
+    "most least best worst fastest slowest largest smallest biggest highest lowest easiest simplest earliest "
+    "latest newest oldest greatest shortest longest safest cheapest strongest weakest closest nearest"
+)
+_RANKED = re.compile(
+    rf"^.+?\s(?:is|are)\s+(?:the|one of the)\s+(?:{'|'.join(_SUPERLATIVE_TEXT.split())})"
+    r"(?:\s+[a-z-]+ly)?(?:\s+[a-z-]+)??(?:\s+(?:one|ones|to|of|among|available|possible)\b|\s*[.,;])"
+)
+""""The TSC clock source is the most accurate one available" and "The SQL functions are the easiest to use" rank X
+among others and name no kind it is; "the oldest surviving sea-washed lighthouse in the world" does."""
 _INTRANSITIVE = frozenset(["behave", "happen", "occur", "exist", "vary", "differ", "work", "matter", "arise", "appear"])
 """"What does X behave?" asks for an object the verb never takes ("How does X behave?" would)."""
 
@@ -165,6 +175,7 @@ _CONDITION = re.compile(r"\b(?:if|unless|upon|when|whenever|on (?:success|failur
 _NO_OBJECT_TEXT = "in on at since until during after before when because from into through within"
 _NO_OBJECT = frozenset(_NO_OBJECT_TEXT.split())
 """Words that cannot begin what "What" stands for: the sentence says when or where, not what."""
+_OBJECT_PRONOUNS = frozenset(["it", "them", "him", "her", "us"])
 
 
 def _no_object(question: str, tail: list[str], sentence: str) -> str:
@@ -181,6 +192,10 @@ def _no_object(question: str, tail: list[str], sentence: str) -> str:
     after = have[end] if end is not None and end < len(have) else ""
     if after in _NO_OBJECT:
         return f"no object for 'What' to ask for: its answer goes on with {after!r}: {question[:80]!r}"
+    if after in _OBJECT_PRONOUNS:
+        # "What does the RewriteBase directive tell?" for "... tells it what prefix to prepend": "it" is
+        # named in another sentence, so the answer starts with a word that points off the row.
+        return f"its answer's object is {after!r}, named elsewhere on the page: {question[:80]!r}"
     return ""
 
 
@@ -235,6 +250,8 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
         return Failure(
             Reason.QUESTION_OFF_ANSWER, "asks what its subject is; its answer says only whose extension it is"
         )
+    if tail == [] and _RANKED.match(normalize_ws(sentence)):
+        return Failure(Reason.QUESTION_OFF_ANSWER, "asks what its subject is; its answer only ranks it among others")
     if tail is not None and (gapless := _no_gap(question, tail)):
         return Failure(Reason.QUESTION_MALFORMED, gapless)
     if tail is not None and (intransitive := _no_object(question, tail, sentence)):

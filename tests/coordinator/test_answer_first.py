@@ -264,3 +264,23 @@ def test_what_a_subject_is_is_not_answered_by_whose_extension_it_is() -> None:
     assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER
     definition = "The VAR command is a statement that assigns a new C data type to a host variable."
     assert check_answer_first("What is the VAR command?", definition, definition) is None
+
+
+def test_what_a_subject_is_is_not_answered_by_how_it_ranks() -> None:
+    ranked = "The Time Stamp Counter clock source is the most accurate one available on current CPUs."
+    failure = check_answer_first("What is the Time Stamp Counter clock source?", ranked, ranked)
+    assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER
+    definition = "The Time Stamp Counter clock source is a hardware counter that the CPU increments every cycle."
+    assert check_answer_first("What is the Time Stamp Counter clock source?", definition, definition) is None
+    request = "The request line is the request that the client sent first."  # "request" is no superlative
+    assert check_answer_first("What is the request line?", request, request) is None
+    kind = "The Bell Rock Lighthouse is the oldest surviving sea-washed lighthouse in the world."  # names its kind
+    assert check_answer_first("What is the Bell Rock Lighthouse?", kind, kind) is None
+
+
+def test_what_cannot_ask_for_an_object_that_is_a_pronoun() -> None:
+    answer = "The RewriteBase directive tells it what prefix to prepend."
+    failure = check_answer_first("What does the RewriteBase directive tell?", answer, answer)
+    assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED
+    named = "The RewriteBase directive tells mod_rewrite what prefix to prepend."
+    assert check_answer_first("What does the RewriteBase directive tell?", named, named) is None

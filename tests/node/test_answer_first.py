@@ -264,3 +264,30 @@ def test_the_jobs_own_topic_answers_only_a_definition() -> None:
 def test_a_space_before_punctuation_is_what_extraction_left_of_a_dropped_element() -> None:
     assert answer_sentences("IPC parameters can be set in the System Administration Manager (SAM) under → .") == []
     assert answer_sentences("The IPC parameters can be set in the Manager , then saved.") == []
+
+
+def test_a_subject_only_its_page_identifies_is_refused() -> None:
+    for sentence in (
+        "The second setImmediate() creates an uncaughtException event.",  # an occurrence in the page's example
+        "The first block_list command shows the loss record of the first block.",
+        "The first RewriteCond checks whether the host name starts with a dot.",
+        "The SQL script will be written to the standard output.",  # a role noun with no identifier
+        "The Perl code is limited to a single string.",
+        "The API is based on the Web API AbortController.",
+        "The XSLT parameters are put into the params array.",  # a set the page lists
+        "An example in the Python library itself is the Py_OptimizeFlag, an integer set at startup.",
+    ):
+        assert answer_sentences(sentence) == [], sentence
+    for sentence in (
+        "The first argument to sqlite3_config() is an integer configuration option.",
+        "The xDestroy argument to sqlite3_carray_bind() is a destructor for the array.",
+        "The COMMIT command commits the current transaction.",
+        "The sqlite3_mutex_held() and sqlite3_mutex_notheld() routines are intended for use in assert statements.",
+        "The SQL functions are the most convenient kind to write.",  # a plural that the sentence defines
+    ):
+        assert answer_sentences(sentence) == [sentence], sentence
+
+
+def test_an_option_description_in_the_imperative_has_no_subject() -> None:
+    assert answer_sentences("Do HEAD requests instead of GET requests for every page.") == []
+    assert answer_sentences("Display usage information and exit with status zero.") == []
