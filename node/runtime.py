@@ -3,7 +3,8 @@
 Owns: deciding which offers to claim (kind served, model held, a slot free,
 signer trusted), the claim -> grant -> execute -> result -> receipt exchange
 with the coordinator that signed the offer, the NodeStatus it gossips, and the
-local receipt ledger.
+local receipt ledger. A freed slot pulls its next task from the coordinators with work in turn
+(sharing.py).
 Must not: verify other nodes' work or decide verdicts (the coordinator does),
 or run more tasks than it has slots: a node never claims without a free slot,
 so backpressure reaches the coordinator as claims that do not come.
@@ -37,6 +38,7 @@ from network import (
 from network.topics import RECEIPTS_PROTOCOL
 from node.executors.base import ExecutionError, Executor
 from node.ledger import ReceiptLedger
+from node.sharing import SharePolicy
 from protocol.digests import payload_sha256
 from protocol.envelope import Opened, seal
 from protocol.errors import ProtocolError
@@ -173,6 +175,7 @@ class NodeRuntime:
         """Called with every receipt kept (the live status line of `dataswarm node start` counts credit)."""
         self._claimed: set[tuple[str, int]] = set()
         self._model_digests = {m.sha256 for m in models}
+        self.sharing = SharePolicy()
 
     @property
     def kinds(self) -> list[TaskKind]:
@@ -206,6 +209,7 @@ class NodeRuntime:
             self.counters.offers_seen += 1
             if not self._wants(offer):
                 continue
+            self.sharing.offered(opened.sender_peer_id, trio.current_time())
             if not self.slots.try_take(offer.task_kind):
                 continue  # no free slot: do not claim (backpressure)
             self._claimed.add((offer.task_id, offer.attempt))
@@ -239,12 +243,27 @@ class NodeRuntime:
                 result = await self._execute(grant)
                 if result is not None:
                     await self._submit(coordinator, grant, result)
-                # The slot is free again: ask on the same connection instead of waiting for a re-offer.
-                grant = await self._pull(coordinator, offer.task_kind)
+                self.sharing.ran(coordinator)
+                # The slot is free again: ask on the connections it holds instead of waiting for a re-offer.
+                grant, coordinator = await self._pull_next(coordinator, offer.task_kind)
         except (NetworkError, ProtocolError) as exc:
             log.warning("task %s with %s: %s", offer.task_id, coordinator, exc)
         finally:
             self.slots.give_back(offer.task_kind)
+
+    async def _pull_next(self, served: str, kind: TaskKind) -> tuple[Grant | None, str]:
+        """The freed slot's next grant and whose it is: pulled from each coordinator with work in turn
+        (`SharePolicy.pull_order`), so two jobs on one network share the node. One coordinator that cannot
+        be reached does not keep the slot from the others."""
+        for coordinator in self.sharing.pull_order(served, trio.current_time()):
+            try:
+                grant = await self._pull(coordinator, kind)
+            except (NetworkError, ProtocolError) as exc:
+                log.warning("pull from %s: %s", coordinator, exc)
+                continue
+            if grant is not None:
+                return grant, coordinator
+        return None, served
 
     async def _claim(self, coordinator: str, offer: TaskOffer) -> Grant | None:
         claim = Claim(

@@ -21,6 +21,7 @@ from coordinator.config import CoordinatorConfig
 from coordinator.service import open_coordinator
 from coordinator.verify.reputation import DEFAULT_CONFIG
 from tests.e2e.cheaters import BEHAVIOURS
+from tests.e2e.node_processes import check_alive, spawn
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 """About 2 minutes on a 2-core machine (11 before offers reached every node: flood publish in
@@ -49,14 +50,14 @@ async def test_cheaters_are_caught_and_the_job_completes(tmp_path: Path) -> None
         for i in range(HONEST):
             cmd = node_command(i, tmp_path, addr, peer, tmp_path / "none.sqlite", "http://127.0.0.1:1/", 1)
             cmd += ["--kind", "spec", "--kind", "question_gen", "--kind", "synthesize", "--kind", "validate"]
-            procs.append(_spawn(cmd, tmp_path / f"honest-{i}.log"))
+            procs.append(spawn(cmd, tmp_path / f"honest-{i}.log"))
         cheat_cmd = [sys.executable, "-m", "tests.e2e.cheaters", "--bootstrap", addr, "--trust", peer,
                      "--workdir", str(tmp_path), *BEHAVIOURS]  # fmt: skip
-        procs.append(_spawn(cheat_cmd, tmp_path / "cheaters.log"))
+        procs.append(spawn(cheat_cmd, tmp_path / "cheaters.log"))
         try:
             with trio.fail_after(300):
                 while len(coord.runtime.scheduler.node_statuses()) < HONEST + len(BEHAVIOURS):
-                    _check_alive(procs, tmp_path)
+                    check_alive(procs, tmp_path)
                     await trio.sleep(1)
             cheaters = {b: (tmp_path / f"{b}.peer").read_text() for b in BEHAVIOURS}
             honest = set(coord.runtime.scheduler.node_statuses()) - set(cheaters.values())
@@ -89,14 +90,3 @@ def _all_caught(coord: object, cheaters: object) -> bool:
     store = coord.store  # type: ignore[attr-defined]
     reps = [store.reputation(c) for c in cheaters]  # type: ignore[attr-defined]
     return all(r is not None and r.blacklisted for r in reps)
-
-
-def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _check_alive(procs: list[subprocess.Popen[bytes]], workdir: Path) -> None:
-    for p in procs:
-        if p.poll() is not None:
-            logs = "\n".join(f.read_text(errors="replace")[-1500:] for f in workdir.glob("*.log"))
-            raise AssertionError(f"a node process exited at start-up: {p.args[:6]}\n{logs}")
