@@ -345,16 +345,32 @@ def _label(payload: SynthesizePayload) -> LabelTarget:
     return label
 
 
-async def label_logprob(engine: Engine, sha256: str, payload: SynthesizePayload, label: str) -> float:
-    """log P(label | prompt) among the choices only: the distribution the grammar samples from. This, not
+async def label_scores(
+    engine: Engine,
+    sha256: str,
+    payload: SynthesizePayload,
+    choices: tuple[str, ...] | None = None,
+    text: str | None = None,
+) -> dict[str, float]:
+    """log P(choice | prompt) of every choice, the choices listed in `choices` order (default: the spec's), with
+    the text or `text` in its place: one prefill of the prompt for all of them."""
+    order = _label(payload).choices if choices is None else choices
+    scored = await engine.rescore_many(sha256, label_prompt(payload, choices, text), [" " + c for c in order], 1)
+    return {c: sum(r.token_logprobs) for c, r in zip(order, scored, strict=True)}
+
+
+def among_choices(scores: dict[str, float], label: str) -> float:
+    """log P(label) normalised over the choices only: the distribution the grammar samples from. This, not
     the free-text likelihood, is what a label-first result claims and a validator re-scores: a choice
     the grammar forces sits far outside the model's top-k, at about -8 nats
     (docs/notes/verification.md#label-re-scoring)."""
-    choices = _label(payload).choices
-    scored = await engine.rescore_many(sha256, label_prompt(payload), [" " + c for c in choices], 1)
-    totals = [sum(r.token_logprobs) for r in scored]
-    top = max(totals)
-    return totals[choices.index(label)] - (top + math.log(sum(math.exp(t - top) for t in totals)))
+    top = max(scores.values())
+    return scores[label] - (top + math.log(sum(math.exp(t - top) for t in scores.values())))
+
+
+async def label_logprob(engine: Engine, sha256: str, payload: SynthesizePayload, label: str) -> float:
+    """`among_choices` of the label under the prompt the node wrote it with."""
+    return among_choices(await label_scores(engine, sha256, payload), label)
 
 
 async def write_label(

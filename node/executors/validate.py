@@ -22,8 +22,8 @@ model: the question is built on the sentence's own subject and verb and asks
 only about words the sentence contains.
 
 Label-first synthesize tasks are re-scored among the choices, not as free text
-(`synthesize.label_logprob`), since the grammar forced the label. The label
-round trip then reads the label
+(`synthesize.among_choices`), since the grammar forced the label. The label
+round trip then reads the label (its first reading is the re-score's own prefill)
 back from the text, with the choices listed in their order and reversed, each
 time by log P(choice | text) and by its gain over no text, log P(choice | text)
 - log P(choice | no text) (the prior taken out). The row's label must come
@@ -112,10 +112,13 @@ async def round_trip(engine: Engine, sha256: str, task: SynthesizePayload, candi
     )
 
 
-async def label_trip(engine: Engine, sha256: str, task: SynthesizePayload, candidate: str) -> RoundTrip:
+async def label_trip(
+    engine: Engine, sha256: str, task: SynthesizePayload, candidate: str, listed: dict[str, float] | None = None
+) -> RoundTrip:
     """Where the row's label (`candidate`) ranks among the choices as the label of the text: the worst of
     four readings, the choices listed in their order and reversed, each by log P(choice | text) and by
-    its gain over no text."""
+    its gain over no text. `listed`: the scores of the first reading, when the caller has them
+    (`synthesize.label_scores` under the task's own prompt, which the re-score reads too)."""
     from node.executors import synthesize
 
     assert task.label is not None
@@ -123,13 +126,14 @@ async def label_trip(engine: Engine, sha256: str, task: SynthesizePayload, candi
     mine = candidate.strip()
     if mine not in choices:
         return RoundTrip(answer_rank=len(choices), margin=-1e9, gain=-1e9, n_sentences=len(choices), reading="label")
-    said = [" " + c for c in choices]
     rank, margin, gain = 0, math.inf, math.inf
     for order in (choices, tuple(reversed(choices))):
-        given = await engine.rescore_many(sha256, synthesize.label_prompt(task, order), said, 1)
-        prior = await engine.rescore_many(sha256, synthesize.label_prompt(task, order, text=""), said, 1)
-        raw = {c: sum(g.token_logprobs) for c, g in zip(choices, given, strict=True)}
-        pmi = {c: raw[c] - sum(p.token_logprobs) for c, p in zip(choices, prior, strict=True)}
+        if listed is not None and order == choices:
+            raw = listed
+        else:
+            raw = await synthesize.label_scores(engine, sha256, task, order)
+        prior = await synthesize.label_scores(engine, sha256, task, order, text="")
+        pmi = {c: raw[c] - prior[c] for c in choices}
         for scores in (raw, pmi):
             others = [v for c, v in scores.items() if c != mine]
             rank = max(rank, sum(v >= scores[mine] for v in others))
@@ -157,14 +161,16 @@ class ValidateExecutor:
         t0 = time.perf_counter()
         label = candidate.strip()
         known = label in task.label.choices
-        lp = await synthesize.label_logprob(self.engine, sha256, task, label) if known else -1e9
+        # One prefill of the task's own prompt serves the re-score and the round trip's first reading.
+        listed = await synthesize.label_scores(self.engine, sha256, task) if known else None
+        lp = synthesize.among_choices(listed, label) if listed is not None else -1e9
         output = ValidateOutput(
             n_tokens=1,
             mean_logprob=lp,
             topk_rate=1.0 if known else 0.0,
             token_logprobs=[lp],
             prompt_matches=matches,
-            roundtrip=await label_trip(self.engine, sha256, task, candidate),
+            roundtrip=await label_trip(self.engine, sha256, task, candidate, listed),
         )
         stats = GenerationStats(prompt_tokens=0, completion_tokens=0, seconds=round(time.perf_counter() - t0, 4))
         return ExecutionResult(output=output, model_sha256=sha256, stats=stats)
