@@ -56,7 +56,7 @@ later is simply absent from earlier tasks, and `report` gives each kind's own co
     .venv/bin/python bench/verifier_rates.py run [--tasks 2000] [--minutes 60]
     PYTHONPATH=<alt dir> .venv/bin/python bench/verifier_rates.py alt-build [--tasks 2000] [--minutes 60]
     .venv/bin/python bench/verifier_rates.py score-build
-    .venv/bin/python bench/verifier_rates.py backfill [--kinds other_quant_q4_0,other_model] [--minutes 60]
+    .venv/bin/python bench/verifier_rates.py backfill [--kinds other_quant_q4_0,other_model,roundtrip] [--minutes 60]
     .venv/bin/python bench/verifier_rates.py report
 `freeze` writes the task stream once (verifier-tasks.jsonl); from then on every command reads its tasks from it.
 """
@@ -113,6 +113,9 @@ EARLIER = {
 """Earlier code versions, whose main-run records are reported in tables of their own (they were matched to
 other builds by task index, which a change in the answer-sentence rules silently shifts: not reported)."""
 TOP_K = 40
+SEED_ROUNDTRIP = 7
+"""`backfill` picks each task's mismatched sentence with a generator seeded by this and the task key (`run`
+draws them in order from one generator seeded 7)."""
 """What the scheduler grants answer-first audits (max(validate_top_k, the grant's top-k))."""
 
 
@@ -253,7 +256,7 @@ def verdict(res: Any, claimed: float, matches: bool = True) -> dict[str, Any]:
 
 async def run_async(args: argparse.Namespace) -> None:
     from node.executors.synthesize import write_question
-    from node.executors.validate import round_trip, task_prompt
+    from node.executors.validate import task_prompt
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
     done = {r["key"] for r in read_jsonl(OUT) if r.get("code") == CODE and "key" in r}
@@ -336,15 +339,7 @@ async def run_async(args: argparse.Namespace) -> None:
             rec["rescore"] = {k: verdict(r, candidates[k][1]) for k, r in zip(names, scored, strict=True)}
             rec["text"] = {k: candidates[k][0] for k in names if k != "honest"}  # for the row gates in `report`
             if args.roundtrip_every and i % args.roundtrip_every == 0 and others:
-                trip = await round_trip(smol, sha, payload, honest.raw_text)
-                rec["roundtrip_honest"] = roundtrip_failure([_trip_only(trip)]) is None
-                wrong_target = payload.target.model_copy(update={"sentence": rng.choice(others)})  # type: ignore[union-attr]
-                wrong = await write_question(
-                    smol, payload.model_copy(update={"target": wrong_target}), decoding(seed), None
-                )
-                if wrong.raw_text.strip():
-                    trip = await round_trip(smol, sha, payload, wrong.raw_text)
-                    rec["roundtrip_mismatched"] = roundtrip_failure([_trip_only(trip)]) is None
+                rec |= await round_trips(smol, sha, payload, honest.raw_text, others, rng, seed)
             rec["s"] = round(time.perf_counter() - t0, 2)
             out.write(json.dumps(rec) + "\n")
             out.flush()
@@ -364,11 +359,18 @@ async def backfill_async(args: argparse.Namespace) -> None:
     from node.executors.validate import task_prompt
 
     kinds = [k for k in args.kinds.split(",") if k]
-    unknown = sorted(set(kinds) - {f"other_quant_{q}" for q in QUANTS} - {"other_model"})
+    unknown = sorted(set(kinds) - {f"other_quant_{q}" for q in QUANTS} - {"other_model", "roundtrip"})
     if unknown:
-        raise SystemExit(f"backfill: unknown kinds {unknown}; known: other_model, other_quant_<{'|'.join(QUANTS)}>")
+        known = f"other_model, other_quant_<{'|'.join(QUANTS)}>, roundtrip"
+        raise SystemExit(f"backfill: unknown kinds {unknown}; known: {known}")
+    trips = "roundtrip" in kinds
+    kinds = [k for k in kinds if k != "roundtrip"]
+
+    def lacking(r: dict[str, Any]) -> bool:
+        return bool(set(kinds) - set(r.get("rescore", {}))) or (trips and "roundtrip_honest" not in r)
+
     have = main_records()
-    need = {k: r for k, r in have.items() if r.get("question") and set(kinds) - set(r.get("rescore", {}))}
+    need = {k: r for k, r in have.items() if r.get("question") and lacking(r)}
     print(f"backfill: {len(need)} of {len(have)} tasks lack one of {kinds}", flush=True)
     if not need:
         return
@@ -384,13 +386,16 @@ async def backfill_async(args: argparse.Namespace) -> None:
     deadline = time.monotonic() + args.minutes * 60
     done = 0
     with OUT.open("a") as out:
-        for _corpus, payload, _others in tasks():
+        for _corpus, payload, others in tasks():
             if not need or time.monotonic() >= deadline:
                 break
             rec = need.pop(task_key(payload), None)
             if rec is None:
                 continue
             line: dict[str, Any] = {"i": rec["i"], "key": rec["key"], "code": CODE, "backfill": True}
+            if trips and "roundtrip_honest" not in rec and others:
+                rng = random.Random(f"{SEED_ROUNDTRIP}:{rec['key']}")
+                line |= await round_trips(smol, sha, payload, rec["question"], others, rng, 1000 + rec["i"])
             candidates: dict[str, tuple[str, float]] = {}
             gen_s: dict[str, float] = {}
             for kind in kinds:
@@ -403,7 +408,7 @@ async def backfill_async(args: argparse.Namespace) -> None:
                     line[f"same_text_{kind}"] = res.raw_text == rec["question"]
             names = list(candidates)
             prompt = task_prompt(smol, sha, payload)
-            scored = await smol.rescore_many(sha, prompt, [candidates[k][0] for k in names], TOP_K)
+            scored = await smol.rescore_many(sha, prompt, [candidates[k][0] for k in names], TOP_K) if names else []
             line |= {
                 "rescore": {k: verdict(r, candidates[k][1]) for k, r in zip(names, scored, strict=True)},
                 "text": {k: candidates[k][0] for k in names},
@@ -415,6 +420,23 @@ async def backfill_async(args: argparse.Namespace) -> None:
             if done % 25 == 0:
                 print(f"backfill {done} (task {rec['i']}): {json.dumps(gen_s)}", flush=True)
     print(f"backfill: {done} tasks filled, {len(need)} left (no longer built by the rules, or out of time)", flush=True)
+
+
+async def round_trips(
+    smol: Any, sha: str, payload: SynthesizePayload, question: str, others: list[str], rng: random.Random, seed: int
+) -> dict[str, bool]:
+    """The round trip's verdicts as the coordinator judges them: on the honest question, and on a question the
+    model wrote for another answer sentence of the same chunk (the hardest mismatch: same topic, wrong answer)."""
+    from node.executors.synthesize import write_question
+    from node.executors.validate import round_trip
+
+    out = {"roundtrip_honest": roundtrip_failure([_trip_only(await round_trip(smol, sha, payload, question))]) is None}
+    wrong_target = payload.target.model_copy(update={"sentence": rng.choice(others)})  # type: ignore[union-attr]
+    wrong = await write_question(smol, payload.model_copy(update={"target": wrong_target}), decoding(seed), None)
+    if wrong.raw_text.strip():
+        trip = await round_trip(smol, sha, payload, wrong.raw_text)
+        out["roundtrip_mismatched"] = roundtrip_failure([_trip_only(trip)]) is None
+    return out
 
 
 def _trip_only(trip: Any) -> ValidateOutput:
@@ -811,7 +833,9 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--minutes", type=float, default=120.0)
     b.add_argument("--threads", type=int, default=2)
     f = sub.add_parser("backfill", help="Add costly cheats to tasks already run without them.")
-    f.add_argument("--kinds", default="other_quant_q4_0", help="Comma-separated: other_model, other_quant_<q>.")
+    f.add_argument(
+        "--kinds", default="other_quant_q4_0", help="Comma-separated: other_model, other_quant_<q>, roundtrip."
+    )
     f.add_argument("--minutes", type=float, default=120.0)
     f.add_argument("--threads", type=int, default=2)
     z = sub.add_parser("freeze", help="Write the task stream today's code builds to verifier-tasks.jsonl.")
