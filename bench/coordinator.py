@@ -16,6 +16,7 @@ The store runs with the coordinator's own durability setting unless `--synchrono
 otherwise (FULL costs an fsync per commit, NORMAL none: see coordinator/store/db.py).
 
 Run: .venv/bin/python bench/coordinator.py [--tasks N] [--nodes N] [--synchronous MODE] [--db PATH]
+     .venv/bin/python bench/coordinator.py --curve 1000,5000,10000  (per-task CPU, store and RSS by job size)
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
+import os
 import random
 import sqlite3
 import sys
 import tempfile
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,8 +49,23 @@ PREFILL_WEIGHT = 1 / 2.3
 PAGE = "The heapq module provides an implementation of the heap queue algorithm. " * 30
 
 
-def bench_overhead(n_tasks: int, n_nodes: int, synchronous: str | None = None) -> tuple[float, float]:
-    """Returns (coordinator CPU ms per task, tasks/s)."""
+def _rss_mb() -> float:
+    """This process's resident set now (not its peak), in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@dataclass(frozen=True)
+class Overhead:
+    ms_per_task: float
+    tasks_per_s: float
+    store_kb_per_task: float
+    rss_growth_mb: float
+
+
+def bench_overhead(n_tasks: int, n_nodes: int, synchronous: str | None = None) -> Overhead:
+    """Coordinator CPU ms per task, tasks/s, store size per task and RSS growth over the run."""
+    rss_before = _rss_mb()
     coordinator = Identity.generate()
     nodes = [Identity.generate() for _ in range(n_nodes)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +116,9 @@ def bench_overhead(n_tasks: int, n_nodes: int, synchronous: str | None = None) -
                 done += 1
         cpu = time.process_time() - start_cpu - node_cpu
         wall = time.perf_counter() - start_wall
+        rss_growth = _rss_mb() - rss_before
         store.close()
+        store_bytes = sum(f.stat().st_size for f in Path(tmp).iterdir())
     ms = 1000 * cpu / n_tasks
     rate = n_tasks / (wall - node_cpu)
     print(
@@ -110,7 +130,23 @@ def bench_overhead(n_tasks: int, n_nodes: int, synchronous: str | None = None) -
         f"   {rate:.0f} tasks/s (goal >= 500): wall time of the loop less the doubles' CPU "
         f"({n_tasks / wall:.0f} tasks/s with the doubles' work left in)"
     )
-    return ms, rate
+    return Overhead(ms, rate, store_bytes / 1024 / n_tasks, rss_growth)
+
+
+def curve(sizes: list[int], n_nodes: int) -> None:
+    """One job's tasks through the real scheduler and store at growing sizes: the per-task figures must stay flat."""
+    rows = [(n, bench_overhead(n, n_nodes)) for n in sizes]
+    print(f"\nP3 curve, one job of N retrieve tasks, {n_nodes} node DOUBLES (each size in a fresh store):")
+    print("| tasks | CPU ms per task | tasks/s | store KB per task | RSS growth MB |")
+    print("|---|---|---|---|---|")
+    for n, o in rows:
+        kb, rss = o.store_kb_per_task, o.rss_growth_mb
+        print(f"| {n} | {o.ms_per_task:.2f} | {o.tasks_per_s:.0f} | {kb:.2f} | {rss:.1f} |")
+    first, last = rows[0][1], rows[-1][1]
+    print(
+        f"largest / smallest: CPU per task {last.ms_per_task / first.ms_per_task:.2f}x, "
+        f"store per task {last.store_kb_per_task / first.store_kb_per_task:.2f}x"
+    )
 
 
 def verified_cost(db: Path, *, fabricated: Collection[str] = ()) -> None:
@@ -179,7 +215,11 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], help="store durability (default: the store's)")
     parser.add_argument("--db", type=Path, help="a coordinator.db of a finished job, for P2")
+    parser.add_argument("--curve", help="comma-separated job sizes (e.g. 1000,5000,10000): per-task figures by size")
     args = parser.parse_args()
+    if args.curve:
+        curve([int(n) for n in args.curve.split(",")], args.nodes)
+        return
     bench_overhead(args.tasks, args.nodes, args.synchronous)
     if args.synchronous is None:
         # Side by side: the same path with an fsync per commit (power-cut durability), a quarter of the tasks.

@@ -306,7 +306,7 @@ def main() -> None:
         stopped = " (stopped at the cap)" if figures[-1].stopped else ""
         print(f"{n} node(s): {figures[-1].rows_accepted} rows in {figures[-1].wall_s:.0f} s{stopped}", flush=True)
     # The coordinator's cost per task for the projection, measured now (node doubles, no LLM).
-    coordinator_ms, _ = bench_overhead(500, 100)
+    coordinator_ms = bench_overhead(500, 100).ms_per_task
     if args.rows < 100:
         print(f"\n(small jobs of {args.rows} rows: P4 and P2 goals are for 100 rows, measured by `make bench-full`"
               " or `python bench/pipeline.py --rows 100 --nodes 2`)")  # fmt: skip

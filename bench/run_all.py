@@ -69,6 +69,16 @@ def benches(full: bool) -> list[Bench]:
             [PY, "bench/coordinator.py", "--tasks", "2000", "--nodes", "100"],
         ),
         Bench(
+            "coordinator_curve",
+            "P3 by job size: one job of 1k, 5k and 10k tasks through the real scheduler and store (node doubles)",
+            [PY, "bench/coordinator.py", "--curve", "1000,5000,10000", "--nodes", "100"],
+        ),
+        Bench(
+            "two_coordinators",
+            "two coordinators sharing 3 node processes: each job's rows/min alone and side by side",
+            [PY, "bench/two_coordinators.py", "--rows", "6", "--nodes", "3"],
+        ),
+        Bench(
             "network",
             "P5 gossip delivery: 5 processes, then 50/200/1000 in-process hosts (60 s to start and connect each)",
             [PY, "bench/network.py", "--quick", "--sizes", "50,200,1000", "--messages", "4", "--budget-s", "60"],
@@ -102,6 +112,8 @@ FIGURES: list[tuple[str, str, str, str]] = [
     ("coordinator", "P3 coordinator CPU ms/task (store default)", "<= 2", r"([\d.]+) ms coordinator CPU per task"),
     ("coordinator", "P3 tasks/s (store default)", ">= 500", r"([\d.]+) tasks/s \(goal"),
     ("coordinator", "P3 tasks/s with an fsync per commit (FULL)", "", r"synchronous=FULL:\n.*\n\s+([\d.]+) tasks/s"),
+    ("coordinator_curve", "P3 CPU per task, 10k-task job / 1k-task job", "flat (~1.0)", r"CPU per task ([\d.]+)x"),
+    ("coordinator_curve", "store size per task, 10k / 1k", "flat (~1.0)", r"store per task ([\d.]+)x"),
     (
         "pipeline",
         "P4 job wall / generation, last job",
