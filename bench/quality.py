@@ -378,11 +378,16 @@ class Quota:
         return enough_new and self.old >= self.min_old
 
 
-def work_items(corpus: str, all_chunks: bool = False) -> Iterator[tuple[Chunk, int, list[str]]]:
-    """(chunk, its index on the page, answer sentences) in the deterministic order of the corpus."""
+def work_items(
+    corpus: str, all_chunks: bool = False, skip: frozenset[str] = frozenset()
+) -> Iterator[tuple[Chunk, int, list[str]]]:
+    """(chunk, its index on the page, answer sentences) in the deterministic order of the corpus; pages in
+    `skip` are left out."""
     from node.executors.curate import answer_sentences
 
     for path in pages(corpus):
+        if str(path) in skip:
+            continue
         try:
             chunks = page_chunks(corpus, path, limit=None if all_chunks or corpus in ALL_CHUNKS else CHUNKS_PER_PAGE)
         except Exception as exc:
@@ -418,7 +423,11 @@ async def generate_async(args: argparse.Namespace) -> None:
         if r["accepted"]:
             gen.remember(r)
     deadline = time.monotonic() + args.minutes * 60
-    streams = {c: work_items(c, args.all_chunks) for c in args.corpora}
+    used = {
+        c: frozenset(r["path"] for r in cached if r["corpus"] == c) if args.fresh_pages else frozenset()
+        for c in args.corpora
+    }
+    streams = {c: work_items(c, args.all_chunks, used[c]) for c in args.corpora}
     with CANDIDATES.open("a") as out:
 
         def emit(rec: dict[str, Any]) -> None:
@@ -718,6 +727,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--minutes", type=float, default=60.0, help="stop generating after this long")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--all-chunks", action="store_true", help="every chunk of every page, not a sample of each")
+    ap.add_argument("--fresh-pages", action="store_true", help="only pages no cached row of the corpus came from")
     ap.add_argument("--markdown", help="also write the report to this markdown file")
     ap.add_argument("--move-labels", action="store_true", help="prune: also move labels of rows no longer cached")
     args = ap.parse_args(argv)
