@@ -121,9 +121,14 @@ _GAP_WORDS = frozenset({"what", "which"})
 _PASSIVE = re.compile(r"\b(?:is|are|was|were|be|been)\s+(?:\w+ly\s+|only\s+|not\s+)?\w+(?:ed|en)\b", re.I)
 
 
-_ORIGIN_ONLY = re.compile(r"^.+\s(?:is|are)\s+an?\s+[A-Z][\w.+-]*\s+(?:extension|addition)s?\.$")
+_ORIGIN_ONLY = re.compile(r"^.+\s(?:is|are)\s+an?\s+[A-Z][\w.+-]*(?:\s+[a-z]+)?\s+(?:extension|addition)s?\.$")
 """"The VAR command is a PostgreSQL extension." (a compatibility note) says where X comes from, not what it
 is: 4 of 59 rows accepted on a held-out manual asked "What is X?" of one (docs/notes/quality.md#document-parts)."""
+_NORM_TEXT = "standard standards specification specifications spec rfc"
+_NORMS = frozenset(_NORM_TEXT.split())
+"""Heads of a subject that is a standard: "the SQL standard" specifies, requires and allows a great many things."""
+_PRESCRIBING_TEXT = "specify require allow permit support mandate define say state forbid prohibit disallow need"
+_PRESCRIBING = frozenset(_PRESCRIBING_TEXT.split())
 _SUPERLATIVE_TEXT = (
     "most least best worst fastest slowest largest smallest biggest highest lowest easiest simplest earliest "
     "latest newest oldest greatest shortest longest safest cheapest strongest weakest closest nearest"
@@ -199,6 +204,19 @@ def _no_object(question: str, tail: list[str], sentence: str) -> str:
     return ""
 
 
+def _subject_head(question: str, sentence: str) -> str:
+    """The last word of the sentence's subject that the question repeats ("standard" in "What does the SQL
+    standard specify?"), or ""."""
+    split = _at_subject(question, sentence)
+    if split is None:
+        return ""
+    s_words = WORD.findall(normalize_ws(sentence).casefold())
+    if s_words and s_words[0] in ("the", "a", "an"):
+        s_words = s_words[1:]
+    subject = s_words[: len(s_words) - len(split[1])]
+    return subject[-1] if subject else ""
+
+
 def _words_end(words: list[str], sentence: str) -> int | None:
     """Where `words` (by root) first end in `sentence`, as a word index; None when they are not in it."""
     have = [_root(w) for w in WORD.findall(normalize_ws(sentence).casefold())]
@@ -262,6 +280,10 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
         # "What does CPython support?": a named product holds many things; only a narrower subject (an
         # identifier) or a longer question picks out the one this sentence names.
         return Failure(Reason.QUESTION_VAGUE, f"asks what a broad subject {tail[0]}s, of which its answer names one")
+    said = [w for w in tail or [] if w not in ("not", "never")]
+    if len(said) == 1 and said[0] in _PRESCRIBING and _subject_head(question, sentence) in _NORMS:
+        # "What does the SQL standard specify / not support?": a standard says many things; this sentence one.
+        return Failure(Reason.QUESTION_VAGUE, "asks what a standard says, of which its answer names one thing")
     if tail == ["return"] and len(_CONDITION.findall(sentence)) == 1 and not _CONDITION.search(question):
         # "What does X return?" for "X returns SQLITE_OK upon successful entry": the return of one case is
         # half an answer; a sentence that names two cases ("OK on success and ERROR if not") answers it.

@@ -284,3 +284,17 @@ def test_what_cannot_ask_for_an_object_that_is_a_pronoun() -> None:
     assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED
     named = "The RewriteBase directive tells mod_rewrite what prefix to prepend."
     assert check_answer_first("What does the RewriteBase directive tell?", named, named) is None
+
+
+def test_what_a_standard_says_is_vague_but_what_it_is_made_of_is_not() -> None:
+    for question, answer in (
+        ("What does the SQL standard specify?", "The SQL standard specifies an interface for writing wrappers."),
+        ("What does the SQL standard not support?", "The SQL standard does not support setting two owners at once."),
+    ):
+        failure = check_answer_first(question, answer, answer)
+        assert failure is not None and failure.reason is Reason.QUESTION_VAGUE, question
+    made = "The OpenMP standard consists of a set of compiler directives for C, C++ and Fortran programs."
+    assert check_answer_first("What does the OpenMP standard consist of?", made, made) is None
+    two_words = "The DEFERRABLE transaction_mode is a PostgreSQL language extension."
+    failure = check_answer_first("What is the DEFERRABLE transaction_mode?", two_words, two_words)
+    assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER

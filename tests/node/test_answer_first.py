@@ -291,3 +291,9 @@ def test_a_subject_only_its_page_identifies_is_refused() -> None:
 def test_an_option_description_in_the_imperative_has_no_subject() -> None:
     assert answer_sentences("Do HEAD requests instead of GET requests for every page.") == []
     assert answer_sentences("Display usage information and exit with status zero.") == []
+
+
+def test_the_equivalent_of_something_on_the_page_points_elsewhere() -> None:
+    assert answer_sentences("ROLLBACK is the equivalent standard SQL command for the whole block.") == []
+    named = "The ABORT command is equivalent to the standard SQL command ROLLBACK."
+    assert answer_sentences(named) == [named]
