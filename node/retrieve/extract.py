@@ -67,6 +67,19 @@ def _collapse_whitespace(tree: Any) -> None:
         parent = element.getparent()
         if element.tail and element.tag not in _BLOCKS and (parent is None or parent not in kept):
             element.tail = _HTML_SPACES.sub(" ", element.tail)
+    # A block starts and ends on a line of its own. trafilatura joins some blocks with nothing between them
+    # (a <dt> and its <dd>: "returns record gin_metapage_info returns ..."), and kept them apart only by the
+    # source's line breaks; whitespace at a block's edge is not rendered, so it can be a line break.
+    for element in tree.iter(*_BLOCKS):
+        if element in kept:
+            continue
+        if element.text and not element.text[0].strip():
+            element.text = "\n" + element.text.lstrip(" \t\n\r\f")
+        last = element[-1] if len(element) else None
+        if last is not None and last.tail and not last.tail[-1].strip() and last.tag not in _BLOCKS:
+            last.tail = last.tail.rstrip(" \t\n\r\f") + "\n"
+        elif last is None and element.text and not element.text[-1].strip():
+            element.text = element.text.rstrip(" \t\n\r\f") + "\n"
 
 
 def _clean_title(title: str | None) -> str:

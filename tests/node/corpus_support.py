@@ -191,6 +191,11 @@ WRAPPED_PAGE = b"""<!doctype html><html><head><title>Wrapped</title></head><body
     "scgi://localhost:4000/"</pre>
 <p>Both <code>mod_proxy</code> and <code>mod_proxy_scgi</code> have&nbsp;to
     be present in the server, which reads its configuration once at startup.</p>
+<dl class="variablelist"><dt><span class="term">
+     <code class="function">page_info(page bytea) returns record</code>
+    </span></dt><dd><p>
+      <code class="function">page_info</code> returns information about
+      an index metapage, read from the page header.</p></dd></dl>
 </div></body></html>"""
 """A manual that wraps its paragraphs in the HTML source, as the Apache and PostgreSQL manuals do."""
 

@@ -133,6 +133,8 @@ async def test_line_breaks_of_the_html_source_are_spaces_except_in_preformatted_
     assert 'ProxyPass "/scgi-bin/"\n    "scgi://localhost:4000/"' in out.text  # a <pre> keeps its layout
     both = "Both mod_proxy and mod_proxy_scgi have\xa0to be present in the server, which reads its configuration"
     assert any(line.startswith(both) for line in lines)  # a no-break space is text, not layout
+    # A definition list's term and its description stay apart (trafilatura puts nothing between them).
+    assert "page_info returns information about an index metapage, read from the page header." in lines
 
 
 async def test_redirect_within_the_allowlist_is_followed(scripted_site: ScriptedSite) -> None:
