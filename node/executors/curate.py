@@ -230,7 +230,7 @@ def _without_adverbs(head: list[str]) -> list[str]:
     return head
 
 
-_CLAUSE_TEXT = "if that which who whom whose when whether where unless because while"
+_CLAUSE_TEXT = "if that which who whom whose when whether where unless because while how what"
 _CLAUSE_WORDS = frozenset(_CLAUSE_TEXT.split())
 """A subject holding one of these is a clause, not a name ("Airbus confirms that SQLite", "Returns 1 if o"):
 the labelled set had each asked verbatim as "What is Returns 1 if o?"."""

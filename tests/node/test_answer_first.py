@@ -297,3 +297,8 @@ def test_the_equivalent_of_something_on_the_page_points_elsewhere() -> None:
     assert answer_sentences("ROLLBACK is the equivalent standard SQL command for the whole block.") == []
     named = "The ABORT command is equivalent to the standard SQL command ROLLBACK."
     assert answer_sentences(named) == [named]
+
+
+def test_a_subject_read_past_a_clause_is_no_subject() -> None:
+    sentence = "The wal_sync_method parameter determines how PostgreSQL will ask the kernel to flush updates."
+    assert "determines" not in sentence_subject(sentence)
