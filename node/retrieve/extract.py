@@ -19,6 +19,7 @@ from typing import Any
 
 import lxml.html  # type: ignore[import-untyped]
 import trafilatura
+from lxml import etree
 from lxml.etree import ParserError  # type: ignore[import-untyped]
 from trafilatura.metadata import extract_title
 
@@ -59,6 +60,11 @@ def _collapse_whitespace(tree: Any) -> None:
     for element in tree.iter(*_PREFORMATTED, "code"):
         if element.tag != "code" or "\n" in (element.text or ""):
             kept.update(element.iter())
+    # Markup inside inline code ("SET SCHEMA '<em><code>value</code></em>'") is laid out as the code's own text;
+    # trafilatura moved the inner text out of place ("SET SCHEMA ' is an alias for value'SET search_path").
+    for code in [c for c in tree.iter("code") if len(c) and c not in kept]:
+        if code.getparent() is not None and not any(a.tag == "code" for a in code.iterancestors()):
+            etree.strip_tags(code, "*")
     for element in tree.iter():
         first = element[0] if len(element) else None
         before_block = first is not None and first.tag in _BLOCKS and not (element.text or "").strip()
@@ -75,11 +81,22 @@ def _collapse_whitespace(tree: Any) -> None:
             continue
         if element.text and not element.text[0].strip():
             element.text = "\n" + element.text.lstrip(" \t\n\r\f")
-        last = element[-1] if len(element) else None
-        if last is not None and last.tail and not last.tail[-1].strip() and last.tag not in _BLOCKS:
-            last.tail = last.tail.rstrip(" \t\n\r\f") + "\n"
-        elif last is None and element.text and not element.text[-1].strip():
-            element.text = element.text.rstrip(" \t\n\r\f") + "\n"
+        node, attr = _last_text(element)
+        text = getattr(node, attr)
+        if text and not text[-1].strip():
+            setattr(node, attr, text.rstrip(" \t\n\r\f") + "\n")
+
+
+def _last_text(block: Any) -> tuple[Any, str]:
+    """Where a block's rendered text ends: the tail of its last inline descendant, or the text of the innermost
+    last one ("</code>\n    </span></dt>": the code's tail)."""
+    node = block
+    while len(node) and node[-1].tag not in _BLOCKS:
+        last = node[-1]
+        if last.tail:
+            return last, "tail"
+        node = last
+    return node, "text"
 
 
 def _clean_title(title: str | None) -> str:

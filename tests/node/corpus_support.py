@@ -196,6 +196,8 @@ WRAPPED_PAGE = b"""<!doctype html><html><head><title>Wrapped</title></head><body
     </span></dt><dd><p>
       <code class="function">page_info</code> returns information about
       an index metapage, read from the page header.</p></dd></dl>
+<p><code class="literal">SET SCHEMA '<em class="replaceable"><code>value</code></em>'</code> is an alias for
+      <code class="literal">SET search_path TO <em class="replaceable"><code>value</code></em></code>.</p>
 </div></body></html>"""
 """A manual that wraps its paragraphs in the HTML source, as the Apache and PostgreSQL manuals do."""
 

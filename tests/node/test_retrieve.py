@@ -135,6 +135,7 @@ async def test_line_breaks_of_the_html_source_are_spaces_except_in_preformatted_
     assert any(line.startswith(both) for line in lines)  # a no-break space is text, not layout
     # A definition list's term and its description stay apart (trafilatura puts nothing between them).
     assert "page_info returns information about an index metapage, read from the page header." in lines
+    assert "SET SCHEMA 'value' is an alias for SET search_path TO value." in lines  # code inside code, in order
 
 
 async def test_redirect_within_the_allowlist_is_followed(scripted_site: ScriptedSite) -> None:
