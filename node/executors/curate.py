@@ -256,7 +256,7 @@ def is_definition(sentence: str) -> bool:
 
 _POINTING = re.compile(
     r"\b(?:this|these|those|following|former|latter|above|below|such|here|previous|also|likewise|similarly|again"
-    r"|resulting|the\s+equivalent(?!\s+(?:of|to)\b))\b",
+    r"|resulting|remaining|the\s+equivalent(?!\s+(?:of|to)\b))\b",
     re.I,
 )
 """Words that point at another part of the page: a sentence holding one answers nothing read alone

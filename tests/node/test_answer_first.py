@@ -295,6 +295,7 @@ def test_an_option_description_in_the_imperative_has_no_subject() -> None:
 
 def test_the_equivalent_of_something_on_the_page_points_elsewhere() -> None:
     assert answer_sentences("ROLLBACK is the equivalent standard SQL command for the whole block.") == []
+    assert answer_sentences("The remaining arguments are the names of textual columns of the table.") == []
     named = "The ABORT command is equivalent to the standard SQL command ROLLBACK."
     assert answer_sentences(named) == [named]
 
