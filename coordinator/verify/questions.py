@@ -135,7 +135,7 @@ _SUPERLATIVE_TEXT = (
 )
 _RANKED = re.compile(
     rf"^.+?\s(?:is|are)\s+(?:the|one of the)\s+(?:{'|'.join(_SUPERLATIVE_TEXT.split())})"
-    r"(?:\s+[a-z-]+ly)?(?:\s+[a-z-]+)??(?:\s+(?:one|ones|to|of|among|available|possible)\b|\s*[.,;])"
+    r"(?:\s+[a-z-]+ly)?(?:\s+[a-z-]+)??(?:\s+(?:one|ones|to|of|among|available|possible|because|since|and)\b|\s*[.,;])"
 )
 """"The TSC clock source is the most accurate one available" and "The SQL functions are the easiest to use" rank X
 among others and name no kind it is; "the oldest surviving sea-washed lighthouse in the world" does."""

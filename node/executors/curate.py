@@ -61,8 +61,9 @@ Span = tuple[int, int]
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 # A sentence ends after . ! ? (plus closing quotes/brackets) followed by whitespace, or at a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*(\s+)|(\n+)")
-"""The separator is the whitespace (group 1 or 2): closing quotes and brackets stay with their sentence."""
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<![eE]\.g\.)(?<![iI]\.e\.)(?<!\bcf\.)(?<!\bvs\.)[\"'”’)\]]*(\s+)|(\n+)")
+"""The separator is the whitespace (group 1 or 2): closing quotes and brackets stay with their sentence. "e.g.",
+"i.e.", "cf." and "vs." end no sentence: cut there, "... a dual license, i.e." was delivered as an answer."""
 _SPACE = re.compile(r"\s+")
 
 
@@ -283,7 +284,8 @@ _ORDINAL_OCCURRENCE = re.compile(
 _CODE_WORD = re.compile(r"\w[_.(]|[_.]\w|[a-zA-Z]\d|\b[a-z]+[A-Z]")
 _GENERIC_HEAD_TEXT = (
     "code script form argument arguments parameter parameters value values file files directory context "
-    "output input result results string field fields option options variable variables api interface data"
+    "output input result results string field fields option options variable variables api interface data "
+    "version implementation"
 )
 _GENERIC_HEADS = frozenset(_GENERIC_HEAD_TEXT.split())
 """Nouns that name a role on a page, not a thing: "the SQL script", "the Perl code", "the RENAME form", "the API"

@@ -298,3 +298,9 @@ def test_what_a_standard_says_is_vague_but_what_it_is_made_of_is_not() -> None:
     two_words = "The DEFERRABLE transaction_mode is a PostgreSQL language extension."
     failure = check_answer_first("What is the DEFERRABLE transaction_mode?", two_words, two_words)
     assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER
+
+
+def test_a_superlative_followed_by_a_reason_names_no_kind() -> None:
+    ranked = "The __exit__() method is the most complicated because it is where most of the work is done."
+    failure = check_answer_first("What is the __exit__() method?", ranked, ranked)
+    assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER

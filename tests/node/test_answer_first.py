@@ -303,3 +303,9 @@ def test_the_equivalent_of_something_on_the_page_points_elsewhere() -> None:
 def test_a_subject_read_past_a_clause_is_no_subject() -> None:
     sentence = "The wal_sync_method parameter determines how PostgreSQL will ask the kernel to flush updates."
     assert "determines" not in sentence_subject(sentence)
+
+
+def test_an_abbreviation_ends_no_sentence() -> None:
+    first = "The OpenSSL toolkit stays under a dual license, i.e. both licenses apply to it."
+    assert answer_sentences(first + " It was audited in 2014.")[0] == first
+    assert answer_sentences("The Python implementation uses an inline version of hmac to derive keys.") == []
