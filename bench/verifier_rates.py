@@ -471,22 +471,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line.strip()]
 
 
-def merged(path: Path) -> dict[str, dict[str, Any]]:
-    """Lines of `path` made by this code, merged by task key: a later line adds to (or overrides) an earlier
-    one's fields."""
-    out: dict[str, dict[str, Any]] = {}
-    for line in read_jsonl(path):
-        if "key" in line and code_of(line) == CODE:
-            out.setdefault(line["key"], {}).update(line)
-    return out
-
-
-def main_lines() -> list[dict[str, Any]]:
-    """The main run's records, one per task: a `backfill` line (candidates added later to a task already
-    run) merges into its task's record, its dict fields (rescore, text, gen_s) key by key."""
+def merged_lines(path: Path) -> list[dict[str, Any]]:
+    """The lines of `path`, one per task and code: a later line for the same task (a `backfill`, or another
+    pass of a build) merges into the first, its dict fields (rescore, text, gen_s) key by key."""
     out: list[dict[str, Any]] = []
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
-    for line in read_jsonl(OUT):
+    for line in read_jsonl(path):
         base = by_key.get((code_of(line), line["key"])) if "key" in line else None
         if base is None:
             out.append(line)
@@ -498,9 +488,14 @@ def main_lines() -> list[dict[str, Any]]:
     return out
 
 
+def merged(path: Path) -> dict[str, dict[str, Any]]:
+    """The lines of `path` made by this code, merged by task key (`merged_lines`)."""
+    return {r["key"]: r for r in merged_lines(path) if "key" in r and code_of(r) == CODE}
+
+
 def main_records() -> dict[str, dict[str, Any]]:
     """The main run's records made by this code, by task key."""
-    return {r["key"]: r for r in main_lines() if "key" in r and code_of(r) == CODE}
+    return merged(OUT)
 
 
 def build_files() -> dict[str, tuple[Path, Path]]:
@@ -657,7 +652,7 @@ def _median(xs: list[float]) -> float:
 
 
 def report() -> str:
-    rows = main_lines()
+    rows = merged_lines(OUT)
     builds = {label: (merged(path), merged(scored)) for label, (path, scored) in build_files().items()}
     try:
         import llama_cpp
