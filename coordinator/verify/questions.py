@@ -143,13 +143,22 @@ _INTRANSITIVE = frozenset(["behave", "happen", "occur", "exist", "vary", "differ
 """"What does X behave?" asks for an object the verb never takes ("How does X behave?" would)."""
 
 
+_TAKING_INFINITIVE_TEXT = (
+    "used able configured designed intended meant allowed supposed expected required needed made built going "
+    "likely unable free"
+)
+_TAKING_INFINITIVES = frozenset(_TAKING_INFINITIVE_TEXT.split())
+"""Words whose "to" opens an infinitive ("X can be configured to block mail"): "What can X be configured to?"
+stops before the verb that is the answer."""
+
+
 def _no_gap(question: str, tail: list[str]) -> str:
     """Why a "What ..." question has no place for its answer, or "". "What" stands for a missing
     complement: after "is"/"can be" + a participle or adjective ("What is the wal file deleted?", "What may
     new error codes be added?") nothing is missing unless a preposition ends the question ("... converted
     into?")."""
     words = question.split()
-    if tail[-2:] in (["used", "to"], ["able", "to"]):
+    if len(tail) >= 2 and tail[-1] == "to" and tail[-2] in _TAKING_INFINITIVES:
         # "What is X used to?": the "to" of an infinitive, whose verb the answer holds ("used to specify ...").
         return f"stops before the verb its 'to' needs: {question[:80]!r}"
     if len(words) < 2 or words[0].lower() not in _GAP_WORDS or (tail and tail[-1] in _PREPOSITIONS):
@@ -201,6 +210,33 @@ def _no_object(question: str, tail: list[str], sentence: str) -> str:
         # "What does the RewriteBase directive tell?" for "... tells it what prefix to prepend": "it" is
         # named in another sentence, so the answer starts with a word that points off the row.
         return f"its answer's object is {after!r}, named elsewhere on the page: {question[:80]!r}"
+    return ""
+
+
+_TIME_OPENERS = frozenset(["through", "after", "before", "during", "until", "since", "via"])
+_DATE = re.compile(
+    r"^(?:1[5-9]\d\d|20\d\d|january|february|march|april|may|june|july|august|september|october|november|december)$"
+)
+
+
+def _no_prepositional_object(question: str, tail: list[str], sentence: str) -> str:
+    """Why "What ... <preposition>?" has no thing for its answer, or "": in the answer sentence the preposition
+    is followed by another one or by nothing ("The final interface was arrived at through ...": "at" is part of
+    the verb, so "What was the final interface arrived at?" asks nothing), or by a date ("... written in 1991":
+    the question wants "When")."""
+    words = question.split()
+    if not tail or words[0].lower() not in _GAP_WORDS or tail[-1] not in _PREPOSITIONS:
+        return ""
+    have = WORD.findall(normalize_ws(sentence).casefold())
+    end = _words_end(tail, sentence)
+    if end is None:
+        return ""
+    after = have[end] if end < len(have) else ""
+    quantity = after == "at" and have[end + 1 : end + 2] in (["least"], ["most"])  # "composed of at least two"
+    if not quantity and (not after or after in _PREPOSITIONS or after in _TIME_OPENERS):
+        return f"its {tail[-1]!r} has no object in its answer for 'What' to ask for: {question[:80]!r}"
+    if _DATE.match(after):
+        return f"'What' asks for a thing; its answer gives a date ({after!r}): {question[:80]!r}"
     return ""
 
 
@@ -274,6 +310,8 @@ def check_answer_first(question: str, answer: str, sentence: str, *, max_chars: 
         return Failure(Reason.QUESTION_MALFORMED, gapless)
     if tail is not None and (intransitive := _no_object(question, tail, sentence)):
         return Failure(Reason.QUESTION_MALFORMED, intransitive)
+    if tail is not None and (objectless := _no_prepositional_object(question, tail, sentence)):
+        return Failure(Reason.QUESTION_MALFORMED, objectless)
     if tail == ["do"] and _PASSIVE.search(sentence):
         return Failure(Reason.QUESTION_OFF_ANSWER, "asks what its subject does; the answer says what is done to it")
     if tail is not None and len(tail) == 1 and tail[0] in _HAVING_VERBS and not _CODE.search(question):

@@ -61,9 +61,12 @@ Span = tuple[int, int]
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 # A sentence ends after . ! ? (plus closing quotes/brackets) followed by whitespace, or at a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?])(?<![eE]\.g\.)(?<![iI]\.e\.)(?<!\bcf\.)(?<!\bvs\.)[\"'”’)\]]*(\s+)|(\n+)")
+_SENTENCE_END = re.compile(
+    r"(?<=[.!?])(?<![eE]\.g\.)(?<![iI]\.e\.)(?<!\bcf\.)(?<!\bvs\.)(?!(?<=\betc\.)[ \t]+[a-z])[\"'”’)\]]*(\s+)|(\n+)"
+)
 """The separator is the whitespace (group 1 or 2): closing quotes and brackets stay with their sentence. "e.g.",
-"i.e.", "cf." and "vs." end no sentence: cut there, "... a dual license, i.e." was delivered as an answer."""
+"i.e.", "cf." and "vs." end no sentence: cut there, "... a dual license, i.e." was delivered as an answer. Nor does
+"etc." before a lowercase word ('the meaning of the "warning" etc. labels')."""
 _SPACE = re.compile(r"\s+")
 
 
@@ -139,7 +142,7 @@ _DEPENDENT_OPENER_TEXT = (
     "because although though unless since as see note example e.g i.e both each either neither all "
     "some any many most other another one none no not to on in at by with from under over after "
     "before during within without through upon via per please regardless just additional additionally "
-    "further furthermore moreover similarly likewise future"
+    "further furthermore moreover similarly likewise future different various several certain numerous"
 )
 _DEPENDENT_OPENERS = frozenset(_DEPENDENT_OPENER_TEXT.split())
 _AUXILIARY_TEXT = "is are was were can cannot may might must will would should shall could does do did has have had"
@@ -184,20 +187,60 @@ def sentence_subject(sentence: str) -> str:
     they are mostly participles ("The modules described in this chapter provide ...")."""
     words = sentence.split()
     first = words[0].lower() if words else ""
-    if len(words) < 3 or first.strip(",") in _DEPENDENT_OPENERS or first.endswith(("ly", "ing")):
+    if len(words) < 3 or first.strip(",").split("'")[0] in _DEPENDENT_OPENERS or first.endswith(("ly", "ing")):
         return ""
     if words[1].lower() in _IMPERATIVE_NEXT and "_" not in first and "(" not in first:
         return ""  # "Refer to ...", "Use the ...": an instruction, or a verb-first fragment
     limit = min(_MAX_SUBJECT_WORDS, len(words) - 1)
     for i in range(1, limit + 1):
         if words[i].lower() in _AUXILIARIES:
-            return _subject(_without_adverbs(words[:i]))
+            return "" if _verb_first(words[:i]) else _subject(_without_adverbs(words[:i]))
     for i in range(1, min(_SHORT_SUBJECT_WORDS, limit) + 1):
         if _inflected(words[i]) and not any(_inflected(w) for w in words[:i]):
             if any(w.islower() and w.endswith("ed") for w in words[1:i]):
                 return ""  # "SQL-92 defined three feature sets": the verb came first, "sets" is its object
-            return _subject(_without_adverbs(words[:i]))
+            if _plural_before_verb(words[i + 1 :]):
+                return ""  # "Public Internet MX hosts without certificates ... must": "hosts" is a noun
+            return "" if _verb_first(words[:i]) else _subject(_without_adverbs(words[:i]))
     return ""
+
+
+_PREPOSITION_TEXT = "of for to into by with from in on at as about onto upon"
+_PREPOSITIONS = frozenset(_PREPOSITION_TEXT.split())
+_CLAUSE_BREAK_TEXT = (
+    "that which who whom whose when whenever where while if unless because and or but so as than how whether since "
+    "until what why"
+)
+_CLAUSE_BREAKS = frozenset(_CLAUSE_BREAK_TEXT.split())
+"""Words that open another clause: an auxiliary after one belongs to that clause, not to the sentence's subject."""
+_NOUN_PREPOSITIONS = frozenset(["without", "with", "of", "in", "from", "for", "on", "at", "under", "behind"])
+
+
+def _plural_before_verb(after: list[str]) -> bool:
+    """Whether the words after an inflected-looking word show it is a plural noun, not the verb: a bracket right
+    after it ("Eliminate redundant RBL lookups (people often ...)"), or a preposition and then an auxiliary in the
+    same clause ("Public Internet MX hosts without certificates signed by a CA must still generate ..."). A verb
+    with its object ("specifies the number of times X can be exceeded") does not count."""
+    if after and after[0].startswith("("):
+        return True
+    if not after or after[0].lower() not in _NOUN_PREPOSITIONS:
+        return False
+    for word in after:
+        w = word.lower()
+        if w in _CLAUSE_BREAKS or word.endswith((",", ";", ":")) or word.startswith("("):
+            return False
+        if w in _AUXILIARIES:
+            return True
+    return False
+
+
+def _verb_first(head: list[str]) -> bool:
+    """Whether a would-be subject is a fragment that opens with its verb ("Raises ValueError on non-Unix-ish
+    systems", its subject named in the sentence before): a verb-like first word, a name as its object, then a
+    preposition. A plural noun first ("Booleans in Python", "Integers read from a Buffer") has no name next."""
+    if len(head) < 3 or not _inflected(head[0].lower()) or not (head[1][0].isupper() or _NAME.search(head[1])):
+        return False
+    return any(w.lower() in _PREPOSITIONS for w in head[2:])
 
 
 _ADVERB_TEXT = "not never now only always often still already usually generally normally sometimes"
@@ -241,6 +284,8 @@ def _subject(head: list[str]) -> str:
     last = head[-1].lower()
     if not all(_PHRASE_WORD.match(w) and not w.endswith(":") for w in head):
         return ""
+    if any(w[0].isupper() and w.lower() in _IMPERATIVES for w in head[1:]):
+        return ""  # "mutual_auth Use only mechanisms ...": a term run into its description (a list without breaks)
     if any(w.lower() in _CLAUSE_WORDS for w in head[1:]):
         return ""
     if last in _FUNCTION_WORDS or last in _DEPENDENT_OPENERS:
@@ -408,6 +453,31 @@ _PERFECT = frozenset({"has", "have", "had"})
 what these sentences say."""
 
 
+_EXAMPLE_NAME = re.compile(
+    r"\bexample\.(?:com|org|net|edu)\b|\.(?:example|invalid)\b|\b(?:foo|bar|baz)\.(?:com|org|net)\b", re.I
+)
+"""Names reserved for examples (RFC 2606: example.com, .example, .invalid): a sentence naming one describes the
+page's example configuration ("Mail for all other addresses in example.com is rejected with ..."), true of that
+example alone."""
+_OFF_PAGE_OBJECT = re.compile(r"\b(?:of|for|to|in|on|with|about|from)\s+(?:it|them)\.$")
+"""In a definition, "Andreas Arnez is the current maintainer and developer of it.": what "it" is, only the page
+says. Elsewhere "it" is mostly the sentence's own subject ("X stays under a license, i.e. both apply to it")."""
+_PERSON_ROLE = re.compile(
+    r"\s(?:is|was)\s+(?:a|an|the|one\s+of\s+the)\s+(?:[\w-]+\s+){0,3}?(?:maintainer|author|creator|founder|developer"
+    r"|contributor|inventor|designer|programmer|engineer|leader|president|chair|member|professor|researcher)s?\b"
+)
+
+
+def _a_person(subject: str, sentence: str) -> bool:
+    """Whether a definition defines a person ("Andreas Arnez is the current maintainer ..."): the question it
+    makes is "What is Andreas Arnez?", and a person is a who, not a what."""
+    words = subject.split()
+    names = len(words) >= 2 and all(w.isalpha() and w[0].isupper() and w[1:].islower() for w in words)
+    return (
+        names and words[0].lower() not in ("the", "a", "an") and _PERSON_ROLE.match(sentence, len(subject)) is not None
+    )
+
+
 def _unbalanced(sentence: str) -> bool:
     """A bracket opened or closed outside the sentence: the split cut inside a parenthesis ("(where X.Y
     stands for the version of Python)."), so what is left is a fragment, not a sentence."""
@@ -456,10 +526,12 @@ def answer_sentences(
             continue
         if _DEBRIS.search(sentence) or "\n" in sentence or _POINTING.search(sentence) or _unbalanced(sentence):
             continue
+        if _EXAMPLE_NAME.search(sentence):
+            continue
         subject = sentence_subject(sentence)
         if not subject or not names_something(subject) or _VERSIONED.search(subject) or _DOCUMENT_PART.match(subject):
             continue
-        if page_instance(subject, sentence):
+        if page_instance(subject, sentence) or _a_person(subject, sentence):
             continue
         if sentence.split()[len(subject.split())].lower() in _PERFECT or asking_verb(sentence) is None:
             continue
@@ -467,6 +539,8 @@ def answer_sentences(
         if sum(core in f for f in folded) > MAX_SUBJECT_MENTIONS:
             continue
         definition = is_definition(sentence)
+        if definition and _OFF_PAGE_OBJECT.search(sentence):
+            continue  # "X is the maintainer of it": X is what "it" is not, so "it" is named elsewhere
         if not definition and (sum(core in f for f in page) > MAX_PAGE_MENTIONS or f" {core} " in topic_words):
             continue
         picked.append((0 if definition else 1, order, sentence))

@@ -304,3 +304,24 @@ def test_a_superlative_followed_by_a_reason_names_no_kind() -> None:
     ranked = "The __exit__() method is the most complicated because it is where most of the work is done."
     failure = check_answer_first("What is the __exit__() method?", ranked, ranked)
     assert failure is not None and failure.reason is Reason.QUESTION_OFF_ANSWER
+
+
+def test_what_needs_a_thing_after_its_preposition_not_another_preposition_or_a_date() -> None:
+    phrasal = "The final interface for Unicode support was arrived at through many discussions on the list."
+    failure = check_answer_first("What was the final interface for Unicode support arrived at?", phrasal, phrasal)
+    assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED
+    dated = "The very first article about Python was written in 1991 and is now quite outdated."
+    failure = check_answer_first("What was the very first article about Python written in?", dated, dated)
+    assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED
+    language = "The very first article about Python was written in Dutch and is now quite outdated."
+    assert check_answer_first("What was the very first article about Python written in?", language, language) is None
+    counted = "The quorum_set value is composed of at least two member names."
+    assert check_answer_first("What is the quorum_set value composed of?", counted, counted) is None
+
+
+def test_what_cannot_stand_for_the_verb_of_an_infinitive() -> None:
+    answer = "The smtpd(8) server can be configured to block unwanted mail, as the access document describes."
+    failure = check_answer_first("What can the smtpd(8) server be configured to?", answer, answer)
+    assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED
+    converted = "The host name is converted to lowercase before the lookup."
+    assert check_answer_first("What is the host name converted to?", converted, converted) is None

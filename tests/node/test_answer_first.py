@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.verify.questions import check_question
-from node.executors.curate import answer_sentences, asking_verb, page_sentences, sentence_subject
+from node.executors.curate import answer_sentences, asking_verb, page_sentences, sentence_spans, sentence_subject
 from node.executors.synthesize import evidence_candidates, leaked_words, question_frames, write_question
 from node.executors.validate import ValidateExecutor, round_trip
 from node.llm.engine import Engine
@@ -309,3 +309,42 @@ def test_an_abbreviation_ends_no_sentence() -> None:
     first = "The OpenSSL toolkit stays under a dual license, i.e. both licenses apply to it."
     assert answer_sentences(first + " It was audited in 2014.")[0] == first
     assert answer_sentences("The Python implementation uses an inline version of hmac to derive keys.") == []
+
+
+def test_a_fragment_that_opens_with_its_verb_and_a_vague_quantifier_are_no_subject() -> None:
+    assert sentence_subject("Raises ValueError on non-Unix-ish systems if pathname starts with a slash.") == ""
+    assert sentence_subject("Different OSes will return different values for the same call.") == ""
+    assert sentence_subject("Various modules provide their own hooks for the same event.") == ""
+    assert sentence_subject("Windows NT is an operating system made by a large company.") == "Windows NT"
+
+
+def test_a_person_and_an_object_named_only_on_the_page_are_not_answers() -> None:
+    assert answer_sentences("Andreas Arnez is the current maintainer and developer of the S390X port.") == []
+    assert answer_sentences("The BBV tool is an experimental basic block vector generator for it.") == []
+    owner = "The Python Software Foundation is the owner of the trademark."
+    assert answer_sentences(owner) == [owner]
+
+
+def test_a_plural_noun_that_looks_like_a_verb_is_no_verb() -> None:
+    hosts = "Public Internet MX hosts without certificates signed by a public CA must still present a certificate."
+    assert sentence_subject(hosts) == ""
+    assert sentence_subject("Eliminate redundant RBL lookups (people often use several lists that overlap).") == ""
+    registers = "The rollback_hook() interface registers a callback function to be invoked whenever it rolls back."
+    assert sentence_subject(registers) == "The rollback_hook() interface"
+    counted = "The BurstLimit directive specifies the maximum number of times the RatioLimit can be exceeded."
+    assert sentence_subject(counted) == "The BurstLimit directive"
+
+
+def test_examples_contractions_run_together_terms_and_etc_are_handled() -> None:
+    assert (
+        answer_sentences("Mail for all other addresses in example.com is rejected with the error User unknown.") == []
+    )
+    assert sentence_subject("There's little the mail server can do about bad hardware.") == ""
+    run_together = "mutual_auth Use only mechanisms that authenticate both the client and the server to each other."
+    assert sentence_subject(run_together) == ""
+    text = 'The DEBUG_README document describes the "warning" etc. labels in the logs. Use lists, sets, etc. Then stop.'
+    assert [text[s:e] for s, e in sentence_spans(text)] == [
+        'The DEBUG_README document describes the "warning" etc. labels in the logs.',
+        "Use lists, sets, etc.",
+        "Then stop.",
+    ]
