@@ -218,11 +218,14 @@ _NOUN_PREPOSITIONS = frozenset(["without", "with", "of", "in", "from", "for", "o
 
 def _plural_before_verb(after: list[str]) -> bool:
     """Whether the words after an inflected-looking word show it is a plural noun, not the verb: a bracket right
-    after it ("Eliminate redundant RBL lookups (people often ...)"), or a preposition and then an auxiliary in the
+    after it ("Eliminate redundant RBL lookups (people often ...)"), "and" or "or" before a word that is no verb, or a
+    preposition and then an auxiliary in the
     same clause ("Public Internet MX hosts without certificates signed by a CA must still generate ..."). A verb
     with its object ("specifies the number of times X can be exceeded") does not count."""
     if after and after[0].startswith("("):
         return True
+    if len(after) > 1 and after[0] in ("and", "or") and not _inflected(after[1]):
+        return True  # "environment variables and -X options is ...": nouns; "allocates and initializes": verbs
     if not after or after[0].lower() not in _NOUN_PREPOSITIONS:
         return False
     for word in after:
@@ -330,7 +333,7 @@ _CODE_WORD = re.compile(r"\w[_.(]|[_.]\w|[a-zA-Z]\d|\b[a-z]+[A-Z]")
 _GENERIC_HEAD_TEXT = (
     "code script form argument arguments parameter parameters value values file files directory context "
     "output input result results string field fields option options variable variables api interface data "
-    "version implementation"
+    "version implementation run session call invocation"
 )
 _GENERIC_HEADS = frozenset(_GENERIC_HEAD_TEXT.split())
 """Nouns that name a role on a page, not a thing: "the SQL script", "the Perl code", "the RENAME form", "the API"
@@ -338,6 +341,7 @@ are the page's own, and a language or kind before them does not say which one.""
 
 
 _EXAMPLE = frozenset(["example", "examples"])
+_RELATIVE = frozenset(["separate", "corresponding", "similar", "respective", "matching", "analogous"])
 
 
 def page_instance(subject: str, sentence: str) -> bool:
@@ -350,6 +354,8 @@ def page_instance(subject: str, sentence: str) -> bool:
     words = subject.split()
     if len(words) >= 2 and words[0].lower() in ("the", "a", "an", "one", "another") and words[1].lower() in _EXAMPLE:
         return True  # "An example in the Python library itself is ...": an example of what the page is about
+    if len(words) >= 3 and words[0].lower() in ("the", "a", "an") and words[1].lower() in _RELATIVE:
+        return True  # "A separate csv.writer class": separate from what the sentence before named
     if len(words) < 2 or words[0].lower() != "the":
         return False
     occurrence = _ORDINAL_OCCURRENCE.match(subject)
@@ -454,11 +460,27 @@ what these sentences say."""
 
 
 _EXAMPLE_NAME = re.compile(
-    r"\bexample\.(?:com|org|net|edu)\b|\.(?:example|invalid)\b|\b(?:foo|bar|baz)\.(?:com|org|net)\b", re.I
+    r"\bexample\.(?:com|org|net|edu)\b|\.(?:example|invalid)\b|\b(?:foo|bar|baz|qux|quux|foobar)\b", re.I
 )
-"""Names reserved for examples (RFC 2606: example.com, .example, .invalid): a sentence naming one describes the
-page's example configuration ("Mail for all other addresses in example.com is rejected with ..."), true of that
-example alone."""
+"""Names reserved for examples (RFC 2606: example.com, .example, .invalid) and placeholder names (foo, bar): a
+sentence naming one describes the page's example ("Mail for all other addresses in example.com is rejected with
+..."), true of that example alone."""
+_PASSIVE_PARTICIPLE = re.compile(
+    r"^(?:is|are|was|were)\s+(?:(?!usually|normally|generally|typically|always)\w+ly\s+)?(?:\w{2,}(?:ed|en)|set|made|built|given|kept|held|found|sent|shown|run|done"
+    r"|put|read|thrown|chosen)\b"
+)
+
+
+def _indefinite_event(subject: str, sentence: str) -> bool:
+    """Whether the sentence says what is done to some one instance: an indefinite subject and a passive ("A unique
+    block ID is assigned to the block", "A wrapper API was added for ...", "A zero-length Buffer is created if
+    ..."). "What is a unique block ID assigned to?" then asks about the page's instance. In the labelled rows all 9
+    of these were unacceptable; a modal ("An SQL statement can be preceded by ..."), an active verb ("A
+    FrameSummary object represents ...") or an adverb of habit ("An SQLite database is normally stored in ...")
+    states something general and passes."""
+    first = subject.split()[0]
+    rest = sentence[len(subject) :].lstrip()
+    return first in ("A", "An") and _PASSIVE_PARTICIPLE.match(rest) is not None
 _OFF_PAGE_OBJECT = re.compile(r"\b(?:of|for|to|in|on|with|about|from)\s+(?:it|them)\.$")
 """In a definition, "Andreas Arnez is the current maintainer and developer of it.": what "it" is, only the page
 says. Elsewhere "it" is mostly the sentence's own subject ("X stays under a license, i.e. both apply to it")."""
@@ -531,7 +553,7 @@ def answer_sentences(
         subject = sentence_subject(sentence)
         if not subject or not names_something(subject) or _VERSIONED.search(subject) or _DOCUMENT_PART.match(subject):
             continue
-        if page_instance(subject, sentence) or _a_person(subject, sentence):
+        if page_instance(subject, sentence) or _a_person(subject, sentence) or _indefinite_event(subject, sentence):
             continue
         if sentence.split()[len(subject.split())].lower() in _PERFECT or asking_verb(sentence) is None:
             continue

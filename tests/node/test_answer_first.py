@@ -348,3 +348,23 @@ def test_examples_contractions_run_together_terms_and_etc_are_handled() -> None:
         "Use lists, sets, etc.",
         "Then stop.",
     ]
+
+
+def test_what_is_done_to_one_instance_and_a_pages_example_run_are_not_answers() -> None:
+    assert answer_sentences("A unique block ID is assigned to the block, and then it goes into a set.") == []
+    assert answer_sentences("A wrapper API was added for Unix-style signal handlers.") == []
+    assert answer_sentences("The outputs from the SimPoint run are the results.simpts and results.weights files.") == []
+    assert answer_sentences("The function func1 only consists of code at line 51 of foo.c, where it is called.") == []
+    general = "An SQLite database is normally stored in a single ordinary disk file."
+    assert answer_sentences(general) == [general]
+    modal = "An SQL statement can be preceded by the keyword EXPLAIN."
+    assert answer_sentences(modal) == [modal]
+
+
+def test_a_list_of_nouns_is_no_verb_and_a_separate_thing_points_elsewhere() -> None:
+    nouns = "Information about Python environment variables and -X options is now available with --help-env."
+    assert sentence_subject(nouns) == ""
+    verbs = "The sqlite3_str_new(D) interface allocates and initializes a new sqlite3_str object."
+    assert sentence_subject(verbs) == "The sqlite3_str_new(D) interface"
+    assert answer_sentences("A separate csv.writer class will generate comma-separated files from tuples.") == []
+
