@@ -55,7 +55,7 @@ async def main(args: argparse.Namespace) -> None:
                                "http://127.0.0.1:1/", 1)  # fmt: skip
             cmd += ["--bootstrap", b.peer_addrs[0], "--trust", b.identity.peer_id, *KINDS]
             with open(work / f"node-{i}.log", "ab") as log:  # the child keeps its own copy of the descriptor
-                procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+                procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         try:
             with trio.fail_after(300):
                 while min(len(c.runtime.scheduler.node_statuses()) for c in coords.values()) < args.nodes:
