@@ -201,9 +201,8 @@ def _no_object(question: str, tail: list[str], sentence: str) -> str:
         return ""
     if len(tail) == 1 and tail[0] in _INTRANSITIVE:
         return f"{tail[0]!r} takes no object for 'What' to ask for: {question[:80]!r}"
-    have = WORD.findall(normalize_ws(sentence).casefold())
-    end = _words_end(tail, sentence)
-    after = have[end] if end is not None and end < len(have) else ""
+    rest = _words_after(tail, sentence)
+    after = rest[0] if rest else ""
     if after in _NO_OBJECT:
         return f"no object for 'What' to ask for: its answer goes on with {after!r}: {question[:80]!r}"
     if after in _OBJECT_PRONOUNS:
@@ -227,12 +226,11 @@ def _no_prepositional_object(question: str, tail: list[str], sentence: str) -> s
     words = question.split()
     if not tail or words[0].lower() not in _GAP_WORDS or tail[-1] not in _PREPOSITIONS:
         return ""
-    have = WORD.findall(normalize_ws(sentence).casefold())
-    end = _words_end(tail, sentence)
-    if end is None:
+    rest = _words_after(tail, sentence)
+    if rest is None:
         return ""
-    after = have[end] if end < len(have) else ""
-    quantity = after == "at" and have[end + 1 : end + 2] in (["least"], ["most"])  # "composed of at least two"
+    after = rest[0] if rest else ""
+    quantity = after == "at" and rest[1:2] in (["least"], ["most"])  # "composed of at least two"
     if not quantity and (not after or after in _PREPOSITIONS or after in _TIME_OPENERS):
         return f"its {tail[-1]!r} has no object in its answer for 'What' to ask for: {question[:80]!r}"
     if _DATE.match(after):
@@ -251,6 +249,12 @@ def _subject_head(question: str, sentence: str) -> str:
         s_words = s_words[1:]
     subject = s_words[: len(s_words) - len(split[1])]
     return subject[-1] if subject else ""
+
+
+def _words_after(words: list[str], sentence: str) -> list[str] | None:
+    """The sentence's words (case-folded) after where `words` first end in it; None when they are not in it."""
+    end = _words_end(words, sentence)
+    return None if end is None else WORD.findall(normalize_ws(sentence).casefold())[end:]
 
 
 def _words_end(words: list[str], sentence: str) -> int | None:

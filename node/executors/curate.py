@@ -219,9 +219,9 @@ _NOUN_PREPOSITIONS = frozenset(["without", "with", "of", "in", "from", "for", "o
 def _plural_before_verb(after: list[str]) -> bool:
     """Whether the words after an inflected-looking word show it is a plural noun, not the verb: a bracket right
     after it ("Eliminate redundant RBL lookups (people often ...)"), "and" or "or" before a word that is no verb, or a
-    preposition and then an auxiliary in the
-    same clause ("Public Internet MX hosts without certificates signed by a CA must still generate ..."). A verb
-    with its object ("specifies the number of times X can be exceeded") does not count."""
+    preposition and then an auxiliary in the same clause ("Public Internet MX hosts without certificates signed by
+    a CA must still generate ..."). A verb with its object ("specifies the number of times X can be exceeded") does
+    not count."""
     if after and after[0].startswith("("):
         return True
     if len(after) > 1 and after[0] in ("and", "or") and not _inflected(after[1]):
@@ -466,8 +466,8 @@ _EXAMPLE_NAME = re.compile(
 sentence naming one describes the page's example ("Mail for all other addresses in example.com is rejected with
 ..."), true of that example alone."""
 _PASSIVE_PARTICIPLE = re.compile(
-    r"^(?:is|are|was|were)\s+(?:(?!usually|normally|generally|typically|always)\w+ly\s+)?(?:\w{2,}(?:ed|en)|set|made|built|given|kept|held|found|sent|shown|run|done"
-    r"|put|read|thrown|chosen)\b"
+    r"^(?:is|are|was|were)\s+(?:(?!usually|normally|generally|typically|always)\w+ly\s+)?"
+    r"(?:\w{2,}(?:ed|en)|set|made|built|given|kept|held|found|sent|shown|run|done|put|read|thrown|chosen)\b"
 )
 
 
@@ -481,6 +481,8 @@ def _indefinite_event(subject: str, sentence: str) -> bool:
     first = subject.split()[0]
     rest = sentence[len(subject) :].lstrip()
     return first in ("A", "An") and _PASSIVE_PARTICIPLE.match(rest) is not None
+
+
 _OFF_PAGE_OBJECT = re.compile(r"\b(?:of|for|to|in|on|with|about|from)\s+(?:it|them)\.$")
 """In a definition, "Andreas Arnez is the current maintainer and developer of it.": what "it" is, only the page
 says. Elsewhere "it" is mostly the sentence's own subject ("X stays under a license, i.e. both apply to it")."""
