@@ -34,6 +34,14 @@ class CoordinatorConfig(TomlSettings):
         default_factory=list,
         description="GGUF sha256 digests accepted for LLM tasks; empty means the digest of the bundled model.",
     )
+    judge_models: list[str] = Field(
+        default_factory=list,
+        description="GGUF sha256 digests of models strong enough to judge rows that have no round trip "
+        "(specs other than question/answer and text/label): each such row is then scored against its source "
+        "by a node running one of them that did not write it, and only rows that pass are delivered. Empty: "
+        "no judge, and the card says those rows passed the word-overlap gates only.",
+    )
+    judge_min_score: int = Field(4, ge=1, le=5, description="Lowest judge score (1-5) a judged row passes with.")
     api_listen: str = Field("127.0.0.1:8470", description="host:port of the HTTP API and dashboard.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of generative tasks.")
     spot_check_p: float = Field(0.1, ge=0.0, le=1.0, description="Spot-check probability for trusted nodes.")
@@ -43,6 +51,13 @@ class CoordinatorConfig(TomlSettings):
         "verify their own generations in a separate re-scoring pass.",
     )
     max_attempts: int = Field(4, ge=1, le=20, description="Attempts per task replica before it fails.")
+    stall_s: float = Field(
+        60.0,
+        ge=1.0,
+        le=86_400.0,
+        description="Seconds a running stage may see no replica activity before the tasks no live node takes "
+        "are abandoned (the clock stands still while a job waits for nodes).",
+    )
     max_job_tasks: int = Field(
         100_000,
         ge=1,
@@ -60,6 +75,14 @@ class CoordinatorConfig(TomlSettings):
         True,
         description="Begin jobs given as a sentence with a `spec` task: an LLM node drafts what the rules defaulted.",
     )
+
+    @field_validator("judge_models")
+    @classmethod
+    def _digests(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"{digest!r} is not a GGUF sha256 digest (64 lowercase hex digits)")
+        return value
 
     @field_validator("trusted_nodes")
     @classmethod

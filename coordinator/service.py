@@ -28,6 +28,7 @@ from coordinator.runtime import CoordinatorRuntime
 from coordinator.scheduler import Scheduler, SchedulerConfig
 from coordinator.spec import DatasetSpec
 from coordinator.store import Store
+from coordinator.verify.judge import JUDGE_KEY
 from coordinator.verify.reputation import ReputationConfig
 from network import HostConfig, SwarmHost
 from protocol.errors import IllegalTransition
@@ -120,6 +121,8 @@ class Coordinator:
             "grounded": spec.grounded,
             "out_dir": str(out),
         }
+        if self.config.judge_models:  # fixed at submission: a resumed job is judged as it began
+            doc[JUDGE_KEY] = {"models": sorted(self.config.judge_models), "min_score": self.config.judge_min_score}
         now = self.runtime.now_ms()
         await self.runtime.call(self.store.create_job, jid, doc, allowed_models=list(self.models), now_ms=now)
         self._start(jid)
@@ -198,6 +201,7 @@ async def open_coordinator(
         max_attempts=config.max_attempts,
         reputation=ReputationConfig(spot_check_p=config.spot_check_p),
         trusted_nodes=frozenset(config.trusted_nodes),
+        stall_ms=int(config.stall_s * 1000),
     )
     scheduler = Scheduler(store, ident, sched_config)
     host_config = HostConfig(

@@ -156,6 +156,11 @@ def _grounded_line(facts: CardFacts) -> str:
             "write the row read the same label back from the text alone, with the choices in two orders "
             "(label round trip)"
         )
+    if facts.job.judge_min_score is not None:
+        return (
+            "yes: every row quotes evidence from a retrieved source, and a judge node that did not write the row "
+            f"scored it at least {facts.job.judge_min_score} of 5 against that source (judge)"
+        )
     return (
         "yes: every row quotes evidence from a retrieved source; no third node checked what the row says "
         "(word-overlap gates only)"
@@ -178,6 +183,14 @@ def _quality_lines(facts: CardFacts) -> list[str]:
             f"- generation cost per delivered row: {per_row} and {tokens} tokens of synthesize work, plus "
             f"{job.validate_seconds / max(1, facts.rows):.1f} s of validation (node-reported)",
         ]
+    if job.judge_min_score is not None:
+        names = ", ".join(_cell(job.models.get(m, m[:12])) for m in job.judge_models)
+        refused, unjudged = job.rejections.get("judge_refused", 0), job.rejections.get("unjudged", 0)
+        lines.append(
+            f"- judge: every delivered row was scored at least {job.judge_min_score} of 5 by a node running "
+            f"{names} that wrote none of its replicas; {refused} rows scored lower and {unjudged} found no judge, "
+            "and none of those was delivered (provenance.jsonl `judge` holds each score and rationale)"
+        )
     if job.partial:
         lines.append(f"- **partial**: {_cell(job.partial)}")
     return lines

@@ -36,6 +36,7 @@ from coordinator.compile.merkle import merkle_root
 from coordinator.compile.provenance import (
     PROVENANCE_FILE,
     SOURCES_FILE,
+    JudgeRef,
     ProvenanceLine,
     RoundTripRef,
     SignedResultRef,
@@ -51,7 +52,7 @@ from protocol.digests import body_sha256
 from protocol.envelope import Opened
 from protocol.identity import Identity
 from protocol.messages import Result
-from protocol.tasks import Document, RoundTrip, SourceChunk, SynthesizeOutput, ValidateOutput
+from protocol.tasks import Document, JudgeOutput, RoundTrip, SourceChunk, SynthesizeOutput, ValidateOutput
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,12 @@ def _source_ref(where: str, chunk: SourceChunk, evidence: str, documents: dict[s
 
 
 def _prepare(
-    i: int, accepted: AcceptedRow, spec: DatasetSpec, job_id: str, documents: dict[str, Document]
+    i: int,
+    accepted: AcceptedRow,
+    spec: DatasetSpec,
+    job_id: str,
+    documents: dict[str, Document],
+    min_score: int | None = None,
 ) -> tuple[Row, ProvenanceLine, str | None]:
     """(row, provenance line without its row number, model digest)."""
     where = f"accepted row {i} (task {accepted.task_id})"
@@ -141,16 +147,19 @@ def _prepare(
     ]
     validators = []
     trips: list[RoundTrip] = []
+    judge: JudgeRef | None = None
     for k, v in enumerate(accepted.validators):
+        ref = ValidatorRef(peer_id=v.peer_id, task_id=v.task_id, envelope=_b64(v.envelope) if v.envelope else None)
         if v.envelope is not None:
             _, vres = _open_validator(f"{where} validator {k}", v.envelope, v.peer_id)
             if v.task_id is not None and vres.task_id != v.task_id:
                 raise CompileError(f"{where} validator {k}: envelope answers task {vres.task_id!r}, not {v.task_id!r}")
             if isinstance(vres.output, ValidateOutput) and vres.output.roundtrip is not None:
                 trips.append(vres.output.roundtrip)
-        validators.append(
-            ValidatorRef(peer_id=v.peer_id, task_id=v.task_id, envelope=_b64(v.envelope) if v.envelope else None)
-        )
+            if isinstance(vres.output, JudgeOutput):
+                judge = _judge_ref(f"{where} validator {k}", vres, v.peer_id, min_score)
+        validators.append(ref)
+    rescorers = [v for v in validators if judge is None or v.task_id != judge.task_id]
     line = ProvenanceLine(
         row=0,
         row_sha256=row_leaf(row).hex(),
@@ -160,18 +169,37 @@ def _prepare(
         producer=producer,
         replicas=replicas,
         validators=validators,
-        checks=_checks(producer, replicas, validators, trips),
+        checks=_checks(producer, replicas, rescorers, trips, judged=judge is not None),
         roundtrip=_weakest(trips),
+        judge=judge,
         source=source,
     )
     return row, line, result.model_sha256
 
 
+def _judge_ref(where: str, result: Result, peer_id: str, min_score: int | None) -> JudgeRef:
+    """The judge's score of the row, which must reach the job's pass mark."""
+    output = result.output
+    assert isinstance(output, JudgeOutput)
+    if min_score is None:
+        raise CompileError(f"{where}: a judge's score, but the job has no judge pass mark")
+    if output.score < min_score:
+        raise CompileError(f"{where}: the judge scored the row {output.score}, below the pass mark {min_score}")
+    return JudgeRef(peer_id=peer_id, task_id=result.task_id, score=output.score, min_score=min_score,
+                    model_sha256=result.model_sha256, rationale=output.rationale)  # fmt: skip
+
+
 def _checks(
-    producer: SignedResultRef, replicas: list[SignedResultRef], validators: list[ValidatorRef], trips: list[RoundTrip]
+    producer: SignedResultRef,
+    replicas: list[SignedResultRef],
+    validators: list[ValidatorRef],
+    trips: list[RoundTrip],
+    *,
+    judged: bool = False,
 ) -> list[str]:
     """The checks a row passed. `rescored_by_producer`: only the operator's own node that wrote the row
-    re-scored it (one trusted node and no other), which proves less than an independent validator."""
+    re-scored it (one trusted node and no other), which proves less than an independent validator.
+    `validators` are the re-scoring ones (a judge checks the row, not the compute)."""
     writers = {producer.peer_id} | {r.peer_id for r in replicas}
     independent = any(v.peer_id not in writers for v in validators)
     checks = ["signatures"]
@@ -181,7 +209,7 @@ def _checks(
         checks += ["question_gates", "roundtrip"]
     if any(t.reading == "label" for t in trips):
         checks += ["label_roundtrip"]
-    return [*checks, "gates"]
+    return [*checks, "gates", *(["judge"] if judged else [])]
 
 
 def _weakest(trips: list[RoundTrip]) -> RoundTripRef | None:
@@ -241,7 +269,7 @@ def compile_dataset(
     seen: set[bytes] = set()
     dropped = 0
     for i, accepted in enumerate(rows):
-        row, line, model = _prepare(i, accepted, spec, stats.job_id, docs)
+        row, line, model = _prepare(i, accepted, spec, stats.job_id, docs, stats.judge_min_score)
         leaf = bytes.fromhex(line.row_sha256)
         if leaf in seen:
             dropped += 1  # deduplication is upstream; an exact repeat here would make two rows one leaf
@@ -263,7 +291,8 @@ def compile_dataset(
         write_parquet(tmp / DATA_PARQUET, spec, delivered)
         with (tmp / PROVENANCE_FILE).open("w", encoding="utf-8", newline="\n") as fh:
             for line in lines:
-                fh.write(json_line(line.model_dump(mode="json")))
+                # No "judge" key on a row no judge scored: such lines stay what older verifiers read.
+                fh.write(json_line(line.model_dump(mode="json", exclude={"judge"} if line.judge is None else None)))
         files = [DATA_JSONL, DATA_PARQUET, PROVENANCE_FILE]
         cited = {line.source.content_sha256 for line in lines if line.source}
         kept = [docs[h] for h in sorted(cited) if h in docs]

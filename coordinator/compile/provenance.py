@@ -11,17 +11,20 @@ fails with the key that is wrong). Line `i` describes data.jsonl row `i`:
                      result_sha256 (what its Receipt names), output_row,
                      model_sha256 and decoding (copied from the signed Result)
     replicas         other producers of the same task whose outputs agreed (same shape)
-    validators       nodes that re-scored it: peer_id, task_id, envelope (or null)
+    validators       nodes that re-scored it, and its judge: peer_id, task_id, envelope (or null)
     checks           what the row passed, in order: "signatures", "replicas_agree" or
                      "rescored" (a validator's prefill under the declared model) or
                      "rescored_by_producer" (the operator's own node alone re-scored
                      what it wrote, in a separate pass: no independent check),
                      "question_gates" and "roundtrip" (answer-first rows), "label_roundtrip"
-                     (label-first rows), "gates"
+                     (label-first rows), "gates", "judge" (a judge node scored it at or
+                     above the job's pass mark)
     roundtrip        null, or the validators' round trip of an answer-first or label-first
                      row (the weakest of them): answer_rank (0: recovered), margin, gain,
                      n_sentences (sentences or choices ranked), reading ("sentence" or
                      "label"); each validator's signed envelope carries its own
+    judge            null, or the judge's score of a row without a round trip: peer_id,
+                     task_id, score, min_score, model_sha256, rationale
     source           null, or the chunk the row is grounded in: url, content_sha256
                      (of the whole document text), chunk_start/chunk_end (offsets of
                      the chunk in the document), chunk_text, evidence (the quote),
@@ -83,6 +86,18 @@ class RoundTripRef(_Line):
     reading: Literal["sentence", "label"] = "sentence"
 
 
+class JudgeRef(_Line):
+    """The judge's signed score of a row that no round trip checks (its envelope is among `validators`)."""
+
+    peer_id: Annotated[str, Field(min_length=1, max_length=128)]
+    task_id: str
+    score: int = Field(ge=1, le=5)
+    min_score: int = Field(ge=1, le=5)
+    """The job's pass mark: the row was delivered because score >= min_score."""
+    model_sha256: Sha256Hex | None = None
+    rationale: Annotated[str, Field(max_length=400)] = ""
+
+
 class ProvenanceLine(_Line):
     row: int = Field(ge=0)
     row_sha256: Sha256Hex
@@ -94,6 +109,7 @@ class ProvenanceLine(_Line):
     validators: list[ValidatorRef] = []
     checks: list[str] = []
     roundtrip: RoundTripRef | None = None
+    judge: JudgeRef | None = None
     source: SourceRef | None = None
 
 

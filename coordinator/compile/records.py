@@ -87,6 +87,10 @@ class JobStats(_Record):
     """Rows were written answer first and checked by a round trip (coordinator/pipeline/synthesize.py)."""
     label_first: bool = False
     """Rows were written label first and checked by a label round trip (coordinator/pipeline/synthesize.py)."""
+    judge_min_score: int | None = Field(default=None, ge=1, le=5)
+    """Set when rows without a round trip were judged: the score each delivered row reached at least."""
+    judge_models: list[Sha256Hex] = []
+    """The models a judge node could run (the job's judge settings)."""
     partial: str = ""
     """Why fewer rows than requested were delivered ("" when the quota was met)."""
     started_at_ms: int | None = Field(default=None, ge=0)

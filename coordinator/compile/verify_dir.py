@@ -55,7 +55,7 @@ from coordinator.spec import DatasetSpec, format_validation_error
 from protocol.digests import body_sha256, content_sha256
 from protocol.identity import public_key_from_peer_id
 from protocol.messages import Result
-from protocol.tasks import RoundTrip, SynthesizeOutput, ValidateOutput
+from protocol.tasks import JudgeOutput, RoundTrip, SynthesizeOutput, ValidateOutput
 
 
 @dataclass
@@ -227,6 +227,7 @@ def _check_provenance_line(
     for k, replica in enumerate(line.replicas):
         _check_ref(report, replica, j, f"replicas[{k}]", line, job_id)
     trips: list[RoundTrip] = []
+    judges: list[tuple[str, str, JudgeOutput]] = []
     for k, v in enumerate(line.validators):
         if v.envelope is None:
             continue
@@ -247,7 +248,10 @@ def _check_provenance_line(
             report.add(PROVENANCE_FILE, f"answers task {vres.task_id!r}, not {v.task_id!r}", row=j, field=where)
         if isinstance(vres.output, ValidateOutput) and vres.output.roundtrip is not None:
             trips.append(vres.output.roundtrip)
+        if isinstance(vres.output, JudgeOutput):
+            judges.append((opened.sender_peer_id, vres.task_id, vres.output))
     _check_roundtrip(report, j, line, trips)
+    _check_judge(report, j, line, judges)
     _check_source(report, j, line)
     if result is None or spec is None:
         return expected
@@ -286,6 +290,26 @@ def _check_roundtrip(report: VerifyReport, j: int, line: ProvenanceLine, trips: 
         report.add(PROVENANCE_FILE, "the validator did not recover the answer", row=j, field="roundtrip")
     else:
         report.roundtrips_checked += 1
+
+
+def _check_judge(
+    report: VerifyReport, j: int, line: ProvenanceLine, judges: list[tuple[str, str, JudgeOutput]]
+) -> None:
+    """A judge score the line claims must be one a judge signed, at or above the line's pass mark."""
+    claim = line.judge
+    if claim is None:
+        if "judge" in line.checks:
+            report.add(PROVENANCE_FILE, "claims a judge's score but records none", row=j, field="judge")
+        return
+    writers = {line.producer.peer_id} | {r.peer_id for r in line.replicas}
+    if not any((p, t, o.score) == (claim.peer_id, claim.task_id, claim.score) for p, t, o in judges):
+        report.add(PROVENANCE_FILE, "no signed judge output shows this score", row=j, field="judge")
+    elif claim.peer_id in writers:
+        report.add(PROVENANCE_FILE, "the judge is a node that wrote the row", row=j, field="judge")
+    elif claim.score < claim.min_score:
+        report.add(PROVENANCE_FILE, f"the judge scored {claim.score}, below {claim.min_score}", row=j, field="judge")
+    else:
+        report.judges_checked += 1
 
 
 def _check_source(report: VerifyReport, j: int, line: ProvenanceLine) -> None:

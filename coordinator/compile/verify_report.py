@@ -36,6 +36,8 @@ class VerifyReport:
     evidence_checked: int = 0
     roundtrips_checked: int = 0
     """Answer-first rows whose signed validator output shows the answer recovered from the question."""
+    judges_checked: int = 0
+    """Rows whose judge score is the one a judge node signed, at or above the pass mark."""
     merkle_root: str | None = None
     coordinator: str | None = None
 
@@ -53,6 +55,7 @@ class VerifyReport:
         head = (
             f"OK: {self.rows} rows, {self.signatures_checked} signatures, {self.evidence_checked} evidence quotes"
             + (f", {self.roundtrips_checked} round trips" if self.roundtrips_checked else "")
+            + (f", {self.judges_checked} judge scores" if self.judges_checked else "")
             if self.ok
             else f"FAILED: {len(self.problems)} problem(s)"
         )

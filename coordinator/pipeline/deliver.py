@@ -6,8 +6,9 @@ from collections import Counter
 from pathlib import Path
 
 from coordinator.compile import AcceptedRow, CompiledDataset, JobStats, ProducerRecord, ValidatorRecord, compile_dataset
-from coordinator.pipeline import retrieve, synthesize
+from coordinator.pipeline import judge, retrieve, synthesize
 from coordinator.pipeline.context import JobContext
+from coordinator.scheduler import judge_task_id
 from coordinator.store import TaskState
 from protocol.identity import Identity
 from protocol.messages import Verdict
@@ -18,7 +19,9 @@ def accepted_rows(ctx: JobContext) -> list[AcceptedRow]:
     store = ctx.store
     rows: list[AcceptedRow] = []
     curate_ids = [t.task_id for t in store.tasks(ctx.job_id, stage=TaskKind.CURATE.value)]
-    for row in store.rows(ctx.job_id)[: ctx.spec.rows]:
+    settings = judge.settings(ctx)
+    delivered = store.rows(ctx.job_id) if settings is None else judge.tally(store, ctx.job_id, settings).passed
+    for row in delivered[: ctx.spec.rows]:
         results = store.results_for(row.task_id)
         by_id = {r.result_id: r for r in results}
         producer = by_id[row.result_id]
@@ -36,6 +39,11 @@ def accepted_rows(ctx: JobContext) -> list[AcceptedRow]:
             if vt.state is TaskState.DONE and vt.canonical_result_id is not None:
                 v = store.result(vt.canonical_result_id)
                 validators.append(ValidatorRecord(peer_id=v.node, task_id=vt.task_id, envelope=v.envelope))
+        if settings is not None:  # the judge's signed score, re-read and checked by the compiler
+            jt = store.task(judge_task_id(row.task_id, row.idx))
+            assert jt.canonical_result_id is not None
+            j = store.result(jt.canonical_result_id)
+            validators.append(ValidatorRecord(peer_id=j.node, task_id=jt.task_id, envelope=j.envelope))
         payload = store.task_payload(row.task_id)
         chunk = payload.chunk if isinstance(payload, SynthesizePayload) else None
         rows.append(
@@ -70,7 +78,7 @@ def job_stats(ctx: JobContext, *, models: dict[str, str], started_ms: int, finis
             executions += 1
             if t.kind in GENERATIVE_KINDS:
                 per_generative[t.task_id] += 1
-            if t.kind in (TaskKind.SYNTHESIZE, TaskKind.VALIDATE):
+            if t.kind in (TaskKind.SYNTHESIZE, TaskKind.VALIDATE, TaskKind.JUDGE):  # judging counts as validation
                 stats = store.result_message(r.result_id).stats
                 if t.kind is TaskKind.SYNTHESIZE:
                     candidates += 1
@@ -87,6 +95,7 @@ def job_stats(ctx: JobContext, *, models: dict[str, str], started_ms: int, finis
         rejections[reason] += n
     duplicates = drops.get("duplicate", 0) + drops.get("near_duplicate", 0)
     replication = sum(per_generative.values()) / len(per_generative) if per_generative else None
+    judged = judge.settings(ctx)
     return JobStats(
         job_id=ctx.job_id,
         nodes=len(nodes),
@@ -102,6 +111,8 @@ def job_stats(ctx: JobContext, *, models: dict[str, str], started_ms: int, finis
         validate_seconds=round(validate_s, 3),
         answer_first=synthesize.qa_fields(ctx.spec) is not None,
         label_first=synthesize.label_fields(ctx.spec) is not None,
+        judge_min_score=judged.min_score if judged is not None else None,
+        judge_models=list(judged.models) if judged is not None else [],
         partial=str(store.job(ctx.job_id).doc.get("partial", "")),
         started_at_ms=started_ms,
         finished_at_ms=finished_ms,

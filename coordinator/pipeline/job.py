@@ -38,7 +38,7 @@ import trio
 from coordinator import job_states
 from coordinator.compile import CompiledDataset
 from coordinator.job_states import StageState
-from coordinator.pipeline import curate, deliver, question_gen, retrieve, search, synthesize
+from coordinator.pipeline import curate, deliver, judge, question_gen, retrieve, search, synthesize
 from coordinator.pipeline import spec as spec_stage
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskPlan
@@ -48,6 +48,7 @@ from coordinator.scheduler import Scheduler
 from coordinator.scheduler.events import Event
 from coordinator.spec import DatasetSpec
 from coordinator.store import TaskState
+from coordinator.verify.reasons import Reason
 from coordinator.verify.reputation import is_trusted
 from protocol.tasks import LLM_KINDS, TaskKind
 
@@ -248,6 +249,8 @@ class JobRunner:
         """Worker thread: the wait for `kind`, from the scheduler's live nodes and what they serve."""
         sched = self.rt.scheduler
         models = sorted(self.store.job(self.job_id).allowed_models)
+        if kind is TaskKind.JUDGE and (settings := judge.settings(self.ctx)) is not None:
+            models = sorted(settings.models)
         live = sched.live_nodes(now)
         serving = {p: {k for k in TaskKind if sched.serves(p, k, models if k in LLM_KINDS else ())} for p in live}
         replicas = sched.config.reputation.untrusted_replicas
@@ -273,41 +276,59 @@ class JobRunner:
             return
         if kind.value not in states:
             await self.rt.call(self.store.add_stage, self.job_id, kind.value, now_ms=self.now_ms())
+        judged = await self.rt.call(judge.settings, self.ctx) is not None
+        if judged and judge.STAGE not in states:
+            await self.rt.call(self.store.add_stage, self.job_id, judge.STAGE, now_ms=self.now_ms())
         try:
             await self._synthesize_waves(kind)
         finally:
             await self._unwatch()
-        await self.rt.call(self.store.set_stage_state, self.job_id, kind.value, StageState.DONE, now_ms=self.now_ms())
+        for stage in (kind.value, judge.STAGE) if judged else (kind.value,):
+            await self.rt.call(self.store.set_stage_state, self.job_id, stage, StageState.DONE, now_ms=self.now_ms())
 
     async def _synthesize_waves(self, kind: TaskKind) -> None:
-        """Synthesize waves until the requested rows are accepted or the attempt budget is spent."""
+        """Synthesize waves until the requested rows are accepted or the attempt budget is spent. Rows that
+        a judge must score (pipeline/judge.py) count once it passed them, and are awaited while it runs."""
+        judged = await self.rt.call(judge.settings, self.ctx) is not None
         while True:
             await self._check_job()
-            accepted = await self.rt.call(self.store.row_count, self.job_id)
+            if judged:
+                await self._submit(TaskKind.JUDGE, await self.rt.call(judge.tasks, self.ctx))
+            accepted, pending = await self.rt.call(self._counted)
             if accepted >= self.spec.rows:
                 return
             tasks = await self.rt.call(self.store.tasks, self.job_id, stage=kind.value)
             in_flight = sum(t.state is TaskState.OPEN for t in tasks)
             # Keep enough tasks in flight for the rows still missing: a task stuck on a busy or
             # ineligible network then stalls only itself, not the whole wave's progress.
-            want = synthesize.wave_size(self.ctx, accepted)
+            want = synthesize.wave_size(self.ctx, accepted + pending)
             room = synthesize.max_tasks(self.ctx) - len(tasks)
             if in_flight < want and room > 0:
                 specs = await self.rt.call(synthesize.tasks, self.ctx, len(tasks), min(room, want - in_flight))
-                if not specs and not in_flight:
+                if not specs and not in_flight and not pending:
                     raise JobFailed(synthesize.no_tasks_reason(self.ctx))
                 await self._submit(kind, specs)
-            elif room <= 0 and not in_flight:
+            elif room <= 0 and not in_flight and not pending:
                 # The attempt budget is spent: compile what passed; _compile marks the job partial.
                 log.warning("job %s: %d of %d rows after %d tasks; compiling what passed",
                             self.job_id, accepted, self.spec.rows, len(tasks))  # fmt: skip
                 return
-            await self._note_wait(kind)
+            # Only judge tasks left: the job waits on judge nodes (and says so when there are none).
+            await self._note_wait(TaskKind.JUDGE if pending and not in_flight else kind)
             await self._next_event()
+
+    def _counted(self) -> tuple[int, int]:
+        """Worker thread: (rows that count towards the job, rows still waiting for their judge)."""
+        settings = judge.settings(self.ctx)
+        if settings is None:
+            return self.store.row_count(self.job_id), 0
+        counted = judge.tally(self.store, self.job_id, settings)
+        judge.record_drops(self.ctx, counted, self.now_ms())
+        return len(counted.passed), counted.pending
 
     async def _compile(self) -> CompiledDataset | None:
         await self.rt.call(self._set_state, job_states.COMPILING)
-        accepted = await self.rt.call(self.store.row_count, self.job_id)
+        accepted, _ = await self.rt.call(self._counted)
         if not accepted:
             raise JobFailed("no row passed verification; nothing to compile")
         # Decided from the store, not from how _synthesize ended: after a restart that stage may
@@ -352,6 +373,9 @@ class JobRunner:
             )
         else:
             why = f"the attempt budget: {budget} tasks, {synthesize.MAX_TASKS_FACTOR} per requested row"
+        drops = self.store.row_drops(self.job_id)
+        if refused := drops.get(Reason.JUDGE_REFUSED.value, 0) + drops.get(Reason.UNJUDGED.value, 0):
+            why += f"; the judge passed no more: {refused} rows were refused or could not be judged"
         return (
             f"{accepted} of {self.spec.rows} rows passed verification after {n_tasks} synthesize tasks "
             f"({why}); fewer rows are delivered rather than rows that failed the checks"

@@ -9,12 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from coordinator import job_states
+from coordinator.pipeline import judge
 from coordinator.pipeline.waiting import WAIT_KEY, NodeWait
 from coordinator.store import Store, TaskState
+from coordinator.verify.judge import JudgeSettings
 from protocol.tasks import TaskKind
 
 STAGE_ORDER = [k.value for k in (TaskKind.SPEC, TaskKind.QUESTION_GEN, TaskKind.SEARCH, TaskKind.RETRIEVE,
-                                 TaskKind.CURATE, TaskKind.SYNTHESIZE, TaskKind.VALIDATE)] + ["compile"]  # fmt: skip
+                                 TaskKind.CURATE, TaskKind.SYNTHESIZE, TaskKind.JUDGE,
+                                 TaskKind.VALIDATE)] + ["compile"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def job_progress(store: Store, job_id: str) -> JobProgress:
     return JobProgress(
         job_id=job_id,
         state=job.state,
-        rows=store.row_count(job_id),
+        rows=_rows(store, job_id),
         target=target,
         stages=stages,
         rejections=rejections,
@@ -90,3 +93,11 @@ def job_progress(store: Store, job_id: str) -> JobProgress:
         out_dir=str(job.doc.get("out_dir", "")),
         waiting=NodeWait.from_doc(job.doc.get(WAIT_KEY)) if job.state == job_states.WAITING_FOR_NODES else None,
     )
+
+
+def _rows(store: Store, job_id: str) -> int:
+    """Rows that count: of a judged job, those its judge passed (pipeline/judge.py)."""
+    settings = JudgeSettings.from_doc(store.job(job_id).doc)
+    if settings is None or not store.tasks(job_id, stage=TaskKind.JUDGE.value):
+        return store.row_count(job_id)
+    return len(judge.tally(store, job_id, settings).passed)

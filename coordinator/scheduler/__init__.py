@@ -59,7 +59,7 @@ from coordinator.scheduler.config import (
 from coordinator.scheduler.decide import Accept, AddReplica, Decision, NeedAudit, Reject, Wait, decide
 from coordinator.scheduler.effects import Outgoing
 from coordinator.scheduler.facade import Scheduler
-from coordinator.scheduler.ids import VALIDATE_MARK, seed_for, validate_task_id
+from coordinator.scheduler.ids import JUDGE_MARK, VALIDATE_MARK, judge_task_id, judged_row, seed_for, validate_task_id
 from coordinator.scheduler.rows import GROUNDING_MIN_SUPPORT, Coverage, coverage_of
 from coordinator.scheduler.view import TaskView
 
@@ -68,6 +68,7 @@ __all__ = [
     "CHARGED_REFUSALS",
     "DEFER_WINDOW_MS",
     "GROUNDING_MIN_SUPPORT",
+    "JUDGE_MARK",
     "LIVE",
     "LIVE_NODE_MS",
     "PULL_SCAN",
@@ -89,6 +90,8 @@ __all__ = [
     "Wait",
     "coverage_of",
     "decide",
+    "judge_task_id",
+    "judged_row",
     "seed_for",
     "validate_task_id",
 ]

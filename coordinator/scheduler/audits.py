@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from coordinator.scheduler.config import VALIDATE_STAGE, SchedulerConfig
-from coordinator.scheduler.ids import validate_task_id
+from coordinator.scheduler.ids import judged_row, validate_task_id
 from coordinator.store import ResultRecord, Store, TaskRecord, TaskState
 from coordinator.verify.rescoring import validate_payload_for
 from protocol.messages import Result, Verdict
@@ -61,6 +61,13 @@ def parent_producers(store: Store, validate_id: str) -> set[str] | None:
     """The nodes that produced a result of a validate task's parent (None for a task that is not one)."""
     link = store.validated_by(validate_id)
     return None if link is None else {r.node for r in store.results_for(link[0])}
+
+
+def row_writers(store: Store, judge_id: str) -> set[str]:
+    """The nodes that wrote a result of the synthesize task whose row a judge task scores: none of them
+    may judge it (empty for a task id that names no row)."""
+    row = judged_row(judge_id)
+    return set() if row is None else {r.node for r in store.results_for(row[0])}
 
 
 def create_audit(

@@ -8,7 +8,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
-from coordinator.scheduler.audits import audited, parent_producers
+from coordinator.scheduler.audits import audited, parent_producers, row_writers
 from coordinator.scheduler.config import (
     ACTIVE_JOB_STATES,
     DEFER_WINDOW_MS,
@@ -93,6 +93,8 @@ class Claims:
             and peer_id not in self.nodes.validators_for(producers, allowed[0], now_ms)
         ):
             return reject(RejectReason.ALREADY_HELD, "a producer of a candidate cannot validate it")
+        if task.kind is TaskKind.JUDGE and peer_id in row_writers(self.store, task.task_id):
+            return reject(RejectReason.ALREADY_HELD, "a node that wrote the row cannot judge it")
         status = self.nodes.status(peer_id)
         capacity = max(1, status.total_slots) if status is not None else 1
         if self.store.count_held(peer_id) >= capacity:
@@ -182,6 +184,8 @@ class Claims:
                 task = self.store.task(offered.task_id)
                 if peer_id in self.involved(task.task_id):
                     continue
+                if task.kind is TaskKind.JUDGE and peer_id in row_writers(self.store, task.task_id):
+                    continue  # its own row: not a refusal worth counting against the tries
                 if task.kind is not TaskKind.VALIDATE and self.store.job(task.job_id).state not in ACTIVE_JOB_STATES:
                     continue  # a job waiting for nodes: not a refusal worth counting against the tries
                 allowed = allowed_models(self.store, self.payloads, task)

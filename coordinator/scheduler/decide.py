@@ -34,7 +34,7 @@ from coordinator.verify.quorum import QuorumPolicy, QuorumStatus, quorum
 from coordinator.verify.reasons import Failure, Reason
 from coordinator.verify.rescoring import Agreement, Candidate, compare_replicas
 from coordinator.verify.rescoring import decide as rescore
-from protocol.tasks import DETERMINISTIC_KINDS, TaskKind, ValidateOutput
+from protocol.tasks import DETERMINISTIC_KINDS, JudgeOutput, TaskKind, ValidateOutput
 
 Rejected = tuple[tuple[int, Failure], ...]
 """(result id, why) for each rejected result."""
@@ -167,6 +167,12 @@ def checked_by_itself(view: TaskView, config: SchedulerConfig) -> bool:
     return view.validators({only.node}, view.messages[only.result_id].model_sha256) == [only.node]
 
 
+def same_scores(view: TaskView) -> bool:
+    """Judge replicas agree only on the same score: two rationales can read alike and score apart."""
+    scores = {o.score for r in view.pending if isinstance(o := view.messages[r.result_id].output, JudgeOutput)}
+    return len(scores) <= 1
+
+
 def generative(view: TaskView, config: SchedulerConfig) -> Decision:
     pending, messages = view.pending, view.messages
     audits: dict[int, Sequence[ValidateOutput] | None] = dict(view.audits)
@@ -176,7 +182,7 @@ def generative(view: TaskView, config: SchedulerConfig) -> Decision:
     if len(pending) >= 2 and not needs_rescore:
         first, *rest = pending
         agreement = [compare_replicas(messages[first.result_id], messages[r.result_id]) for r in rest]
-        if all(a in (Agreement.EXACT, Agreement.CLOSE) for a in agreement):
+        if all(a in (Agreement.EXACT, Agreement.CLOSE) for a in agreement) and same_scores(view):
             return Accept(everyone[0], everyone)
         needs_rescore = True
     if not needs_rescore and checked_by_itself(view, config):

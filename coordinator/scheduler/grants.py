@@ -7,6 +7,7 @@ from coordinator.scheduler.config import SchedulerConfig
 from coordinator.scheduler.ids import seed_for
 from coordinator.scheduler.view import Payloads
 from coordinator.store import JobRecord, Store, TaskRecord
+from coordinator.verify.judge import JudgeSettings
 from protocol.tasks import GENERATIVE_KINDS, LLM_KINDS, DecodingParams, TaskKind
 
 
@@ -29,5 +30,7 @@ def allowed_models(store: Store, payloads: Payloads, task: TaskRecord, job: JobR
         assert payload.kind is TaskKind.VALIDATE
         return [payload.model_sha256]
     if task.kind in LLM_KINDS:
-        return sorted((job or store.job(task.job_id)).allowed_models)
+        job = job or store.job(task.job_id)
+        judge = JudgeSettings.from_doc(job.doc) if task.kind is TaskKind.JUDGE else None
+        return sorted(judge.models if judge is not None else job.allowed_models)
     return []

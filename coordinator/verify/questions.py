@@ -264,6 +264,12 @@ def _words_end(words: list[str], sentence: str) -> int | None:
     return next((i + len(want) for i in range(len(have) - len(want) + 1) if have[i : i + len(want)] == want), None)
 
 
+_DANGLING_TEXT = "the a an that this these those its their whose which whether if and or but"
+_DANGLING = frozenset(_DANGLING_TEXT.split())
+"""Words a question cannot end on: what they introduce is missing ("What does X ensure that?", "What can
+the interfaces be used to read or?"). "than" and prepositions may end one ("more flexible than?")."""
+
+
 def check_question(question: str, *, max_chars: int = 400) -> Failure | None:
     """One well-formed question, by form alone (language-neutral except the opener list)."""
     q = question.strip()
@@ -276,6 +282,8 @@ def check_question(question: str, *, max_chars: int = 400) -> Failure | None:
         return Failure(Reason.QUESTION_MALFORMED, f"does not open like a question: {q[:80]!r}")
     if _DEBRIS.search(q):
         return Failure(Reason.QUESTION_MALFORMED, f"debris or more than one sentence: {q[:80]!r}")
+    if words[-1].rstrip("?").lower() in _DANGLING:
+        return Failure(Reason.QUESTION_MALFORMED, f"breaks off after {words[-1].rstrip('?')!r}: {q[:80]!r}")
     return None
 
 

@@ -62,6 +62,11 @@ class Reason(StrEnum):
     """A field or the evidence reads as an instruction to a model (injected by a retrieved page)."""
     QUESTION_VAGUE = "question_vague"
     """The question asks about its subject in general ("What does X do?"): many sentences answer it, not one."""
+    # The judge check (judge.py)
+    JUDGE_REFUSED = "judge_refused"
+    """A judge node scored the row below the job's minimum against its source."""
+    UNJUDGED = "unjudged"
+    """No judge node scored the row (its judge task failed or was abandoned): not delivered unchecked."""
 
 
 @dataclass(frozen=True)

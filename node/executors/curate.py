@@ -34,7 +34,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cache
 from itertools import zip_longest
+
+from wordfreq import zipf_frequency
 
 from node.executors.base import ExecutionError, ExecutionResult
 from protocol.digests import content_sha256
@@ -316,14 +319,32 @@ _NAME = re.compile(r"\w[_.(]|[_.]\w|[a-zA-Z]\d|[a-z][A-Z]|[A-Z]{2,}")
 command-line shell") name an item of the page, not a thing a reader knows without it."""
 
 
+@cache
+def coined(word: str) -> bool:
+    """A word no general English word list holds (wordfreq's, pinned, so every node agrees): a product or
+    command name ("Rsyslogd", "omhiredis", "Pyodide"), where a common noun ("Configuration") is not one.
+    A sentence-initial capital says nothing, so without this a one-word name at the start named nothing
+    (docs/notes/quality.md#coined-names). An inflected coinage ("iterables", "enqueued", "docstring") is
+    jargon for a kind of thing, not the name of one."""
+    folded = word.casefold()
+    return (
+        word.isalpha()
+        and len(word) > 2
+        and not folded.endswith(("s", "ed", "ing"))
+        and zipf_frequency(folded, "en") == 0.0
+    )
+
+
 def names_something(subject: str) -> bool:
     """Whether a subject names a particular thing: a code identifier, an acronym, a hyphenated or
-    CamelCase term, or a capitalised word past the first. "The first argument", "the return value" and
-    "the handler" name nothing outside their page: in the labelled set, questions built on them were
-    the largest group of unacceptable rows that passed every other check."""
+    CamelCase term, a capitalised word past the first, or a coined word. "The first argument", "the
+    return value" and "the handler" name nothing outside their page: in the labelled set, questions built
+    on them were the largest group of unacceptable rows that passed every other check."""
     words = [w.strip("()[],'`") for w in subject.split()]
     words = [w for w in words if len(w) > 1 and not w.isdigit()]
-    return any(_NAME.search(w) for w in words) or any(w[:1].isupper() for w in words[1:])
+    return (
+        any(_NAME.search(w) for w in words) or any(w[:1].isupper() for w in words[1:]) or any(map(coined, words))
+    )
 
 
 _ORDINAL_OCCURRENCE = re.compile(
@@ -508,6 +529,7 @@ def _unbalanced(sentence: str) -> bool:
     return any(sentence.count(o) != sentence.count(c) for o, c in ("()", "[]", "{}"))
 
 
+_WH_OPENERS = frozenset(["how", "what", "when", "where", "which", "who", "whom", "whose", "why", "whether"])
 _TOPIC_WORD = re.compile(r"[\w.+#-]+")
 _INDENTED_BREAK = re.compile(r"\n[ \t]+")
 """A line break into an indented line: wrapped prose in extracted text, where a heading starts flush left
@@ -548,6 +570,8 @@ def answer_sentences(
         first = sentence.split()[0]
         if not (first[0].isupper() or "_" in first) or not sentence.endswith(".") or first.lower() in _IMPERATIVES:
             continue
+        if first.lower() in _WH_OPENERS:
+            continue  # "How long Elasticsearch will wait for ...": a parameter's description, not a statement
         if _DEBRIS.search(sentence) or "\n" in sentence or _POINTING.search(sentence) or _unbalanced(sentence):
             continue
         if _EXAMPLE_NAME.search(sentence):

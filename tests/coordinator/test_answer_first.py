@@ -325,3 +325,14 @@ def test_what_cannot_stand_for_the_verb_of_an_infinitive() -> None:
     assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED
     converted = "The host name is converted to lowercase before the lookup."
     assert check_answer_first("What is the host name converted to?", converted, converted) is None
+
+
+def test_a_question_cannot_break_off_after_a_word_that_needs_more() -> None:
+    for broken in ("What does the smtp_tls_security_level setting ensure that?",
+                   "What can the blob interfaces be used to read or?", "What can DROP TABLESPACE only succeed if?",
+                   "What is the START parameter required to be a?"):  # fmt: skip
+        failure = check_question(broken)
+        assert failure is not None and failure.reason is Reason.QUESTION_MALFORMED, broken
+    assert check_question("What are GiST indexes more flexible than?") is None
+    assert check_question("What is the host name converted to?") is None
+

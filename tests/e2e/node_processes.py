@@ -16,3 +16,13 @@ def check_alive(procs: list[subprocess.Popen[bytes]], workdir: Path) -> None:
         if p.poll() is not None:
             logs = "\n".join(f.read_text(errors="replace")[-1500:] for f in workdir.glob("*.log"))
             raise AssertionError(f"a node process exited at start-up: {str(p.args)[:300]}\n{logs}")
+
+
+def notable_logs(workdir: Path) -> str:
+    """The warnings, errors and tracebacks of every node log in `workdir` (else each log's tail)."""
+    parts = []
+    for log in sorted(workdir.glob("node-*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        notable = [line for line in lines if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+        parts += [f"--- {log.name}", *(notable[-30:] or lines[-20:])]
+    return "\n".join(parts)

@@ -22,9 +22,9 @@ from coordinator.verify.questions import check_answer_first, check_question
 from node.executors.synthesize import leaked_words
 from tests.e2e.demo_run import DemoRun, run_demo
 
-ROWS = int(os.environ.get("DATASWARM_E2E_ROWS", "20"))
+ROWS = int(os.environ.get("DATASWARM_E2E_ROWS", "12"))
 TIMEOUT_S = 1100
-"""About 5 minutes on a 2-core machine; past 15 the run is stuck, and the logs say where."""
+"""About 3 minutes on a 2-core machine (12 rows; `make demo` asks for 20); past 15 the run is stuck."""
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 

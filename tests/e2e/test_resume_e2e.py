@@ -31,7 +31,7 @@ from protocol.keyfile import save_identity
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-ROWS = 6
+ROWS = 4
 NODES = 4
 """Half of them die mid-job; the two left still make the distinct pairs that verification needs."""
 JOB = "resume-job"

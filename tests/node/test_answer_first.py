@@ -368,3 +368,19 @@ def test_a_list_of_nouns_is_no_verb_and_a_separate_thing_points_elsewhere() -> N
     assert sentence_subject(verbs) == "The sqlite3_str_new(D) interface"
     assert answer_sentences("A separate csv.writer class will generate comma-separated files from tuples.") == []
 
+
+
+def test_a_coined_word_names_something_where_a_common_or_inflected_word_does_not() -> None:
+    from node.executors.curate import coined, names_something
+
+    named = "Rsyslogd is configured via the rsyslog.conf file, typically found in /etc."
+    assert answer_sentences(f"Configuration\n{named} It reads one file.") == [named]
+    assert names_something("The mmanon module") and names_something("Journald")
+    assert not coined("Configuration") and not names_something("The configuration")
+    for jargon in ("iterables", "enqueued", "docstring", "Backticks"):  # a kind of thing, not the name of one
+        assert not coined(jargon), jargon
+
+
+def test_a_sentence_that_opens_with_a_question_word_is_no_answer() -> None:
+    text = "How long Elasticsearch will wait for a primary shard to be available before it sends an error."
+    assert answer_sentences(text) == []
