@@ -6,7 +6,7 @@ from coordinator.pipeline import retrieve
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.sizing import DOCUMENTS_PER_CURATE
 from coordinator.pipeline.stage import TaskPlan
-from protocol.tasks import CurateOutput, CuratePayload, SynthesisSpec, TaskKind
+from protocol.tasks import CurateOutput, CuratePayload, Document, SynthesisSpec, TaskKind
 
 CHUNK_CHARS = 1200
 """Small enough for a 135M model's context with the prompt and schema, large enough to hold an answer."""
@@ -22,11 +22,27 @@ def instruction(ctx: JobContext) -> str:
 
 
 def tasks(ctx: JobContext) -> list[TaskPlan]:
-    docs = [d for _, d in retrieve.documents(ctx)]
+    return tasks_for(ctx, [d for _, d in retrieve.documents(ctx)], start=0)
+
+
+def uncurated_tasks(ctx: JobContext) -> list[TaskPlan]:
+    """Curate tasks for the documents no curate task has yet (pages a later retrieve round fetched),
+    numbered after the existing ones."""
+    existing = ctx.store.tasks(ctx.job_id, stage=TaskKind.CURATE.value)
+    curated: set[str] = set()
+    for t in existing:
+        payload = ctx.store.task_payload(t.task_id)
+        if isinstance(payload, CuratePayload):
+            curated.update(d.content_sha256 for d in payload.documents)
+    docs = [d for _, d in retrieve.documents(ctx) if d.content_sha256 not in curated]
+    return tasks_for(ctx, docs, start=len(existing))
+
+
+def tasks_for(ctx: JobContext, docs: list[Document], *, start: int) -> list[TaskPlan]:
     batches = [docs[i : i + DOCUMENTS_PER_CURATE] for i in range(0, len(docs), DOCUMENTS_PER_CURATE)]
     return [
         TaskPlan(
-            ctx.task_id(TaskKind.CURATE, i),
+            ctx.task_id(TaskKind.CURATE, start + i),
             CuratePayload(
                 documents=batch,
                 instruction=instruction(ctx),

@@ -38,7 +38,7 @@ import trio
 from coordinator import job_states
 from coordinator.compile import CompiledDataset
 from coordinator.job_states import StageState
-from coordinator.pipeline import curate, deliver, judge, question_gen, retrieve, search, synthesize
+from coordinator.pipeline import curate, deliver, judge, question_gen, retrieve, search, synthesize, widen
 from coordinator.pipeline import spec as spec_stage
 from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskPlan
@@ -123,6 +123,7 @@ class JobRunner:
                 await self._stage(TaskKind.SEARCH, lambda: search.tasks(self.ctx))
                 await self._stage(TaskKind.RETRIEVE, lambda: retrieve.tasks(self.ctx), required="pages to retrieve")
                 await self._stage(TaskKind.CURATE, lambda: curate.tasks(self.ctx), required="usable documents")
+                await self._widen()
             else:
                 await self._stage(TaskKind.QUESTION_GEN, lambda: question_gen.tasks(self.ctx))
             await self._synthesize()
@@ -268,6 +269,24 @@ class JobRunner:
         if state != target:
             self.store.set_job_state(self.job_id, target, now_ms=now)
         return True
+
+    async def _widen(self) -> None:
+        """More pages while the sources offer too few answer sentences (pipeline/widen.py); after a restart,
+        first the round that was under way."""
+        if (await self.rt.call(self.store.stages, self.job_id)).get(TaskKind.SYNTHESIZE.value) is not None:
+            return  # synthesize began: the sources are what they are
+        while True:
+            await self._wait(TaskKind.SEARCH)
+            await self._wait(TaskKind.RETRIEVE)
+            await self._submit(TaskKind.CURATE, await self.rt.call(curate.uncurated_tasks, self.ctx))
+            await self._wait(TaskKind.CURATE)
+            more = await self.rt.call(widen.next_round, self.ctx, self.now_ms())
+            if not more:
+                return
+            kind = more[0].payload.kind
+            log.info("job %s: the sources offer too few answer sentences; %d more %s tasks",
+                     self.job_id, len(more), kind.value)  # fmt: skip
+            await self._submit(kind, more)
 
     async def _synthesize(self) -> None:
         kind = TaskKind.SYNTHESIZE

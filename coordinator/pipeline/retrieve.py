@@ -20,6 +20,23 @@ def tasks(ctx: JobContext) -> list[TaskPlan]:
     ]
 
 
+def more_tasks(ctx: JobContext) -> list[TaskPlan]:
+    """Another round as large as the first: the search's next best URLs that no retrieve task fetched,
+    numbered after the existing tasks (empty when the search found no more)."""
+    wanted = max(1, plan(ctx.spec).tasks(TaskKind.RETRIEVE))
+    existing = ctx.store.tasks(ctx.job_id, stage=TaskKind.RETRIEVE.value)
+    fetched: set[str] = set()
+    for t in existing:
+        payload = ctx.store.task_payload(t.task_id)
+        if isinstance(payload, RetrievePayload):
+            fetched.add(payload.url)
+    fresh = [u for u in search.urls(ctx, len(fetched) + wanted) if u not in fetched][:wanted]
+    return [
+        TaskPlan(ctx.task_id(TaskKind.RETRIEVE, len(existing) + i), RetrievePayload(url=url))
+        for i, url in enumerate(fresh)
+    ]
+
+
 def documents(ctx: JobContext) -> list[tuple[str, Document]]:
     """(retrieve task id, document) for each usable page, one per content digest."""
     seen: set[str] = set()

@@ -66,13 +66,13 @@ SEEDS_PER_ANSWER = 2
 
 def max_tasks(ctx: JobContext) -> int:
     budget = max(4, ctx.spec.rows * MAX_TASKS_FACTOR)
-    stated = _sentence_field(ctx.spec)
+    stated = sentence_field(ctx.spec)
     if stated is not None and (pairs := answer_pairs(ctx, stated)):
         return min(budget, max(4, SEEDS_PER_ANSWER * len(pairs)))
     return budget
 
 
-def _sentence_field(spec: DatasetSpec) -> FieldSpec | None:
+def sentence_field(spec: DatasetSpec) -> FieldSpec | None:
     """The field whose value is a source sentence, verbatim (answer first or label first), else None."""
     if (qa := qa_fields(spec)) is not None:
         return qa[1]
@@ -198,7 +198,7 @@ def _label_first_tasks(ctx: JobContext, start: int, count: int, fields: tuple[Fi
 
 def no_tasks_reason(ctx: JobContext) -> str:
     """Why `tasks` offers nothing, for the requester."""
-    if _sentence_field(ctx.spec) is not None:
+    if sentence_field(ctx.spec) is not None:
         return (
             "no sentence of the retrieved sources can answer a question on its own (or carry a label); "
             "no rows rather than unchecked ones"
