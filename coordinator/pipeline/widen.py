@@ -17,9 +17,10 @@ from coordinator.pipeline.context import JobContext
 from coordinator.pipeline.stage import TaskPlan
 from protocol.tasks import SearchPayload, TaskKind
 
-SENTENCES_PER_ROW = 3
+SENTENCES_PER_ROW = 4
 """Answer sentences wanted per requested row: with two seeds each, a sentence yielded 0.22-0.5 rows in the
-demo runs read (docs/notes/quality.md#widening)."""
+demo runs read, and 0.28-0.31 in two 12-row Python jobs whose 36 sentences ran out before 12 rows
+(docs/notes/quality.md#widening)."""
 MAX_ROUNDS = 2
 """Rounds of retrieve tasks past the first; a deeper search (once, when the first searches' pages are all
 fetched) is not counted."""
