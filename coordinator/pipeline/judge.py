@@ -28,7 +28,7 @@ EST_TOKENS = 120
 
 def settings(ctx: JobContext) -> JudgeSettings | None:
     """The job's judge, for a spec whose rows have no round trip; None when its rows are not judged."""
-    if synthesize.qa_fields(ctx.spec) is not None or synthesize.label_fields(ctx.spec) is not None:
+    if synthesize.sentence_field(ctx.spec) is not None:
         return None
     return JudgeSettings.from_doc(ctx.store.job(ctx.job_id).doc)
 
@@ -42,8 +42,6 @@ class Tally:
     """Rows whose judge task is not submitted or still open."""
     refused: list[RowRecord] = field(default_factory=list)
     unjudged: list[RowRecord] = field(default_factory=list)
-    scores: dict[int, int] = field(default_factory=dict)
-    """row_id -> the judge's score."""
 
 
 def tally(store: Store, job_id: str, judge: JudgeSettings) -> Tally:
@@ -56,7 +54,6 @@ def tally(store: Store, job_id: str, judge: JudgeSettings) -> Tally:
         elif task.state is TaskState.DONE and task.canonical_result_id is not None:
             output = store.result_message(task.canonical_result_id).output
             assert isinstance(output, JudgeOutput)
-            out.scores[row.row_id] = output.score
             (out.passed if judge.passes(output) else out.refused).append(row)
         else:
             out.unjudged.append(row)
